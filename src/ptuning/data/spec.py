@@ -1,0 +1,57 @@
+"""What a task is: its type, its labels and its metric. Shared by data loading, heads and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+TaskType = Literal[
+    "classification",  # single sentence or sentence pair -> one of `labels`
+    "regression",  # sentence pair -> a float (STS-B)
+    "multiple_choice",  # context + N choices -> index of the right choice (COPA)
+    "token_classification",  # words -> one tag per word (NER, IOB2)
+    "question_answering",  # question + context -> answer span (SQuAD)
+]
+
+TASK_TYPES: tuple[str, ...] = (
+    "classification",
+    "regression",
+    "multiple_choice",
+    "token_classification",
+    "question_answering",
+)
+
+
+class DataError(ValueError):
+    """Bad user input: the message names the file, the line or record, and what was expected."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Static description of a task.
+
+    `labels` holds the label names for classification and token classification (in id order),
+    is empty for regression and question answering, and holds the choice indices ("0", "1", ...)
+    for multiple choice.
+    """
+
+    name: str
+    task_type: str
+    labels: tuple[str, ...] = ()
+    metric: str = "accuracy"  # the primary metric, used to pick the best checkpoint
+    num_choices: int = 0  # multiple choice only
+    notes: tuple[str, ...] = field(default=(), compare=False)  # printed to users (e.g. how a split was made)
+
+    def __post_init__(self) -> None:
+        if self.task_type not in TASK_TYPES:
+            raise ValueError(f"unknown task type {self.task_type!r}; known: {', '.join(TASK_TYPES)}")
+
+    @property
+    def num_labels(self) -> int:
+        if self.task_type == "regression":
+            return 1
+        if self.task_type == "question_answering":
+            return 2
+        if self.task_type == "multiple_choice":
+            return 1
+        return len(self.labels)

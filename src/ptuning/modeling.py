@@ -1,0 +1,205 @@
+"""PromptModel: a frozen encoder + a prompt method + a task head, trainable by transformers.Trainer."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import ModelOutput
+
+from .backbones import Geometry, fingerprint, geometry, load_backbone
+from .config import PromptConfig
+from .data.spec import TaskSpec
+from .heads import build_head
+from .injection import LayerPrefix, PrefixInjector
+from .prompts import InputPrompt, PrefixEncoder
+
+
+@dataclass
+class ParameterCount:
+    trainable: int
+    total: int
+    backbone: int
+
+    @property
+    def share(self) -> float:
+        return self.trainable / self.total if self.total else 0.0
+
+    def describe(self) -> str:
+        return f"trainable {self.trainable:,} / total {self.total:,} ({100 * self.share:.3f}%)"
+
+
+class PromptModel(nn.Module):
+    """Frozen (or, for fine-tune, trainable) encoder with a prompt and a linear head.
+
+    `forward` takes the tokenizer's outputs plus labels (`labels`, or `start_positions` and
+    `end_positions` for QA; multiple choice takes (batch, choices, length) inputs) and returns
+    the same output classes as Hugging Face task models, so `transformers.Trainer` trains it.
+    """
+
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        spec: TaskSpec,
+        config: PromptConfig,
+        *,
+        backbone_name: str = "",
+        backbone_fingerprint: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.spec = spec
+        self.prompt_config = config
+        self.backbone_name = backbone_name
+        self.backbone_fingerprint = backbone_fingerprint or fingerprint(backbone)
+        self.geometry: Geometry = geometry(backbone.config)
+        self._accepts_token_type_ids = "token_type_ids" in inspect.signature(backbone.forward).parameters
+
+        self.prefix_encoder: PrefixEncoder | None = None
+        self.input_prompt: InputPrompt | None = None
+        if config.deep:
+            self.injector = PrefixInjector.attach(backbone)
+            top = config.prompt_layers or self.injector.num_layers
+            layers = list(
+                range(self.injector.num_layers - min(top, self.injector.num_layers), self.injector.num_layers)
+            )
+            g = self.geometry
+            self.prefix_encoder = PrefixEncoder(
+                config.prefix_len,
+                layers,
+                g.num_heads,
+                g.head_dim,
+                g.hidden_size,
+                projection=config.prefix_projection,
+                projection_hidden=config.projection_hidden,
+                dropout=config.prompt_dropout,
+                init_std=config.init_std,
+            )
+        elif config.method == "prompt-tuning":
+            self.input_prompt = InputPrompt(
+                config.prefix_len, backbone.get_input_embeddings(), dropout=config.prompt_dropout
+            )
+        self.head = build_head(
+            spec.task_type,
+            self.geometry.hidden_size,
+            spec.num_labels,
+            pooling=config.pooling,
+            dropout=config.head_dropout,
+        )
+        self.backbone.requires_grad_(not config.freezes_backbone)
+
+    # --- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_backbone(
+        cls, backbone_name: str, spec: TaskSpec, config: PromptConfig
+    ) -> tuple[PromptModel, PreTrainedTokenizerBase]:
+        backbone, tokenizer = load_backbone(backbone_name)
+        return cls(backbone, spec, config, backbone_name=backbone_name), tokenizer
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def prompt_modules(self) -> dict[str, nn.Module]:
+        """The task-specific modules: what a prompt-only checkpoint holds."""
+        modules: dict[str, nn.Module] = {"head": self.head}
+        if self.prefix_encoder is not None:
+            modules["prefix_encoder"] = self.prefix_encoder
+        if self.input_prompt is not None:
+            modules["input_prompt"] = self.input_prompt
+        return modules
+
+    def count_parameters(self) -> ParameterCount:
+        backbone = sum(p.numel() for p in self.backbone.parameters())
+        own = sum(p.numel() for m in self.prompt_modules().values() for p in m.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return ParameterCount(trainable=trainable, total=backbone + own, backbone=backbone)
+
+    def fold_prefix(self) -> None:
+        """Replace a reparameterized prefix encoder by its plain table (same outputs, no MLP)."""
+        if self.prefix_encoder is not None and self.prefix_encoder.projection:
+            self.prefix_encoder = self.prefix_encoder.fold()
+
+    def save_pretrained(self, directory, *, fold: bool = True) -> dict[str, int]:
+        """Write the prompt-only checkpoint (see `ptuning.checkpoint`); returns its byte counts."""
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(self, directory, fold=fold)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory, *, backbone=None
+    ) -> tuple[PromptModel, PreTrainedTokenizerBase | None]:
+        """Load a checkpoint onto its backbone (loaded by name, or the `backbone` given)."""
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(directory, backbone=backbone)
+
+    # --- forward --------------------------------------------------------------------------
+
+    def encode(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        prefix_mask: torch.Tensor | None = None,
+        prefix: dict[int, LayerPrefix] | None = None,
+    ) -> torch.Tensor:
+        """Last hidden states (batch, length, hidden) for the real tokens, whatever the method.
+
+        `prefix_mask` (batch, P) hides prefix positions (False = hidden) for deep prompts;
+        `prefix` overrides the prefix entirely (used to serve several tasks in one batch).
+        """
+        kwargs: dict[str, torch.Tensor] = {}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if token_type_ids is not None and self._accepts_token_type_ids:
+            kwargs["token_type_ids"] = token_type_ids
+
+        if self.input_prompt is not None:
+            embeds = self.backbone.get_input_embeddings()(input_ids)
+            embeds = self.input_prompt(embeds)
+            extra = self.input_prompt.prefix_len
+            batch = input_ids.shape[0]
+            if attention_mask is not None:
+                ones = attention_mask.new_ones(batch, extra)
+                kwargs["attention_mask"] = torch.cat([ones, attention_mask], dim=1)
+            if "token_type_ids" in kwargs:
+                kwargs["token_type_ids"] = torch.cat(
+                    [token_type_ids.new_zeros(batch, extra), token_type_ids], dim=1
+                )
+            hidden = self.backbone(inputs_embeds=embeds, **kwargs).last_hidden_state
+            return hidden[:, extra:]
+
+        if prefix is None and self.prefix_encoder is not None:
+            prefix = self.prefix_encoder(input_ids.shape[0], prefix_mask)
+        if prefix is None:
+            return self.backbone(input_ids=input_ids, **kwargs).last_hidden_state
+        with PrefixInjector.attach(self.backbone).active(prefix):
+            return self.backbone(input_ids=input_ids, **kwargs).last_hidden_state
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        prefix_mask: torch.Tensor | None = None,
+        **_: object,
+    ) -> ModelOutput:
+        num_choices = None
+        if self.spec.task_type == "multiple_choice":
+            num_choices = input_ids.shape[1]
+            input_ids = input_ids.flatten(0, 1)
+            attention_mask = attention_mask.flatten(0, 1) if attention_mask is not None else None
+            token_type_ids = token_type_ids.flatten(0, 1) if token_type_ids is not None else None
+        hidden = self.encode(input_ids, attention_mask, token_type_ids, prefix_mask)
+        if self.spec.task_type == "question_answering":
+            return self.head(hidden, attention_mask, start_positions, end_positions)
+        if self.spec.task_type == "multiple_choice":
+            return self.head(hidden, attention_mask, labels, num_choices=num_choices)
+        return self.head(hidden, attention_mask, labels)

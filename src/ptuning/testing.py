@@ -1,0 +1,86 @@
+"""Tiny randomly initialised encoders of every supported architecture, for tests and examples.
+
+`tiny_backbone(model_type)` builds one in memory; `save_tiny_backbone(model_type, folder)` writes a
+local model folder (with the MiniLM WordPiece tokenizer when it is installed, so the CLI can load
+it by path like any other backbone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModel,
+    BertConfig,
+    DebertaV2Config,
+    DistilBertConfig,
+    ElectraConfig,
+    MPNetConfig,
+    PretrainedConfig,
+    RobertaConfig,
+)
+
+TINY_MODEL_TYPES = ("bert", "roberta", "electra", "distilbert", "deberta-v2", "mpnet")
+
+
+def tiny_config(model_type: str, vocab_size: int = 1000) -> PretrainedConfig:
+    common = dict(
+        vocab_size=vocab_size,
+        max_position_embeddings=128,
+        attention_probs_dropout_prob=0.0,
+        hidden_dropout_prob=0.0,
+    )
+    size = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64)
+    if model_type == "bert":
+        return BertConfig(**common, **size)
+    if model_type == "roberta":
+        return RobertaConfig(**common, **size, pad_token_id=1)
+    if model_type == "electra":
+        return ElectraConfig(**common, **size, embedding_size=32)
+    if model_type == "distilbert":
+        return DistilBertConfig(
+            vocab_size=vocab_size,
+            max_position_embeddings=128,
+            dim=32,
+            n_layers=3,
+            n_heads=4,
+            hidden_dim=64,
+            dropout=0.0,
+            attention_dropout=0.0,
+        )
+    if model_type == "deberta-v2":
+        return DebertaV2Config(
+            **common,
+            **size,
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            position_buckets=16,
+            max_relative_positions=64,
+            position_biased_input=False,
+            type_vocab_size=0,
+        )
+    if model_type == "mpnet":
+        return MPNetConfig(**common, **size, relative_attention_num_buckets=32)
+    raise ValueError(f"no tiny config for {model_type!r}; known: {', '.join(TINY_MODEL_TYPES)}")
+
+
+def tiny_backbone(model_type: str, vocab_size: int = 1000, seed: int = 0):
+    torch.manual_seed(seed)
+    config = tiny_config(model_type, vocab_size)
+    attn = "eager" if model_type in ("deberta-v2", "mpnet") else "sdpa"
+    return AutoModel.from_config(config, attn_implementation=attn).eval()
+
+
+def save_tiny_backbone(model_type: str, folder: str | Path, seed: int = 0) -> Path:
+    """A local model folder with a tiny random encoder and the MiniLM tokenizer (vocab 30,522)."""
+    from transformers import AutoTokenizer
+
+    from .backbones import resolve
+
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(resolve("minilm"))
+    model = tiny_backbone(model_type, vocab_size=len(tokenizer), seed=seed)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("PTUNING_DATA", str(SHARED_DATA))
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("benchmark data folder ../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real MiniLM backbone and tokenizer (loaded once; tests must not modify its weights)."""
+    from ptuning.backbones import load_backbone
+
+    return load_backbone("minilm")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A local model folder with a tiny random BERT and the MiniLM tokenizer."""
+    from ptuning.testing import save_tiny_backbone
+
+    return save_tiny_backbone("bert", tmp_path_factory.mktemp("tiny-bert"))

@@ -1,0 +1,108 @@
+"""Frozen backbone, gradients, reparameterization folding and prompt-only checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ptuning.checkpoint import CheckpointError
+from ptuning.config import METHODS, PromptConfig
+from ptuning.data.spec import TaskSpec
+from ptuning.modeling import PromptModel
+from ptuning.testing import tiny_backbone
+
+SPEC = TaskSpec("toy", "classification", labels=("no", "yes"))
+
+
+def _inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 900, (4, 8), generator=g)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([0, 1, 1, 0])}
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "fine-tune"])
+def test_gradients_reach_only_prompt_and_head(method):
+    model = PromptModel(tiny_backbone("bert"), SPEC, PromptConfig(method=method, prefix_len=4))
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=0.1)
+    model.train()
+    model(**_inputs()).loss.backward()
+    own = {id(p) for m in model.prompt_modules().values() for p in m.parameters()}
+    for name, param in model.named_parameters():
+        if id(param) in own:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert not param.requires_grad and param.grad is None, name
+    optimizer.step()
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_fine_tune_trains_everything():
+    model = PromptModel(tiny_backbone("bert"), SPEC, PromptConfig(method="fine-tune"))
+    count = model.count_parameters()
+    assert count.trainable == count.total and model.prefix_encoder is None and model.input_prompt is None
+
+
+def test_folded_reparameterization_gives_same_logits():
+    model = PromptModel(
+        tiny_backbone("roberta"), SPEC, PromptConfig(method="prefix-tuning", prefix_len=4)
+    ).eval()
+    inputs = _inputs(1)
+    with torch.no_grad():
+        before = model(**inputs).logits
+        model.fold_prefix()
+        after = model(**inputs).logits
+    assert not model.prefix_encoder.projection and not hasattr(model.prefix_encoder, "mlp")
+    assert torch.allclose(before, after, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_save_load_round_trip(method, tmp_path):
+    backbone = tiny_backbone("distilbert")
+    model = PromptModel(
+        backbone, SPEC, PromptConfig(method=method, prefix_len=4, prefix_projection=True)
+    ).eval()
+    with torch.no_grad():  # make the head non-trivial
+        for p in model.head.parameters():
+            p.add_(0.5)
+        expected = model(**_inputs(2)).logits
+    sizes = model.save_pretrained(tmp_path / "ckpt")
+    files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert files == ["prompt.safetensors", "ptuning_config.json"]
+    config = json.loads((tmp_path / "ckpt" / "ptuning_config.json").read_text())
+    assert config["prefix_folded"] is (method in ("p-tuning-v2", "prefix-tuning"))
+    if method != "fine-tune":
+        assert sizes["checkpoint_bytes"] < sizes["backbone_bytes"] / 5
+    # a fresh copy of the same backbone (same seed) is accepted
+    loaded, _ = PromptModel.from_pretrained(tmp_path / "ckpt", backbone=tiny_backbone("distilbert"))
+    loaded.eval()
+    with torch.no_grad():
+        got = loaded(**_inputs(2)).logits
+    assert torch.allclose(expected, got, atol=1e-6)
+
+
+def test_mismatched_backbone_is_refused(tmp_path):
+    model = PromptModel(tiny_backbone("bert", seed=0), SPEC, PromptConfig(prefix_len=2))
+    model.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="trained on backbone"):
+        PromptModel.from_pretrained(tmp_path, backbone=tiny_backbone("bert", seed=1))
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not a ptuning checkpoint"):
+        PromptModel.from_pretrained(tmp_path)
+
+
+def test_trainable_share_on_real_minilm(minilm):
+    backbone, _ = minilm
+    model = PromptModel(backbone, SPEC, PromptConfig(prefix_len=16), backbone_name="minilm")
+    count = model.count_parameters()
+    # 16 tokens x 6 layers x 2 x 384 + head (384*2+2)
+    assert count.trainable == 16 * 6 * 2 * 384 + 384 * 2 + 2
+    print(f"\nP-Tuning v2 on MiniLM, P=16: {count.describe()}")
+    assert 0.001 <= count.share <= 0.03
+    backbone.requires_grad_(False)
