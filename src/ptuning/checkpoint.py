@@ -137,6 +137,11 @@ def load_checkpoint(directory, *, backbone=None):
     )
     if config.get("prefix_folded"):
         model.fold_prefix()
+    _load_weights(model, directory)
+    return model, tokenizer
+
+
+def _load_weights(model, directory) -> None:
     weights = Path(directory) / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_NAME}")
@@ -151,4 +156,10 @@ def load_checkpoint(directory, *, backbone=None):
             raise CheckpointError(
                 f"{weights}: {prefix} does not match the model (missing {missing}, unexpected {unexpected})"
             )
-    return model, tokenizer
+
+
+def load_training_state(model, directory) -> None:
+    """Load a training checkpoint (unfolded) into an existing model, checking its backbone."""
+    config = read_config(directory)
+    check_backbone(config, model.backbone_fingerprint, model.backbone_name, directory)
+    _load_weights(model, directory)

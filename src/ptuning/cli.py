@@ -1,0 +1,101 @@
+"""The `ptuning` command: one subcommand per module in `ptuning.commands`.
+
+Each command module defines `HELP` (one line), `DESCRIPTION`, `add_arguments(parser)` and
+`run(args) -> int`. Modules are imported only for the subcommand being run, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("ptuning.commands.info", "parameter counts of a backbone + method, and the known names"),
+    "train": (
+        "ptuning.commands.train",
+        "train a prompt (or fine-tune) on a task; writes a prompt-only checkpoint",
+    ),
+    "eval": ("ptuning.commands.evaluate", "evaluate a saved checkpoint on a task's validation split"),
+    "predict": ("ptuning.commands.predict", "predict with a saved checkpoint; writes JSON lines"),
+    "serve": ("ptuning.commands.serve", "serve many tasks' prompts over HTTP from one frozen backbone"),
+    "bench": ("ptuning.commands.bench", "measure step time, memory and size of each method side by side"),
+    "report": (
+        "ptuning.commands.report",
+        "run the reduced reproduction protocol and write a report with plots",
+    ),
+}
+
+EPILOG = """examples:
+  ptuning train                                   # P-Tuning v2, SST-2, MiniLM: the main job
+  ptuning train --task conll03 --method fine-tune --epochs 3
+  ptuning eval --checkpoint outputs/sst2
+  ptuning predict --checkpoint outputs/sst2 "a gripping, funny film"
+  ptuning info --backbone minilm --method p-tuning-v2 --prefix-len 16
+data: --data-dir DIR, else $PTUNING_DATA, else the Hugging Face hub (needs a network)."""
+
+
+class UserError(Exception):
+    """An error in what the user asked for: printed as one line, exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .backbones import BackboneError
+    from .checkpoint import CheckpointError
+    from .data.spec import DataError
+
+    return (UserError, DataError, BackboneError, CheckpointError, FileNotFoundError)
+
+
+def available_commands() -> dict[str, tuple[str, str]]:
+    """Commands whose module is installed (serve/bench/report arrive with their issues)."""
+    return {name: value for name, value in COMMANDS.items() if importlib.util.find_spec(value[0]) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptuning",
+        description="Deep prompt tuning (P-Tuning v2) of frozen transformer encoders, with baselines.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"ptuning {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in available_commands().items():
+        module = importlib.import_module(module_name)
+        child = sub.add_parser(
+            name,
+            help=help_text,
+            description=getattr(module, "DESCRIPTION", help_text),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(child)
+        child.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    argv = sys.argv[1:] if argv is None else argv
+    # `ptuning` with no subcommand runs the main job, as `ptuning train` does.
+    if not argv:
+        argv = ["train"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except _user_errors() as exc:
+        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        print(f"ptuning {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

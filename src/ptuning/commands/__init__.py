@@ -1,0 +1,1 @@
+"""Subcommands of the `ptuning` command line (see `ptuning.cli`)."""

@@ -1,0 +1,437 @@
+"""Training and evaluation with `transformers.Trainer` (no training loop of our own).
+
+`Trainer` brings the optimizer, schedule, gradient accumulation, DDP through Accelerate, bf16,
+TensorBoard logging, length-grouped batches, per-epoch evaluation, best-checkpoint selection and
+resumption with RNG state. We add what is ours: prompt-only checkpoints (through `PromptTrainer`),
+task metrics, and resumption that skips a checkpoint a crash left half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .backbones import DEFAULT_BACKBONE
+from .checkpoint import atomic_write_text, load_training_state, save_checkpoint
+from .config import DEFAULT_LEARNING_RATES, PromptConfig
+from .data import encode, load_task, load_user_task, make_collator, postprocess_qa, subsample
+from .data.spec import DataError, TaskSpec
+from .metrics import compute_metrics
+from .modeling import PromptModel
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+COMPLETE_MARKER = "trainer_state.json"  # Trainer writes it last in a checkpoint folder
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; saved next to the checkpoint as train_config.json."""
+
+    task: str = "sst2"
+    backbone: str = DEFAULT_BACKBONE
+    method: str = "p-tuning-v2"
+    prefix_len: int = 16
+    prefix_projection: bool = False
+    projection_hidden: int = 512
+    prompt_layers: int | None = None
+    prompt_dropout: float = 0.1
+    pooling: str = "cls"
+    learning_rate: float | None = None  # None: the method's default (config.DEFAULT_LEARNING_RATES)
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    epochs: float = 1.0
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    max_seq_length: int = 128
+    max_steps: int = -1
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    save_steps: int | None = None  # None: save (and evaluate) once per epoch
+    seed: int = 42
+    data_dir: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    task_type: str = "classification"  # for --train-file data
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    tag_column: int = -1
+    output_dir: str = "outputs/run"
+    resume: bool = False
+    bf16: bool = False
+    logging_steps: int = 20
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def prompt_config(self) -> PromptConfig:
+        return PromptConfig(
+            method=self.method,
+            prefix_len=self.prefix_len,
+            prefix_projection=self.prefix_projection,
+            projection_hidden=self.projection_hidden,
+            prompt_layers=self.prompt_layers,
+            prompt_dropout=self.prompt_dropout,
+            pooling=self.pooling,
+        )
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.method]
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def load_data(cfg: TrainConfig):
+    if cfg.train_file or cfg.validation_file:
+        if not (cfg.train_file and cfg.validation_file):
+            raise DataError("--train-file and --validation-file go together: give both")
+        return load_user_task(
+            cfg.task_type,
+            cfg.train_file,
+            cfg.validation_file,
+            text_column=cfg.text_column,
+            text_pair_column=cfg.text_pair_column,
+            label_column=cfg.label_column,
+            tag_column=cfg.tag_column,
+            name=cfg.task if cfg.task != "sst2" else "custom",
+        )
+    return load_task(cfg.task, cfg.data_dir)
+
+
+class EvalSet:
+    """Examples and their features for one evaluation split, and the metric computation over them."""
+
+    def __init__(self, spec: TaskSpec, examples: list[dict], tokenizer, max_length: int) -> None:
+        self.spec = spec
+        self.examples = examples
+        self.features = encode(spec, examples, tokenizer, max_length, for_training=False)
+
+    def metrics(self, predictions, label_ids) -> dict[str, float]:
+        spec = self.spec
+        if spec.task_type == "question_answering":
+            start, end = predictions
+            answers = postprocess_qa(self.examples, self.features, start, end)
+            preds = {key: value["text"] for key, value in answers.items()}
+            refs = {ex["id"]: list(ex["answers"]["text"]) for ex in self.examples}
+            return compute_metrics(spec, preds, refs)
+        if spec.task_type == "token_classification":
+            preds, refs = [], []
+            for pred_row, label_row in zip(predictions, label_ids, strict=True):
+                keep = label_row != -100
+                preds.append([spec.labels[i] for i in pred_row[keep]])
+                refs.append([spec.labels[i] for i in label_row[keep]])
+            return compute_metrics(spec, preds, refs)
+        groups = [ex.get("group") for ex in self.examples] if "group" in self.examples[0] else None
+        preds = predictions.tolist()
+        refs = label_ids.tolist()
+        return compute_metrics(spec, preds, refs, groups=groups)
+
+
+def _reduce_logits(spec: TaskSpec):
+    """Keep evaluation memory small: argmax on the fly, except where the metric needs logits."""
+
+    def reduce(logits, labels):
+        if spec.task_type in ("classification", "multiple_choice", "token_classification"):
+            return logits.argmax(dim=-1)
+        return logits
+
+    return reduce
+
+
+# --- the trainer ------------------------------------------------------------------------------
+
+
+class PromptTrainer(Trainer):
+    """Trainer whose checkpoints hold only what trains (prompt + head; everything for fine-tune)."""
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            save_checkpoint(self.accelerator.unwrap_model(self.model), output_dir, fold=False)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        load_training_state(model or self.model, resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        load_training_state(self.model, self.state.best_model_checkpoint)
+
+
+class _WallClock(TrainerCallback):
+    """Training seconds, carried across a crash: each checkpoint records the total so far."""
+
+    FILE = "train_seconds.json"
+
+    def __init__(self, resume_from: Path | None) -> None:
+        self.before = _read_seconds(resume_from / self.FILE) if resume_from else 0.0
+        self._start = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self._start
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if folder.is_dir():
+                atomic_write_text(folder / self.FILE, json.dumps({"seconds": self.seconds}))
+
+
+def _read_seconds(path: Path) -> float:
+    try:
+        return float(json.loads(path.read_text())["seconds"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint folders that were fully written, oldest first."""
+    found = []
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        state = path / COMPLETE_MARKER
+        try:
+            json.loads(state.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        found.append(path)
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint; half-written ones (a crash mid-save) are removed."""
+    complete = complete_checkpoints(folder)
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if path not in complete:
+            log.warning("removing incomplete checkpoint %s (the run stopped while writing it)", path)
+            shutil.rmtree(path, ignore_errors=True)
+    return complete[-1] if complete else None
+
+
+def training_arguments(
+    cfg: TrainConfig, spec: TaskSpec, checkpoint_dir: Path, steps_per_epoch: int
+) -> TrainingArguments:
+    strategy = "steps" if cfg.save_steps else "epoch"
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=math.ceil(cfg.warmup_ratio * _total_steps(cfg, steps_per_epoch)),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=cfg.save_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=f"eval_{spec.metric}",
+        greater_is_better=True,
+        logging_steps=cfg.logging_steps,
+        report_to=[],  # TensorBoard is added by `_tensorboard` with our log folder
+        train_sampling_strategy="group_by_length",
+        label_names=["start_positions", "end_positions"]
+        if spec.task_type == "question_answering"
+        else ["labels"],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.bf16 and cuda,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        disable_tqdm=not cfg.progress,
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def _tensorboard(folder: Path) -> TrainerCallback:
+    from transformers.integrations import TensorBoardCallback
+
+    callback = TensorBoardCallback()
+    callback.logging_dir = str(folder)
+    return callback
+
+
+def _total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return math.ceil(cfg.epochs * steps_per_epoch)
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json."""
+    set_seed(cfg.seed)
+    output = Path(cfg.output_dir)
+    checkpoint_dir = output / CHECKPOINTS
+    resume_from = last_complete_checkpoint(checkpoint_dir) if cfg.resume and checkpoint_dir.is_dir() else None
+
+    data = load_data(cfg)
+    spec = data.spec
+    train_examples = subsample(data.train, cfg.max_train_samples, cfg.seed)
+    eval_examples = subsample(data.validation, cfg.max_eval_samples, cfg.seed)
+
+    model, tokenizer = PromptModel.from_backbone(cfg.backbone, spec, cfg.prompt_config())
+    train_features = encode(spec, train_examples, tokenizer, cfg.max_seq_length, for_training=True)
+    eval_set = EvalSet(spec, eval_examples, tokenizer, cfg.max_seq_length)
+
+    global_batch = cfg.batch_size * cfg.grad_accum * _world_size()
+    steps_per_epoch = max(1, math.ceil(len(train_features) / global_batch))
+    args = training_arguments(cfg, spec, checkpoint_dir, steps_per_epoch)
+    clock = _WallClock(resume_from)
+    trainer = PromptTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_features,
+        eval_dataset=eval_set.features,
+        data_collator=make_collator(spec, tokenizer),
+        compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
+        preprocess_logits_for_metrics=_reduce_logits(spec),
+        callbacks=[clock, _tensorboard(output / "tensorboard")],
+    )
+    if trainer.is_world_process_zero():
+        _write_json(output / "train_config.json", asdict(cfg))
+        for note in spec.notes:
+            print(f"note: {note}")
+        count = model.count_parameters()
+        print(
+            f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
+            f"{count.describe()}; train {len(train_examples)} examples, eval {len(eval_examples)}; "
+            f"max_seq_length {cfg.max_seq_length}, prefix_len {cfg.prefix_len}, epochs {cfg.epochs}, "
+            f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}"
+            + (f"; resuming from {resume_from}" if resume_from else "")
+        )
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_seconds = clock.seconds
+
+    eval_metrics = trainer.evaluate()  # the best checkpoint is loaded at the end of training
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    metrics: dict[str, Any] = {}
+    if trainer.is_world_process_zero():
+        sizes = save_checkpoint(model, output, fold=True)
+        count = model.count_parameters()
+        metrics = {
+            "task": spec.name,
+            "task_type": spec.task_type,
+            "method": cfg.method,
+            "backbone": cfg.backbone,
+            "trainable_params": count.trainable,
+            "total_params": count.total,
+            "trainable_share": count.share,
+            "train_seconds": round(train_seconds, 2),
+            "train_examples": len(train_examples),
+            "eval_examples": len(eval_examples),
+            "global_steps": trainer.state.global_step,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            **sizes,
+            "metric": spec.metric,
+            "validation": {k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
+            "notes": list(spec.notes),
+        }
+        _write_json(output / "metrics.json", metrics)
+    return metrics
+
+
+def _write_json(path: Path, data: Any, trainer: Trainer | None = None) -> None:
+    if trainer is not None and not trainer.is_world_process_zero():
+        return
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    task: str | None = None,
+    split: str = "validation",
+    data_dir: str | None = None,
+    max_eval_samples: int | None = None,
+    max_seq_length: int = 128,
+    batch_size: int = 64,
+    validation_file: str | None = None,
+) -> dict[str, Any]:
+    """Metrics of a saved checkpoint on a task's split (default: the task it was trained on)."""
+    model, tokenizer = PromptModel.from_pretrained(checkpoint)
+    spec = model.spec
+    if validation_file:
+        cfg = (
+            json.loads((Path(checkpoint) / "train_config.json").read_text())
+            if (Path(checkpoint) / "train_config.json").is_file()
+            else {}
+        )
+        data = load_user_task(
+            spec.task_type,
+            validation_file,
+            validation_file,
+            text_column=cfg.get("text_column", "text"),
+            text_pair_column=cfg.get("text_pair_column"),
+            label_column=cfg.get("label_column", "label"),
+            tag_column=cfg.get("tag_column", -1),
+            name=spec.name,
+        )
+    else:
+        data = load_task(task or spec.name, data_dir)
+    if split not in ("validation", "train"):
+        raise DataError(f"unknown split {split!r}; expected 'validation' or 'train'")
+    if data.spec.labels != spec.labels:
+        raise DataError(
+            f"checkpoint labels {list(spec.labels)} do not match task {data.spec.name!r} labels {list(data.spec.labels)}"
+        )
+    examples = subsample(getattr(data, split), max_eval_samples, 0)
+    eval_set = EvalSet(spec, examples, tokenizer, max_seq_length)
+    args = TrainingArguments(
+        output_dir=str(Path(checkpoint) / ".eval"),
+        per_device_eval_batch_size=batch_size,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        label_names=["start_positions", "end_positions"]
+        if spec.task_type == "question_answering"
+        else ["labels"],
+        remove_unused_columns=False,
+    )
+    trainer = PromptTrainer(
+        model=model,
+        args=args,
+        data_collator=make_collator(spec, tokenizer),
+        compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
+        preprocess_logits_for_metrics=_reduce_logits(spec),
+    )
+    raw = trainer.evaluate(eval_set.features)
+    shutil.rmtree(Path(checkpoint) / ".eval", ignore_errors=True)
+    return {
+        "task": data.spec.name,
+        "split": split,
+        "examples": len(examples),
+        **{k.removeprefix("eval_"): v for k, v in raw.items()},
+    }
