@@ -1,15 +1,29 @@
-"""Task data: built-in tasks and user files (`tasks`)."""
+"""Task data: built-in tasks and user files (`tasks`), tokenizer features and batching (`features`)."""
 
+from ptuning.data.features import (
+    MODEL_INPUT_KEYS,
+    encode,
+    make_collator,
+    postprocess_qa,
+    spans_from_tags,
+    word_predictions,
+)
 from ptuning.data.spec import DataError, TaskSpec
 from ptuning.data.tasks import KNOWN_TASKS, TaskData, get_task_spec, load_task, load_user_task, subsample
 
 __all__ = [
     "KNOWN_TASKS",
+    "MODEL_INPUT_KEYS",
     "DataError",
     "TaskData",
     "TaskSpec",
+    "encode",
     "get_task_spec",
     "load_task",
     "load_user_task",
+    "make_collator",
+    "postprocess_qa",
+    "spans_from_tags",
     "subsample",
+    "word_predictions",
 ]

@@ -1,0 +1,417 @@
+"""Examples -> model features with a Hugging Face fast tokenizer; batching; predictions -> words and spans.
+
+`encode` turns the example dicts of `ptuning.data.tasks` into per-feature dicts of python lists (no
+padding), `make_collator` pads a list of them into tensors, and `postprocess_qa`, `word_predictions`
+and `spans_from_tags` map model outputs back to answer strings, words and entities.
+
+Keys of a feature: the model inputs in `MODEL_INPUT_KEYS` (``token_type_ids`` only when the tokenizer
+produces them) plus, for mapping predictions back, ``word_ids`` (token classification) and
+``example_id`` / ``offset_mapping`` (question answering with ``for_training=False``). The collator drops
+every key not in `MODEL_INPUT_KEYS`.
+
+Assumes the tokenizer pads on the right and puts the question first for question answering.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from seqeval.metrics.sequence_labeling import get_entities
+
+from ptuning.data.spec import DataError, TaskSpec
+
+Feature = dict[str, Any]
+
+MODEL_INPUT_KEYS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "labels",
+    "start_positions",
+    "end_positions",
+)
+_SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+_CHUNK = 1000  # examples per tokenizer call: batched for speed, bounded for memory
+IGNORE_INDEX = -100  # label of tokens that carry no tag (special tokens, non-first sub-words, padding)
+
+
+def encode(
+    spec: TaskSpec,
+    examples: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    max_length: int,
+    *,
+    for_training: bool = True,
+    doc_stride: int | None = None,
+) -> list[Feature]:
+    """Features of `examples` (see the module docstring), truncated to `max_length` tokens.
+
+    Labels are added when the examples have them: ``labels`` (class id, float, choice index, or one
+    id per token with -100 for special tokens and non-first sub-words), or ``start_positions`` /
+    ``end_positions`` for question answering (0, the CLS token, when the answer is not inside the
+    window). Question answering yields one feature per window of the context (overlap `doc_stride`,
+    default ``min(128, max_length // 4)``); with ``for_training=False`` each feature also keeps
+    ``example_id`` and ``offset_mapping`` (None for tokens outside the context).
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("a fast (Rust) tokenizer is required: offsets and word ids come from it")
+    if max_length < 8:
+        raise ValueError(f"max_length {max_length} is too small")
+    if spec.task_type in ("classification", "regression"):
+        return _encode_sequences(spec, examples, tokenizer, max_length)
+    if spec.task_type == "multiple_choice":
+        return _encode_choices(spec, examples, tokenizer, max_length)
+    if spec.task_type == "token_classification":
+        return _encode_tokens(spec, examples, tokenizer, max_length)
+    if spec.task_type == "question_answering":
+        stride = min(128, max_length // 4) if doc_stride is None else doc_stride
+        return _encode_qa(examples, tokenizer, max_length, stride, keep_mapping=not for_training)
+    raise ValueError(f"unsupported task type {spec.task_type!r}")
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _model_inputs(encoding: Any, index: int) -> Feature:
+    return {key: encoding[key][index] for key in _SEQUENCE_KEYS if key in encoding}
+
+
+def _label_ids(spec: TaskSpec) -> dict[str, int]:
+    return {name: i for i, name in enumerate(spec.labels)}
+
+
+def _class_id(ids: dict[str, int], label: Any, what: str) -> int:
+    if label not in ids:
+        raise DataError(f"{what}: label {label!r} is not one of {', '.join(ids)}")
+    return ids[label]
+
+
+def _tokenize_pairs(
+    tokenizer: Any, texts: list[str], pairs: list[str | None], max_length: int
+) -> list[Feature]:
+    """Tokenize texts (with their pairs where given); one batched call unless pairs are mixed with None."""
+    if all(p is None for p in pairs):
+        encoding = tokenizer(texts, truncation=True, max_length=max_length)
+    elif all(p is not None for p in pairs):
+        encoding = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+    else:
+        return [
+            _model_inputs(
+                tokenizer([t], [p] if p is not None else None, truncation=True, max_length=max_length), 0
+            )
+            for t, p in zip(texts, pairs, strict=True)
+        ]
+    return [_model_inputs(encoding, i) for i in range(len(texts))]
+
+
+def _encode_sequences(
+    spec: TaskSpec, examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int
+) -> list[Feature]:
+    ids = _label_ids(spec)
+    features: list[Feature] = []
+    for chunk in _chunks(examples):
+        encoded = _tokenize_pairs(
+            tokenizer, [ex["text"] for ex in chunk], [ex.get("text_pair") for ex in chunk], max_length
+        )
+        for example, feature in zip(chunk, encoded, strict=True):
+            label = example.get("label")
+            if label is not None:
+                what = f"example {len(features)}"
+                feature["labels"] = (
+                    float(label) if spec.task_type == "regression" else _class_id(ids, label, what)
+                )
+            features.append(feature)
+    return features
+
+
+def _encode_choices(
+    spec: TaskSpec, examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int
+) -> list[Feature]:
+    """Each choice is paired with the context; the inputs of a feature are lists of `num_choices` lists."""
+    features: list[Feature] = []
+    for index, example in enumerate(examples):
+        choices = list(example["choices"])
+        if spec.num_choices and len(choices) != spec.num_choices:
+            raise DataError(f"example {index}: expected {spec.num_choices} choices, found {len(choices)}")
+        encoding = tokenizer(
+            [example["context"]] * len(choices), choices, truncation=True, max_length=max_length
+        )
+        feature: Feature = {key: list(encoding[key]) for key in _SEQUENCE_KEYS if key in encoding}
+        label = example.get("label")
+        if label is not None:
+            if not 0 <= int(label) < len(choices):
+                raise DataError(
+                    f"example {index}: label {label!r} is not a choice index below {len(choices)}"
+                )
+            feature["labels"] = int(label)
+        features.append(feature)
+    return features
+
+
+def _encode_tokens(
+    spec: TaskSpec, examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int
+) -> list[Feature]:
+    """Words are tokenized as pre-split words; the first sub-word of each word carries its tag id and
+    every other token -100. Words cut off by truncation get no label (see `word_predictions`)."""
+    ids = _label_ids(spec)
+    features: list[Feature] = []
+    for chunk in _chunks(examples):
+        encoding = tokenizer(
+            [list(ex["tokens"]) for ex in chunk],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=max_length,
+        )
+        for i, example in enumerate(chunk):
+            feature = _model_inputs(encoding, i)
+            word_ids = encoding.word_ids(i)
+            feature["word_ids"] = word_ids
+            tags = example.get("tags")
+            if tags is not None:
+                what = f"example {len(features)}"
+                labels, previous = [], None
+                for word in word_ids:
+                    first = word is not None and word != previous
+                    labels.append(_class_id(ids, tags[word], what) if first else IGNORE_INDEX)
+                    previous = word
+                feature["labels"] = labels
+            features.append(feature)
+    return features
+
+
+def _clip_questions(tokenizer: Any, questions: list[str], max_tokens: int) -> list[str]:
+    """Questions cut to at most `max_tokens` tokens, so that every window keeps room for the context."""
+    encoding = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
+    clipped = []
+    for question, offsets in zip(questions, encoding["offset_mapping"], strict=True):
+        clipped.append(question if len(offsets) <= max_tokens else question[: offsets[max_tokens - 1][1]])
+    return clipped
+
+
+def _answer_span(
+    sequence_ids: list[int | None], offsets: list[tuple[int, int]], start: int, end: int
+) -> tuple[int, int]:
+    """Token indices of the answer's first and last token in this window, (0, 0) if not fully inside."""
+    context = [k for k, s in enumerate(sequence_ids) if s == 1]
+    first, last = context[0], context[-1]
+    if offsets[first][0] > start or offsets[last][1] < end:
+        return 0, 0
+    token_start = first
+    while token_start <= last and offsets[token_start][0] <= start:
+        token_start += 1
+    token_end = last
+    while token_end >= first and offsets[token_end][1] >= end:
+        token_end -= 1
+    return token_start - 1, token_end + 1
+
+
+def _encode_qa(
+    examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int, stride: int, *, keep_mapping: bool
+) -> list[Feature]:
+    """Question + context windows: only the context is truncated, windows overlap by `stride` tokens."""
+    if max_length < 32:
+        raise ValueError(f"max_length {max_length} is too small for question answering (at least 32)")
+    # Questions keep at most half the window; the tokenizer panics (not raises) if the overlap does
+    # not fit in what is left for the context, so check here.
+    room = max_length - max_length // 2 - tokenizer.num_special_tokens_to_add(pair=True)
+    if not 0 <= stride < room:
+        raise ValueError(
+            f"doc_stride {stride} must be below {room}, the context tokens a window keeps at max_length {max_length}"
+        )
+    features: list[Feature] = []
+    for chunk in _chunks(examples):
+        questions = _clip_questions(tokenizer, [ex["question"].lstrip() for ex in chunk], max_length // 2)
+        encoding = tokenizer(
+            questions,
+            [ex["context"] for ex in chunk],
+            truncation="only_second",
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        for i, example_index in enumerate(encoding["overflow_to_sample_mapping"]):
+            example = chunk[example_index]
+            feature = _model_inputs(encoding, i)
+            sequence_ids = encoding.sequence_ids(i)
+            offsets = encoding["offset_mapping"][i]
+            answers = example.get("answers")
+            if answers and answers["text"]:
+                start = answers["answer_start"][0]
+                span = _answer_span(sequence_ids, offsets, start, start + len(answers["text"][0]))
+                feature["start_positions"], feature["end_positions"] = span
+            if keep_mapping:
+                feature["example_id"] = example["id"]
+                feature["offset_mapping"] = [
+                    tuple(offset) if sequence_ids[k] == 1 else None for k, offset in enumerate(offsets)
+                ]
+            features.append(feature)
+    return features
+
+
+# --------------------------------------------------------------------------------------------------
+# Batching
+
+
+def _pad(values: list[int], length: int, value: int, left: bool) -> list[int]:
+    padding = [value] * (length - len(values))
+    return padding + list(values) if left else list(values) + padding
+
+
+@dataclass(frozen=True)
+class Collator:
+    """Pads features to the longest sequence of the batch and stacks the model inputs into tensors.
+
+    A class rather than a closure so that it can be pickled into DataLoader worker processes."""
+
+    task_type: str
+    pad_token_id: int
+    pad_token_type_id: int = 0
+    left: bool = False
+
+    def __call__(self, features: list[Feature]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("cannot collate an empty batch")
+        keys = [key for key in MODEL_INPUT_KEYS if key in features[0]]
+        for index, feature in enumerate(features):
+            missing = [key for key in keys if key not in feature]
+            if missing:
+                raise ValueError(f"feature {index} of the batch lacks {', '.join(missing)}")
+        choices = self.task_type == "multiple_choice"
+        rows = (
+            [seq for f in features for seq in f["input_ids"]]
+            if choices
+            else [f["input_ids"] for f in features]
+        )
+        longest = max(len(row) for row in rows)
+        pad_values = {
+            "input_ids": self.pad_token_id,
+            "attention_mask": 0,
+            "token_type_ids": self.pad_token_type_id,
+        }
+        if self.task_type == "token_classification":
+            pad_values["labels"] = IGNORE_INDEX
+        batch: dict[str, torch.Tensor] = {}
+        for key in keys:
+            values = [feature[key] for feature in features]
+            if key in pad_values and choices:
+                padded = [
+                    [_pad(seq, longest, pad_values[key], self.left) for seq in value] for value in values
+                ]
+                batch[key] = torch.tensor(padded, dtype=torch.long)
+            elif key in pad_values:
+                batch[key] = torch.tensor(
+                    [_pad(v, longest, pad_values[key], self.left) for v in values], dtype=torch.long
+                )
+            elif key == "labels" and self.task_type == "regression":
+                batch[key] = torch.tensor(values, dtype=torch.float32)
+            else:
+                batch[key] = torch.tensor(values, dtype=torch.long)
+        return batch
+
+
+def make_collator(spec: TaskSpec, tokenizer: Any) -> Callable[[list[Feature]], dict[str, torch.Tensor]]:
+    """A collate function for `torch.utils.data.DataLoader` over features of `encode`.
+
+    Pads dynamically (pad token, attention 0, token type = the tokenizer's pad type, token labels
+    -100) to the longest sequence in the batch, on the tokenizer's padding side; multiple choice
+    becomes (batch, num_choices, seq). Keys outside `MODEL_INPUT_KEYS` are dropped."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out anyway
+    return Collator(
+        task_type=spec.task_type,
+        pad_token_id=int(pad_id),
+        pad_token_type_id=int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
+        left=getattr(tokenizer, "padding_side", "right") == "left",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Predictions -> answers, words, entities
+
+
+def postprocess_qa(
+    examples: Sequence[dict[str, Any]],
+    features: Sequence[Feature],
+    start_logits: Sequence[Sequence[float]] | np.ndarray,
+    end_logits: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> dict[str, dict[str, Any]]:
+    """Best answer span per example: ``{id: {"text", "start", "end"}}`` (character offsets into the
+    context, end exclusive; empty text at 0 when no valid span exists).
+
+    `features` are those of ``encode(..., for_training=False)`` and the logits are aligned with them
+    (rows may be longer than a feature, e.g. padded batches). For each feature the `n_best` highest
+    start and end logits are combined; a span is valid when both ends are context tokens, end >= start
+    and it has at most `max_answer_length` tokens; the highest start + end logit wins over all windows."""
+    by_example: dict[str, list[int]] = defaultdict(list)
+    for index, feature in enumerate(features):
+        by_example[feature["example_id"]].append(index)
+    predictions: dict[str, dict[str, Any]] = {}
+    for example in examples:
+        best: tuple[float, int, int] | None = None
+        for index in by_example.get(example["id"], []):
+            offsets = features[index]["offset_mapping"]
+            starts = np.asarray(start_logits[index], dtype=np.float64)[: len(offsets)]
+            ends = np.asarray(end_logits[index], dtype=np.float64)[: len(offsets)]
+            for s in np.argsort(starts)[::-1][:n_best]:
+                for e in np.argsort(ends)[::-1][:n_best]:
+                    if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > max_answer_length:
+                        continue
+                    score = float(starts[s] + ends[e])
+                    if best is None or score > best[0]:
+                        best = (score, offsets[s][0], offsets[e][1])
+        if best is None:
+            predictions[example["id"]] = {"text": "", "start": 0, "end": 0}
+        else:
+            _, start, end = best
+            predictions[example["id"]] = {"text": example["context"][start:end], "start": start, "end": end}
+    return predictions
+
+
+def word_predictions(
+    features_word_ids: Sequence[Sequence[int | None]],
+    token_pred_ids: Sequence[Sequence[int]] | np.ndarray,
+    *,
+    num_words: Sequence[int] | None = None,
+    fill_id: int = 0,
+) -> list[list[int]]:
+    """Per example, the predicted tag id of each word: the prediction at the word's first sub-word.
+
+    `features_word_ids` are the ``word_ids`` of `encode`'s features, `token_pred_ids` the per-token
+    argmax (rows may be padded longer). A list covers the words up to the last one seen; pass
+    `num_words` (words per example) to get full-length lists, with `fill_id` (default 0, which is "O"
+    for the built-in and user tag sets) for words cut off by truncation."""
+    results = []
+    for index, word_ids in enumerate(features_word_ids):
+        predicted = token_pred_ids[index]
+        seen = [w for w in word_ids if w is not None]
+        length = num_words[index] if num_words is not None else (max(seen) + 1 if seen else 0)
+        words = [fill_id] * length
+        previous = None
+        for position, word in enumerate(word_ids):
+            if word is not None and word != previous and word < length:
+                words[word] = int(predicted[position])
+            previous = word
+        results.append(words)
+    return results
+
+
+def spans_from_tags(tokens: Sequence[str], tags: Sequence[str]) -> list[dict[str, Any]]:
+    """Entities of an IOB2-tagged sentence: ``{"type", "start", "end", "text"}`` with word indices (end
+    exclusive) and the words joined by spaces. Uses seqeval's chunking, so a stray I- tag starts an
+    entity as in seqeval's default-mode scoring."""
+    if len(tokens) != len(tags):
+        raise ValueError(f"{len(tokens)} tokens but {len(tags)} tags")
+    return [
+        {"type": kind, "start": start, "end": end + 1, "text": " ".join(tokens[start : end + 1])}
+        for kind, start, end in get_entities(list(tags))
+    ]
