@@ -18,11 +18,13 @@ import os
 import shutil
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 DEFAULT_BACKBONE = "minilm"
 
@@ -107,6 +109,23 @@ def resolve(name: str) -> str:
 def load_backbone(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the encoder (SDPA attention, eval mode) and its tokenizer."""
     location = resolve(name)
+    with _quiet_loading():
+        return _load(name, location)
+
+
+@contextmanager
+def _quiet_loading():
+    """No per-tensor "Loading weights" bar: loading a small encoder takes well under a second."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _load(name: str, location: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     try:
         config = AutoConfig.from_pretrained(location)
         model = AutoModel.from_pretrained(location, config=config, attn_implementation="sdpa")

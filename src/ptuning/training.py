@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,21 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .backbones import DEFAULT_BACKBONE
 from .checkpoint import atomic_write_text, load_training_state, save_checkpoint
 from .config import DEFAULT_LEARNING_RATES, PromptConfig
-from .data import encode, load_task, load_user_task, make_collator, postprocess_qa, subsample
+from .data import (
+    encode,
+    load_task,
+    load_user_task,
+    make_collator,
+    postprocess_qa,
+    subsample,
+    word_predictions,
+)
 from .data.spec import DataError, TaskSpec
 from .metrics import compute_metrics
 from .modeling import PromptModel
@@ -35,6 +45,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 COMPLETE_MARKER = "trainer_state.json"  # Trainer writes it last in a checkpoint folder
+EVAL_SUBSET_SEED = 0  # the same evaluation subset whatever the training seed, so runs compare
 
 
 @dataclass
@@ -131,12 +142,12 @@ class EvalSet:
             refs = {ex["id"]: list(ex["answers"]["text"]) for ex in self.examples}
             return compute_metrics(spec, preds, refs)
         if spec.task_type == "token_classification":
-            preds, refs = [], []
-            for pred_row, label_row in zip(predictions, label_ids, strict=True):
-                keep = label_row != -100
-                preds.append([spec.labels[i] for i in pred_row[keep]])
-                refs.append([spec.labels[i] for i in label_row[keep]])
-            return compute_metrics(spec, preds, refs)
+            # word level, from each word's first sub-word; words cut off by truncation count as "O"
+            word_ids = [feature["word_ids"] for feature in self.features]
+            lengths = [len(ex["tokens"]) for ex in self.examples]
+            ids = word_predictions(word_ids, predictions, num_words=lengths, fill_id=spec.labels.index("O"))
+            preds = [[spec.labels[i] for i in row] for row in ids]
+            return compute_metrics(spec, preds, [list(ex["tags"]) for ex in self.examples])
         groups = [ex.get("group") for ex in self.examples] if "group" in self.examples[0] else None
         preds = predictions.tolist()
         refs = label_ids.tolist()
@@ -157,8 +168,53 @@ def _reduce_logits(spec: TaskSpec):
 # --- the trainer ------------------------------------------------------------------------------
 
 
+class GlobalLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order over the *global* batch, drawn afresh from (seed, epoch) each epoch.
+
+    Every rank draws the same order, and Accelerate hands rank r every world_size-th per-device
+    batch of it, so one optimizer step covers the same examples as one step of a single process
+    with the same global batch; a resumed run replays the order of the epoch it stopped in.
+    """
+
+    def __init__(self, global_batch: int, dataset, seed: int) -> None:
+        super().__init__(global_batch, dataset=dataset, generator=torch.Generator())
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
 class PromptTrainer(Trainer):
     """Trainer whose checkpoints hold only what trains (prompt + head; everything for fine-tune)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # PromptModel.forward takes **kwargs, so Trainer would take it to normalise its loss by
+        # `num_items_in_batch`: it would then skip the division by --grad-accum and, under DDP,
+        # multiply the loss by the world size. Our heads return per-batch means.
+        self.model_accepts_loss_kwargs = False
+        # We pass broadcast_buffers=False (see training_arguments); torch 2.13 warns it is renamed.
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not hasattr(dataset, "__len__"):
+            return super()._get_train_sampler(train_dataset)
+        args = self.args
+        global_batch = args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        return GlobalLengthGroupedSampler(global_batch, dataset, seed)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Dataset order (Trainer would length-group it): QA, NER and grouped metrics line predictions
+        # up with EvalSet's features by position. Under DDP Accelerate shards the batches and
+        # `gather_for_metrics` drops the padding of the last one, so each example counts once.
+        return torch.utils.data.SequentialSampler(eval_dataset) if hasattr(eval_dataset, "__len__") else None
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir or self.args.output_dir
@@ -262,6 +318,7 @@ def training_arguments(
         disable_tqdm=not cfg.progress,
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
+        ddp_broadcast_buffers=False,  # the buffers (position ids) never change: no per-step broadcast
     )
 
 
@@ -293,7 +350,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     data = load_data(cfg)
     spec = data.spec
     train_examples = subsample(data.train, cfg.max_train_samples, cfg.seed)
-    eval_examples = subsample(data.validation, cfg.max_eval_samples, cfg.seed)
+    eval_examples = subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED)
 
     model, tokenizer = PromptModel.from_backbone(cfg.backbone, spec, cfg.prompt_config())
     train_features = encode(spec, train_examples, tokenizer, cfg.max_seq_length, for_training=True)
@@ -408,7 +465,7 @@ def evaluate_checkpoint(
         raise DataError(
             f"checkpoint labels {list(spec.labels)} do not match task {data.spec.name!r} labels {list(data.spec.labels)}"
         )
-    examples = subsample(getattr(data, split), max_eval_samples, 0)
+    examples = subsample(getattr(data, split), max_eval_samples, EVAL_SUBSET_SEED)
     eval_set = EvalSet(spec, examples, tokenizer, max_seq_length)
     args = TrainingArguments(
         output_dir=str(Path(checkpoint) / ".eval"),
@@ -427,6 +484,10 @@ def evaluate_checkpoint(
         compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
         preprocess_logits_for_metrics=_reduce_logits(spec),
     )
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in (PrinterCallback, ProgressCallback):  # stdout carries only the metrics JSON
+        trainer.remove_callback(callback)
     raw = trainer.evaluate(eval_set.features)
     shutil.rmtree(Path(checkpoint) / ".eval", ignore_errors=True)
     return {
