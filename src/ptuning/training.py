@@ -60,6 +60,7 @@ class TrainConfig:
     projection_hidden: int = 512
     prompt_layers: int | None = None
     prompt_dropout: float = 0.1
+    head_dropout: float = 0.1
     pooling: str = "cls"
     learning_rate: float | None = None  # None: the method's default (config.DEFAULT_LEARNING_RATES)
     weight_decay: float = 0.01
@@ -97,6 +98,7 @@ class TrainConfig:
             projection_hidden=self.projection_hidden,
             prompt_layers=self.prompt_layers,
             prompt_dropout=self.prompt_dropout,
+            head_dropout=self.head_dropout,
             pooling=self.pooling,
         )
 
@@ -135,6 +137,9 @@ class EvalSet:
 
     def metrics(self, predictions, label_ids) -> dict[str, float]:
         spec = self.spec
+        count = len(predictions[0] if isinstance(predictions, tuple) else predictions)
+        if count != len(self.features):  # under DDP: a duplicate or a drop in the gathered predictions
+            raise RuntimeError(f"evaluation returned {count} predictions for {len(self.features)} features")
         if spec.task_type == "question_answering":
             start, end = predictions
             answers = postprocess_qa(self.examples, self.features, start, end)

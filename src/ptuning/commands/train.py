@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prompt-dropout", type=float, default=0.1, help="dropout on the prompt (default: 0.1)"
     )
     what.add_argument(
+        "--head-dropout", type=float, default=0.1, help="dropout before the head (default: 0.1)"
+    )
+    what.add_argument(
         "--pooling", choices=("cls", "mean"), default="cls", help="sentence-level head input (default: cls)"
     )
 
@@ -75,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--epochs", type=float, default=MAIN_JOB["epochs"], help="(default: %(default)s)")
     how.add_argument(
         "--batch-size", type=int, default=MAIN_JOB["batch_size"], help="per device (default: %(default)s)"
+    )
+    how.add_argument(
+        "--eval-batch-size", type=int, default=64, help="evaluation batch, per device (default: 64)"
     )
     how.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps (default: 1)")
     how.add_argument(
@@ -138,10 +144,12 @@ def config_from_args(args: argparse.Namespace):
         projection_hidden=args.projection_hidden,
         prompt_layers=args.prompt_layers,
         prompt_dropout=args.prompt_dropout,
+        head_dropout=args.head_dropout,
         pooling=args.pooling,
         learning_rate=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
         grad_accum=args.grad_accum,
         max_seq_length=args.max_seq_length,
         max_steps=args.max_steps,
