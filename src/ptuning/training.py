@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_pt_utils import LengthGroupedSampler, find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .backbones import DEFAULT_BACKBONE
@@ -220,6 +220,25 @@ class PromptTrainer(Trainer):
         # up with EvalSet's features by position. Under DDP Accelerate shards the batches and
         # `gather_for_metrics` drops the padding of the last one, so each example counts once.
         return torch.utils.data.SequentialSampler(eval_dataset) if hasattr(eval_dataset, "__len__") else None
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        real = self._real_examples(inputs)
+        if loss is not None and real:  # the batch's mean loss over its real examples only
+            part = {key: value[:real] if torch.is_tensor(value) else value for key, value in inputs.items()}
+            loss = super().prediction_step(model, part, True, ignore_keys)[0]
+        return loss, logits, labels
+
+    def _real_examples(self, inputs) -> int | None:
+        """Under DDP Accelerate fills the last evaluation batch up to full size with examples from the
+        start; `gather_for_metrics` cuts them from the predictions, but they would enter that batch's
+        mean loss. The number of real examples in this rank's batch when it holds such fill, else None."""
+        state = self.accelerator.gradient_state
+        if self.accelerator.num_processes == 1 or not state.end_of_dataloader or state.remainder <= 0:
+            return None
+        size = find_batch_size(inputs)
+        real = min(max(state.remainder - self.accelerator.process_index * size, 0), size)
+        return real if real < size else None
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir or self.args.output_dir
