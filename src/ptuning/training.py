@@ -341,7 +341,9 @@ def training_arguments(
         dataloader_num_workers=0,
         disable_tqdm=not cfg.progress,
         remove_unused_columns=False,
-        ddp_find_unused_parameters=False,
+        # every trainable tensor of a prompt method gets a gradient; fine-tune trains the whole backbone,
+        # whose pooler (BERT, RoBERTa, MPNet) never does, so DDP must look for unused parameters there
+        ddp_find_unused_parameters=not cfg.prompt_config().freezes_backbone,
         ddp_broadcast_buffers=False,  # the buffers (position ids) never change: no per-step broadcast
     )
 
