@@ -86,6 +86,7 @@ class TrainConfig:
     output_dir: str = "outputs/run"
     resume: bool = False
     bf16: bool = False
+    cache_shallow_layers: bool = False  # compute the frozen layers below prompt_layers once (shallow_cache)
     logging_steps: int = 20
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -381,6 +382,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model, tokenizer = PromptModel.from_backbone(cfg.backbone, spec, cfg.prompt_config())
     train_features = encode(spec, train_examples, tokenizer, cfg.max_seq_length, for_training=True)
     eval_set = EvalSet(spec, eval_examples, tokenizer, cfg.max_seq_length)
+    shallow_cache = None
+    if cfg.cache_shallow_layers:
+        from .shallow_cache import attach_shallow_cache
+
+        shallow_cache = attach_shallow_cache(
+            model, train_features, make_collator(spec, tokenizer), batch_size=cfg.eval_batch_size
+        )
+        print(shallow_cache.describe())
 
     global_batch = cfg.batch_size * cfg.grad_accum * _world_size()
     steps_per_epoch = max(1, math.ceil(len(train_features) / global_batch))
@@ -434,6 +443,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "metric": spec.metric,
             "validation": {k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
             "notes": list(spec.notes),
+            **({"shallow_cache": shallow_cache.summary()} if shallow_cache is not None else {}),
         }
         _write_json(output / "metrics.json", metrics)
     return metrics

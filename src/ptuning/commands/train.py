@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prompt-layers", type=int, default=None, help="prompt only the top k layers (default: all)"
     )
     what.add_argument(
+        "--cache-shallow-layers",
+        action="store_true",
+        help="with --prompt-layers k: compute the frozen layers below the top k once and reuse their "
+        "output every epoch (BERT-family backbones; lower layers without dropout)",
+    )
+    what.add_argument(
         "--prompt-dropout", type=float, default=0.1, help="dropout on the prompt (default: 0.1)"
     )
     what.add_argument(
@@ -132,6 +138,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     from ..training import TrainConfig
 
+    if getattr(args, "cache_shallow_layers", False) and args.prompt_layers is None:
+        from ..cli import UserError
+
+        raise UserError("--cache-shallow-layers needs --prompt-layers k (prompts in the top k layers only)")
     max_train = args.max_train_samples
     if max_train is None and args.task == MAIN_JOB["task"] and not args.train_file:
         max_train = MAIN_JOB["max_train_samples"]
@@ -158,6 +168,7 @@ def config_from_args(args: argparse.Namespace):
         save_steps=args.save_steps,
         seed=args.seed,
         bf16=args.bf16,
+        cache_shallow_layers=getattr(args, "cache_shallow_layers", False),
         data_dir=args.data_dir,
         train_file=args.train_file,
         validation_file=args.validation_file,
