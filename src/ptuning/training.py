@@ -296,11 +296,12 @@ def complete_checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
 
 
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint; half-written ones (a crash mid-save) are removed."""
+def last_complete_checkpoint(folder: Path, *, remove_incomplete: bool = True) -> Path | None:
+    """The newest complete checkpoint; half-written ones (a crash mid-save) are removed if asked
+    (under DDP by rank 0 only; the others just pass them over)."""
     complete = complete_checkpoints(folder)
     for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        if path not in complete:
+        if remove_incomplete and path not in complete:
             log.warning("removing incomplete checkpoint %s (the run stopped while writing it)", path)
             shutil.rmtree(path, ignore_errors=True)
     return complete[-1] if complete else None
@@ -367,12 +368,21 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def _rank() -> int:
+    """This process's global rank under torchrun / accelerate launch (0 when run alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json."""
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     checkpoint_dir = output / CHECKPOINTS
-    resume_from = last_complete_checkpoint(checkpoint_dir) if cfg.resume and checkpoint_dir.is_dir() else None
+    resume_from = (
+        last_complete_checkpoint(checkpoint_dir, remove_incomplete=_rank() == 0)
+        if cfg.resume and checkpoint_dir.is_dir()
+        else None
+    )
 
     data = load_data(cfg)
     spec = data.spec
@@ -409,6 +419,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         _write_json(output / "train_config.json", asdict(cfg))
         for note in spec.notes:
             print(f"note: {note}")
+        if cfg.bf16 and not torch.cuda.is_available():
+            print("note: --bf16 needs a GPU; this run trains in float32 on the CPU")
         count = model.count_parameters()
         print(
             f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
