@@ -249,8 +249,9 @@ def test_eval_counts_every_example_once(runs):
 def test_resume_under_ddp(runs, tiny_bert_dir):
     """A 2-process run stopped after checkpoint-4 and resumed with --resume ends where the unbroken
     run ended. The resumed run is started with `accelerate launch` and the `ptuning` console command
-    (the unbroken one with torchrun and `python -m`), so this also checks the two launchers agree. The stop is simulated: checkpoint-4 of the unbroken run is what a run killed after
-    writing it leaves on disk (a real `kill -9` of the workers gives the same; see docs/distributed.md)."""
+    (the unbroken one with torchrun and `python -m`), so this also checks the two launchers agree.
+    The stop is simulated: a copy of checkpoint-4 of the unbroken run stands for what a run killed
+    after writing it leaves on disk (tests/test_resume.py kills real single-process runs)."""
     resumed = runs["root"] / "resumed"
     source = runs["ddp"] / "checkpoints" / "checkpoint-4"
     target = resumed / "checkpoints" / "checkpoint-4"
