@@ -1,0 +1,112 @@
+"""`ptuning bench`: quick mode on a tiny model writes every field; PEFT failures are rows, not crashes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ptuning.benchmark import (
+    ALL_METHODS,
+    BenchConfig,
+    check_targets,
+    format_table,
+    measure_method,
+    ratios,
+)
+from ptuning.cli import main
+
+ROW_FIELDS = (
+    "step_ms",
+    "peak_mb",
+    "base_mb",
+    "train_mb",
+    "trainable_params",
+    "checkpoint_bytes",
+    "infer_ms",
+    "infer_plain_ms",
+    "infer_ratio",
+)
+
+
+def test_quick_bench_cli_writes_json(tiny_bert_dir, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    methods = ["fine-tune", "p-tuning-v2", "peft-prefix-tuning"]
+    code = main(
+        ["bench", "--quick", "--backbone", str(tiny_bert_dir), "--threads", "1", "--methods", *methods]
+        + ["--output", str(out)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| method | step ms |" in printed and "target step_time" in printed
+    result = json.loads(out.read_text())
+    assert result["config"]["batch_size"] == 4 and result["config"]["seq_len"] == 32  # --quick
+    assert {"device", "torch", "transformers", "torch_threads"} <= set(result["environment"])
+    rows = {row["method"]: row for row in result["rows"]}
+    assert list(rows) == methods
+    for name in ("fine-tune", "p-tuning-v2"):
+        assert rows[name]["status"] == "ok", rows[name]
+        for key in ROW_FIELDS:
+            assert rows[name][key] is not None and rows[name][key] >= 0, key
+    assert rows["p-tuning-v2"]["trainable_params"] < rows["fine-tune"]["trainable_params"]
+    assert rows["p-tuning-v2"]["checkpoint_bytes"] < rows["fine-tune"]["checkpoint_bytes"]
+    # PEFT's prefix tuning either runs or records why not; it never takes the run down
+    peft_row = rows["peft-prefix-tuning"]
+    assert peft_row["status"] in ("ok", "error")
+    if peft_row["status"] == "error":
+        assert peft_row["error"]
+    ratio_table = result["ratios_vs_fine_tune"]
+    assert ratio_table["fine-tune"]["step_time"] == pytest.approx(1.0)
+    assert set(ratio_table["p-tuning-v2"]) >= {"step_time", "peak_memory", "inference_prefix_overhead"}
+    assert set(result["targets"]) == {"step_time", "peak_memory", "inference_prefix_overhead"}
+
+
+def test_failing_peft_method_is_recorded_as_its_result(tmp_path):
+    """A backbone PEFT cannot load gives an error row (the worker's body catches everything)."""
+    cfg = BenchConfig(backbone=str(tmp_path / "missing-model"), device="cpu")
+    row = measure_method(cfg, "peft-prompt-tuning")
+    assert row["status"] == "error"
+    assert row["method"] == "peft-prompt-tuning" and row["error"]
+
+
+def _row(method, step, peak, *, trainable=10, ckpt=100, status="ok"):
+    if status != "ok":
+        return {"method": method, "status": "error", "error": "ValueError: nope"}
+    return {
+        "method": method,
+        "status": "ok",
+        "step_ms": step,
+        "peak_mb": peak,
+        "base_mb": 100.0,
+        "train_mb": peak - 100.0,
+        "trainable_params": trainable,
+        "checkpoint_bytes": ckpt,
+        "infer_ms": 11.0,
+        "infer_plain_ms": 10.0,
+        "infer_ratio": 1.1,
+    }
+
+
+def test_ratios_targets_and_table_from_synthetic_rows():
+    ft = _row("fine-tune", 100.0, 1000.0, trainable=1000, ckpt=4000)
+    pt = _row("p-tuning-v2", 60.0, 700.0)
+    bad = _row("peft-prefix-tuning", 0, 0, status="error")
+    rows = {"fine-tune": ft, "p-tuning-v2": pt, "peft-prefix-tuning": bad}
+    per_repeat = {name: [row] for name, row in rows.items()}
+    table = ratios(rows, per_repeat)
+    assert table["p-tuning-v2"]["step_time"] == pytest.approx(0.6)
+    assert table["p-tuning-v2"]["peak_memory"] == pytest.approx(0.7)
+    assert table["p-tuning-v2"]["trainable_params"] == pytest.approx(0.01)
+    assert "peft-prefix-tuning" not in table
+    targets = check_targets(table)
+    assert targets["step_time"]["met"] and targets["peak_memory"]["met"]
+    result = {
+        "config": {**BenchConfig().__dict__, "methods": list(ALL_METHODS)},
+        "environment": {"device": "cpu", "dtype": "fp32"},
+        "rows": list(rows.values()),
+        "ratios_vs_fine_tune": table,
+        "targets": targets,
+    }
+    text = format_table(result)
+    assert "| p-tuning-v2 | 60 | 0.60 | 700 | 0.70 |" in text
+    assert "error: ValueError: nope" in text
