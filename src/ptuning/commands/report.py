@@ -1,0 +1,79 @@
+"""`ptuning report`: run the reproduction protocol and write reports/<name>/report.md with plots."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+DESCRIPTION = """Compare fine-tune, prompt-tuning, prefix-tuning and p-tuning-v2 on SST-2, RTE, CoNLL-2003 and
+SQuAD (dev split by article) on one backbone, several seeds, and write into reports/<name>/:
+  results.jsonl      one line per finished run (written as each finishes: a rerun skips them)
+  results.json       every run, the aggregates and the paper's figures
+  report.md          the table (mean ± std over seeds) beside the paper's figures, and verdicts
+  learning_curves.png, metric_vs_params.png, prompt_length.png
+
+Protocols: `cpu` (default) is a reduced protocol sized for under an hour on 2 CPU cores (subsets,
+short sequences, 3-4 epochs, 2-3 seeds); `--full` runs whole training sets for a GPU (bf16 on CUDA).
+
+examples:
+  ptuning report --data-dir ../shared/data --jobs 2   # reports/cpu, two cells at a time
+  ptuning report --tasks sst2 rte              # only some tasks (the rest stay 'not run')
+  ptuning report --render-only                 # rebuild report.md and plots from results.jsonl
+  ptuning report --full --name full-h100"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default=None, help="report folder name (default: the protocol's name)")
+    parser.add_argument("--reports-dir", default="reports", help="(default: reports)")
+    parser.add_argument("--full", action="store_true", help="the full (GPU) protocol")
+    parser.add_argument(
+        "--tasks", nargs="+", default=None, help="run only these tasks of the protocol (default: all)"
+    )
+    parser.add_argument(
+        "--render-only", action="store_true", help="train nothing; render from the results file"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="benchmark data folder (default: $PTUNING_DATA, else the hub)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="cells trained at once, each in its own process (default: 1)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per cell (default: torch's; 1 with --jobs > 1)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from ..report import PROTOCOLS, render, run_protocol
+
+    protocol = PROTOCOLS["full" if args.full else "cpu"]
+    folder = Path(args.reports_dir) / (args.name or protocol.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    command = "ptuning " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    if not args.render_only:
+        threads = args.threads or (1 if args.jobs > 1 else None)
+        run_protocol(
+            protocol,
+            folder,
+            tasks=args.tasks,
+            bf16=torch.cuda.is_available(),
+            data_dir=args.data_dir,
+            jobs=args.jobs,
+            threads=threads,
+            log=_log,
+        )
+    path = render(protocol, folder, command=command)
+    print(f"report: {path}")
+    return 0
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)

@@ -1,0 +1,674 @@
+"""The reproduction report: a documented protocol, run cell by cell, rendered to markdown and plots.
+
+A *cell* is one training run (task, method, seed, prompt length). `run_protocol` trains every cell
+of a protocol that is not yet in ``results.jsonl`` and appends one JSON line per finished cell, so a
+crash loses at most the cell in flight and a rerun skips what is done. `render` reads the results
+file (complete or partial) and writes ``report.md``, ``results.json`` (raw cells and aggregates) and
+the PNG plots. Nothing in the report is typed in by hand except the paper's figures, which are
+labelled as such.
+
+Protocols (see `PROTOCOLS`):
+
+* ``cpu`` (default): MiniLM (6 layers, 384 hidden, 22M parameters) with subsets, short sequences
+  and a few epochs, sized to finish in under an hour on 2 CPU cores when they are not shared.
+* ``full``: a GPU protocol, whole training sets, more epochs and seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_LEARNING_RATES
+
+RESULTS = "results.jsonl"
+MAIN_METHODS = ("fine-tune", "prompt-tuning", "prefix-tuning", "p-tuning-v2")
+TASK_TITLES = {"sst2": "SST-2", "rte": "RTE", "conll03": "CoNLL-2003", "squad": "SQuAD 1.1"}
+METRIC_TITLES = {"sst2": "acc", "rte": "acc", "conll03": "entity F1", "squad": "F1"}
+
+
+@dataclass(frozen=True)
+class TaskSetting:
+    """How one task is run in a protocol."""
+
+    task: str
+    max_train_samples: int | None
+    max_eval_samples: int | None
+    max_seq_length: int
+    epochs: float
+    seeds: tuple[int, ...]
+    batch_size: int = 16
+    pooling: str = "cls"
+    # method -> learning rate, where it differs from ptuning.config.DEFAULT_LEARNING_RATES
+    learning_rates: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    backbone: str
+    prefix_len: int
+    tasks: tuple[TaskSetting, ...]
+    sweep_task: str
+    sweep_lengths: tuple[int, ...]
+    methods: tuple[str, ...] = MAIN_METHODS
+    description: str = ""
+    # after the first seed, these methods' cells run last (a run cut short loses them first)
+    secondary_methods: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# fine-tuning's learning rate for the few-step CPU protocol (see its description)
+CPU_LRS = {"fine-tune": 1e-4}
+
+PROTOCOLS: dict[str, Protocol] = {
+    "cpu": Protocol(
+        name="cpu",
+        backbone="minilm",
+        prefix_len=16,
+        tasks=(
+            TaskSetting("sst2", 600, 300, 64, 3, (0, 1), pooling="mean", learning_rates=CPU_LRS),
+            TaskSetting("rte", 300, None, 128, 2, (0, 1), pooling="mean", learning_rates=CPU_LRS),
+            TaskSetting("conll03", 600, 300, 64, 3, (0, 1), learning_rates=CPU_LRS),
+            TaskSetting("squad", 160, 100, 192, 2, (0, 1), learning_rates=CPU_LRS),
+        ),
+        sweep_task="sst2",
+        sweep_lengths=(4, 16, 64),
+        description=(
+            "Reduced CPU protocol: MiniLM, training subsets of 160-600 examples, short sequences, "
+            "2-3 epochs, 2 seeds, batch 16. Prompt methods use their default learning rates "
+            "(ptuning.config.DEFAULT_LEARNING_RATES: prompt-tuning 3e-2, prefix-tuning 5e-3, "
+            "p-tuning-v2 1e-2); fine-tuning uses 1e-4 instead of its default 3e-5, because these runs "
+            "take under 120 optimizer steps and at 3e-5 the freshly initialised head barely moves. "
+            "Sentence-level tasks (SST-2, RTE) read the encoder by mean pooling, the pooling this "
+            "sentence-embedding backbone was trained with (on 1,000 SST-2 examples, one epoch, "
+            "p-tuning-v2 reached 78.3% with mean pooling against 62.0% with the first token). "
+            "Sized for about 45 minutes on 2 CPU cores (`--jobs 2`, one torch thread per cell). "
+            "It is a small-data reproduction: with so few examples and steps, absolute scores are far "
+            "below converged ones, and RTE and SQuAD in particular are barely learnt by any method."
+        ),
+        secondary_methods=("prefix-tuning",),
+    ),
+    "full": Protocol(
+        name="full",
+        backbone="minilm",
+        prefix_len=16,
+        tasks=(
+            TaskSetting("sst2", None, None, 128, 10, (0, 1, 2), batch_size=32, pooling="mean"),
+            TaskSetting("rte", None, None, 256, 30, (0, 1, 2), batch_size=32, pooling="mean"),
+            TaskSetting("conll03", None, None, 128, 15, (0, 1, 2), batch_size=32),
+            TaskSetting("squad", None, None, 384, 5, (0, 1, 2), batch_size=32),
+        ),
+        sweep_task="rte",
+        sweep_lengths=(1, 4, 16, 64, 128),
+        description=(
+            "Full GPU protocol: whole training sets (SQuAD: the offline dev file split by article), "
+            "paper-like sequence lengths and epochs, 3 seeds, bf16 on CUDA."
+        ),
+    ),
+}
+
+# P-Tuning v2 (Liu et al., ACL 2022), dev-set figures on BERT-large / RoBERTa-large, for context only:
+# a different (335M, MLM-pretrained) backbone and the full training sets. FT: fine-tuning; PT: prompt
+# tuning (Lester et al.); PT-2: P-Tuning v2. SST-2 and prefix-tuning are not in those tables.
+PAPER_FIGURES: dict[str, dict[str, dict[str, float | None]]] = {
+    "BERT-large": {
+        "rte": {"fine-tune": 70.4, "prompt-tuning": 53.5, "p-tuning-v2": 78.3},
+        "conll03": {"fine-tune": 92.8, "prompt-tuning": 81.9, "p-tuning-v2": 90.2},
+        "squad": {"fine-tune": 91.1, "prompt-tuning": 8.5, "p-tuning-v2": 86.0},
+    },
+    "RoBERTa-large": {
+        "rte": {"fine-tune": 86.6, "prompt-tuning": 58.8, "p-tuning-v2": 89.5},
+        "conll03": {"fine-tune": 92.6, "prompt-tuning": 86.1, "p-tuning-v2": 92.8},
+        "squad": {"fine-tune": 94.6, "prompt-tuning": 12.0, "p-tuning-v2": 94.4},
+    },
+}
+PAPER_NOTE = (
+    "Paper figures: P-Tuning v2 (Liu et al., ACL 2022), Tables 1-3, dev sets, RTE accuracy (SuperGLUE "
+    "RTE), CoNLL-03 micro-F1, SQuAD 1.1 F1 - paper, different backbone (BERT-large / RoBERTa-large, "
+    "335M parameters, MLM-pretrained, full training sets). They are transcribed for context, not "
+    "comparable number for number."
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    method: str
+    seed: int
+    prefix_len: int
+    kind: str = "main"  # "main" or "sweep"
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.task}/{self.method}/P{self.prefix_len}/seed{self.seed}"
+
+
+def cells(protocol: Protocol, tasks: Iterable[str] | None = None) -> list[Cell]:
+    """Every cell, ordered so that a partial run is most useful: the first seed of everything and
+    the prompt-length sweep first, then the other seeds, the secondary methods' cells last."""
+    wanted = set(tasks) if tasks else None
+    settings = [t for t in protocol.tasks if wanted is None or t.task in wanted]
+    out: list[Cell] = []
+    later: list[Cell] = []
+    max_seeds = max((len(t.seeds) for t in settings), default=0)
+    for round_ in range(max_seeds):
+        for setting in settings:
+            if round_ < len(setting.seeds):
+                for method in protocol.methods:
+                    cell = Cell(setting.task, method, setting.seeds[round_], protocol.prefix_len)
+                    (later if round_ > 0 and method in protocol.secondary_methods else out).append(cell)
+        if round_ == 0 and (wanted is None or protocol.sweep_task in wanted):
+            sweep = next(t for t in protocol.tasks if t.task == protocol.sweep_task)
+            for length in protocol.sweep_lengths:
+                if length != protocol.prefix_len:
+                    out.append(Cell(sweep.task, "p-tuning-v2", sweep.seeds[0], length, "sweep"))
+    return out + later
+
+
+def setting_of(protocol: Protocol, task: str) -> TaskSetting:
+    return next(t for t in protocol.tasks if t.task == task)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def read_results(folder: Path) -> list[dict[str, Any]]:
+    path = Path(folder) / RESULTS
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash: that cell runs again
+    return rows
+
+
+def _append(folder: Path, row: dict[str, Any]) -> None:
+    with (Path(folder) / RESULTS).open("a") as f:
+        f.write(json.dumps(row, default=str) + "\n")
+        f.flush()
+
+
+def _learning_curve(run_dir: Path, metric: str) -> list[dict[str, float]]:
+    """(epoch, dev metric, train loss) per evaluation, from the last checkpoint's trainer state."""
+    from .training import CHECKPOINTS, complete_checkpoints
+
+    found = complete_checkpoints(run_dir / CHECKPOINTS)
+    if not found:
+        return []
+    history = json.loads((found[-1] / "trainer_state.json").read_text()).get("log_history", [])
+    curve, last_loss = [], None
+    for entry in history:
+        if "loss" in entry:
+            last_loss = entry["loss"]
+        key = f"eval_{metric}"
+        if key in entry:
+            curve.append({"epoch": entry.get("epoch"), "metric": entry[key], "train_loss": last_loss})
+    return curve
+
+
+def run_cell(
+    cell: Cell,
+    protocol: Protocol,
+    work: Path,
+    *,
+    bf16: bool = False,
+    data_dir: str | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    import torch
+
+    from .training import TrainConfig, train
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    setting = setting_of(protocol, cell.task)
+    run_dir = work / cell.key.replace("/", "_")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cfg = TrainConfig(
+        task=cell.task,
+        backbone=protocol.backbone,
+        method=cell.method,
+        prefix_len=cell.prefix_len,
+        epochs=setting.epochs,
+        batch_size=setting.batch_size,
+        eval_batch_size=64,
+        max_seq_length=setting.max_seq_length,
+        max_train_samples=setting.max_train_samples,
+        max_eval_samples=setting.max_eval_samples,
+        seed=cell.seed,
+        pooling=setting.pooling,
+        learning_rate=setting.learning_rates.get(cell.method),
+        data_dir=data_dir,
+        output_dir=str(run_dir),
+        bf16=bf16,
+        logging_steps=10,
+        progress=False,
+    )
+    row: dict[str, Any] = {**asdict(cell), "key": cell.key, "protocol": protocol.name}
+    start = time.perf_counter()
+    try:
+        metrics = train(cfg)
+        row.update(
+            status="ok",
+            metric=metrics["metric"],
+            score=metrics["validation"][metrics["metric"]],
+            validation=metrics["validation"],
+            trainable_params=metrics["trainable_params"],
+            total_params=metrics["total_params"],
+            checkpoint_bytes=metrics.get("checkpoint_bytes"),
+            train_seconds=metrics["train_seconds"],
+            train_examples=metrics["train_examples"],
+            eval_examples=metrics["eval_examples"],
+            learning_rate=cfg.lr,
+            curve=_learning_curve(run_dir, metrics["metric"]),
+        )
+    except Exception as exc:  # recorded as the cell's result; the protocol goes on
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
+    row["wall_seconds"] = round(time.perf_counter() - start, 1)
+    shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints are not part of the report
+    return row
+
+
+def run_protocol(
+    protocol: Protocol,
+    folder: Path,
+    *,
+    tasks: Iterable[str] | None = None,
+    bf16: bool = False,
+    data_dir: str | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    log=print,
+) -> list[dict[str, Any]]:
+    """Train every cell not yet in results.jsonl; `jobs` > 1 runs that many cells at once, each in
+    its own process (with `threads` torch threads each), and this process appends their rows."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = {row["key"] for row in read_results(folder) if row.get("status") == "ok"}
+    todo = [c for c in cells(protocol, tasks) if c.key not in done]
+    log(f"protocol {protocol.name}: {len(todo)} cells to run, {len(done)} already done ({folder / RESULTS})")
+    work = folder / "_runs"
+    options = {"bf16": bf16, "data_dir": data_dir, "threads": threads}
+
+    def finished(index: int, cell: Cell, row: dict[str, Any]) -> None:
+        _append(folder, row)
+        if row["status"] == "ok":
+            log(
+                f"[{index}/{len(todo)}] {cell.key}: {row['metric']} {row['score']:.4f} in {row['wall_seconds']:.0f} s"
+            )
+        else:
+            log(f"[{index}/{len(todo)}] {cell.key}: failed: {row['error']}")
+
+    if jobs <= 1:
+        for index, cell in enumerate(todo, 1):
+            log(f"[{index}/{len(todo)}] {cell.key} ...")
+            finished(index, cell, run_cell(cell, protocol, work, **options))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1) as pool:
+            futures = {pool.submit(run_cell, cell, protocol, work, **options): cell for cell in todo}
+            for index, future in enumerate(as_completed(futures), 1):
+                cell = futures[future]
+                try:
+                    row = future.result()
+                except Exception as exc:  # the worker process died: record it, go on
+                    row = {**asdict(cell), "key": cell.key, "protocol": protocol.name, "status": "error"}
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                finished(index, cell, row)
+    shutil.rmtree(work, ignore_errors=True)
+    return read_results(folder)
+
+
+# --- aggregation ------------------------------------------------------------------------------
+
+
+def latest_ok(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The last successful row of each cell key (a rerun supersedes an older line)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("status") == "ok":
+            out[row["key"]] = row
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def aggregate(rows: list[dict[str, Any]], sweep_task: str | None = None) -> dict[str, Any]:
+    """Mean and standard deviation over seeds (scores x100) per (task, method) of the main cells."""
+    ok = latest_ok(rows)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in ok.values():
+        if row["kind"] == "main":
+            groups[(row["task"], row["method"])].append(row)
+    table: dict[str, dict[str, Any]] = defaultdict(dict)
+    for (task, method), group in groups.items():
+        scores = [100 * r["score"] for r in group]
+        mean, std = _mean_std(scores)
+        table[task][method] = {
+            "mean": mean,
+            "std": std,
+            "n": len(scores),
+            "seeds": sorted(r["seed"] for r in group),
+            "scores": scores,
+            "trainable_params": group[0]["trainable_params"],
+            "total_params": group[0]["total_params"],
+            "train_seconds": statistics.fmean(r["train_seconds"] for r in group),
+            "metric": group[0]["metric"],
+        }
+    sweep = []
+    if sweep_task is not None:
+        first_seed = min((r["seed"] for r in ok.values() if r["task"] == sweep_task), default=None)
+        sweep = sorted(
+            (
+                {
+                    "prefix_len": r["prefix_len"],
+                    "score": 100 * r["score"],
+                    "trainable_params": r["trainable_params"],
+                }
+                for r in ok.values()
+                if r["method"] == "p-tuning-v2" and r["task"] == sweep_task and r["seed"] == first_seed
+            ),
+            key=lambda d: d["prefix_len"],
+        )
+    failed = [r for r in rows if r.get("status") == "error" and r["key"] not in ok]
+    return {"table": {k: dict(v) for k, v in table.items()}, "sweep_rows": sweep, "failed": failed}
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _fmt(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "—"
+    if entry["n"] > 1:
+        return f"{entry['mean']:.1f} ± {entry['std']:.1f} (n={entry['n']})"
+    return f"{entry['mean']:.1f} (n=1)"
+
+
+def _plot_learning_curves(ok: dict[str, dict[str, Any]], protocol: Protocol, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t.task for t in protocol.tasks]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for method in protocol.methods:
+            curves = [
+                r["curve"]
+                for r in ok.values()
+                if r["kind"] == "main" and r["task"] == task and r["method"] == method and r.get("curve")
+            ]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            epochs = [curves[0][i]["epoch"] for i in range(length)]
+            means = [100 * statistics.fmean(c[i]["metric"] for c in curves) for i in range(length)]
+            ax.plot(epochs, means, marker="o", label=method)
+        ax.set_title(f"{TASK_TITLES.get(task, task)} (dev {METRIC_TITLES.get(task, '')})")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("dev metric x100 (mean over seeds)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_params(table: dict[str, Any], protocol: Protocol, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t.task for t in protocol.tasks]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for method in protocol.methods:
+            entry = table.get(task, {}).get(method)
+            if not entry:
+                continue
+            ax.errorbar(
+                entry["trainable_params"],
+                entry["mean"],
+                yerr=entry["std"],
+                marker="o",
+                capsize=3,
+                label=method,
+            )
+        ax.set_xscale("log")
+        ax.set_title(TASK_TITLES.get(task, task))
+        ax.set_xlabel("trainable parameters (log)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("dev metric x100")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_sweep(sweep: list[dict[str, Any]], fine_tune: dict[str, Any] | None, task: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    if sweep:
+        ax.plot(
+            [s["prefix_len"] for s in sweep], [s["score"] for s in sweep], marker="o", label="p-tuning-v2"
+        )
+    if fine_tune:
+        ax.axhline(fine_tune["mean"], color="gray", linestyle="--", label="fine-tune (mean)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("prompt length P")
+    ax.set_ylabel(f"{TASK_TITLES.get(task, task)} dev metric x100")
+    ax.set_title("prompt-length sweep (one seed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(protocol: Protocol, folder: Path, *, command: str = "") -> Path:
+    """Write report.md, results.json and the PNGs from results.jsonl; returns report.md's path."""
+    folder = Path(folder)
+    rows = read_results(folder)
+    ok = latest_ok(rows)
+    sweep_task = protocol.sweep_task
+    agg = aggregate(rows, sweep_task)
+    table = agg["table"]
+    sweep = agg["sweep_rows"]
+
+    _plot_learning_curves(ok, protocol, folder / "learning_curves.png")
+    _plot_params(table, protocol, folder / "metric_vs_params.png")
+    _plot_sweep(sweep, table.get(sweep_task, {}).get("fine-tune"), sweep_task, folder / "prompt_length.png")
+
+    expected = cells(protocol)
+    missing = [c.key for c in expected if c.key not in ok]
+    raw = {
+        "protocol": asdict(protocol),
+        "command": command,
+        "cells": list(ok.values()),
+        "failed": agg["failed"],
+        "missing": missing,
+        "table": table,
+        "sweep": sweep,
+        "paper": PAPER_FIGURES,
+    }
+    (folder / "results.json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
+
+    lines = [f"# P-Tuning v2 reproduction report ({protocol.name} protocol)", ""]
+    if command:
+        lines += ["Made by:", "", "```", command, "```", ""]
+    lines += [protocol.description, ""]
+    lines += [
+        f"Backbone: `{protocol.backbone}`"
+        + (
+            " — all-MiniLM-L6-v2, a 22M-parameter sentence-embedding model (6 layers, 384 hidden), "
+            "not an MLM checkpoint. "
+            if protocol.backbone == "minilm"
+            else ". "
+        )
+        + f"Prompt length P = {protocol.prefix_len} for the prompt methods.",
+        "",
+        "| task | train | eval | max len | epochs | batch | pooling | learning rates | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in protocol.tasks:
+        lrs = ", ".join(
+            f"{m} {t.learning_rates.get(m, DEFAULT_LEARNING_RATES[m]):g}"
+            for m in protocol.methods
+            if m in DEFAULT_LEARNING_RATES
+        )
+        pooling = t.pooling if t.task in ("sst2", "rte") else "per token"
+        lines.append(
+            f"| {TASK_TITLES.get(t.task, t.task)} | {t.max_train_samples or 'all'} | {t.max_eval_samples or 'all'} "
+            f"| {t.max_seq_length} | {t.epochs:g} | {t.batch_size} | {pooling} | {lrs} | "
+            f"{', '.join(map(str, t.seeds))} |"
+        )
+    lines += [
+        "",
+        "Subsets are drawn with each run's seed (training and, where capped, evaluation subsets), so "
+        "the spread over seeds includes the choice of examples. SQuAD: the offline copy has only the "
+        "dev file, which the data module splits by article (every 5th article is validation). The "
+        "best epoch's dev score is reported (the Trainer keeps the best checkpoint), as the paper does.",
+        "",
+        "## Results (dev, x100, mean ± standard deviation over seeds)",
+        "",
+        "| task (metric) | " + " | ".join(protocol.methods) + " | PT-2 − FT |",
+        "|---|" + "---|" * (len(protocol.methods) + 1),
+    ]
+    for t in protocol.tasks:
+        row = table.get(t.task, {})
+        gap = "—"
+        if "p-tuning-v2" in row and "fine-tune" in row:
+            gap = f"{row['p-tuning-v2']['mean'] - row['fine-tune']['mean']:+.1f}"
+        lines.append(
+            f"| {TASK_TITLES.get(t.task, t.task)} ({METRIC_TITLES.get(t.task, '')}) | "
+            + " | ".join(_fmt(row.get(m)) for m in protocol.methods)
+            + f" | {gap} |"
+        )
+    lines += ["", "Trainable parameters and mean training seconds per run (this machine):", ""]
+    lines += ["| task | " + " | ".join(protocol.methods) + " |", "|---|" + "---|" * len(protocol.methods)]
+    for t in protocol.tasks:
+        row = table.get(t.task, {})
+        lines.append(
+            f"| {TASK_TITLES.get(t.task, t.task)} | "
+            + " | ".join(
+                f"{row[m]['trainable_params']:,} / {row[m]['train_seconds']:.0f} s" if m in row else "—"
+                for m in protocol.methods
+            )
+            + " |"
+        )
+    lines += ["", "## The paper's figures, for context", "", PAPER_NOTE, ""]
+    lines += [
+        "| task | backbone | fine-tune | prompt-tuning | p-tuning-v2 | ours: FT / PT / PT-2 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task in ("rte", "conll03", "squad"):
+        ours = table.get(task, {})
+        mine = " / ".join(
+            f"{ours[m]['mean']:.1f}" if m in ours else "—"
+            for m in ("fine-tune", "prompt-tuning", "p-tuning-v2")
+        )
+        for backbone, figures in PAPER_FIGURES.items():
+            f = figures.get(task, {})
+            lines.append(
+                f"| {TASK_TITLES[task]} | {backbone} (paper, different backbone) | "
+                + " | ".join(
+                    f"{f.get(m):.1f}" if f.get(m) is not None else "—"
+                    for m in ("fine-tune", "prompt-tuning", "p-tuning-v2")
+                )
+                + f" | {mine} |"
+            )
+    lines += ["", "## Does the claim hold here?", ""]
+    lines += _verdicts(table, protocol)
+    lines += [
+        "",
+        "## Plots",
+        "",
+        "![learning curves](learning_curves.png)",
+        "",
+        "Dev metric after each epoch (mean over seeds).",
+        "",
+        "![metric against trainable parameters](metric_vs_params.png)",
+        "",
+        "Dev metric (mean ± std over seeds) against trainable parameters (head included).",
+        "",
+        "![prompt-length sweep](prompt_length.png)",
+        "",
+        f"P-Tuning v2 on {TASK_TITLES.get(sweep_task, sweep_task)} with P in "
+        f"{', '.join(map(str, protocol.sweep_lengths))} (first seed only), fine-tuning's mean as a line.",
+        "",
+    ]
+    if sweep:
+        lines += ["| P | trainable params | dev x100 |", "|---|---|---|"]
+        lines += [f"| {s['prefix_len']} | {s['trainable_params']:,} | {s['score']:.1f} |" for s in sweep]
+        lines.append("")
+    if agg["failed"] or missing:
+        lines += ["## Missing or failed cells", ""]
+        lines += [f"- failed: `{r['key']}`: {r['error']}" for r in agg["failed"]]
+        lines += [f"- not run: `{key}`" for key in missing if key not in {r["key"] for r in agg["failed"]}]
+        lines.append("")
+    lines += [
+        "Raw per-run results (learning curves included): `results.jsonl`; aggregates: `results.json`.",
+        "",
+    ]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _verdicts(table: dict[str, Any], protocol: Protocol) -> list[str]:
+    out = []
+    for t in protocol.tasks:
+        row = table.get(t.task, {})
+        name = TASK_TITLES.get(t.task, t.task)
+        if "p-tuning-v2" not in row or "fine-tune" not in row:
+            out.append(f"- {name}: not enough results.")
+            continue
+        ptv2, ft = row["p-tuning-v2"], row["fine-tune"]
+        gap = ptv2["mean"] - ft["mean"]
+        verdict = "within 1 point of fine-tuning" if gap >= -1.0 else f"{-gap:.1f} points below fine-tuning"
+        if gap > 1.0:
+            verdict = f"{gap:.1f} points above fine-tuning"
+        text = f"- {name}: p-tuning-v2 {ptv2['mean']:.1f} vs fine-tune {ft['mean']:.1f}: {verdict}"
+        if "prompt-tuning" in row:
+            pt = row["prompt-tuning"]
+            diff = ptv2["mean"] - pt["mean"]
+            spread = max(ptv2["std"], pt["std"])
+            clear = (
+                "clearly above" if diff > 2 * spread and diff > 1 else ("above" if diff > 0 else "not above")
+            )
+            text += f"; {clear} prompt-tuning ({pt['mean']:.1f}, {diff:+.1f})"
+        out.append(text + ".")
+    return out

@@ -1,0 +1,123 @@
+"""`ptuning report`: rendering from a results file, resuming, and a tiny protocol end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, replace
+
+from ptuning.cli import main
+from ptuning.report import PROTOCOLS, RESULTS, Protocol, TaskSetting, aggregate, cells, render, run_protocol
+
+PNGS = ("learning_curves.png", "metric_vs_params.png", "prompt_length.png")
+PARAMS = {"fine-tune": 22_713_986, "prompt-tuning": 6_914, "prefix-tuning": 2_500_000, "p-tuning-v2": 74_498}
+
+
+def _synthetic_rows(protocol: Protocol, skip: set[str] = frozenset()) -> list[dict]:
+    rng = random.Random(0)
+    rows = []
+    for cell in cells(protocol):
+        if cell.key in skip:
+            continue
+        base = {"fine-tune": 0.80, "prompt-tuning": 0.60, "prefix-tuning": 0.74, "p-tuning-v2": 0.79}[
+            cell.method
+        ]
+        score = base + rng.uniform(-0.02, 0.02) + 0.001 * cell.prefix_len
+        rows.append(
+            {
+                **asdict(cell),
+                "key": cell.key,
+                "protocol": protocol.name,
+                "status": "ok",
+                "metric": "f1" if cell.task in ("conll03", "squad") else "accuracy",
+                "score": score,
+                "trainable_params": PARAMS[cell.method] + 100 * cell.prefix_len,
+                "total_params": PARAMS["fine-tune"],
+                "train_seconds": 10.0,
+                "curve": [
+                    {"epoch": 1.0, "metric": score - 0.05, "train_loss": 0.7},
+                    {"epoch": 2.0, "metric": score, "train_loss": 0.5},
+                ],
+                "wall_seconds": 12.0,
+            }
+        )
+    return rows
+
+
+def _write(folder, rows):
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / RESULTS).open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+        f.write('{"key": "cut short by a cra')  # a crash mid-line is skipped, not fatal
+
+
+def test_render_from_synthetic_results(tmp_path):
+    protocol = PROTOCOLS["cpu"]
+    missing = cells(protocol)[-1].key
+    _write(tmp_path, _synthetic_rows(protocol, skip={missing}))
+    path = render(protocol, tmp_path, command="ptuning report --jobs 2")
+    text = path.read_text()
+    assert "ptuning report --jobs 2" in text
+    assert "| task (metric) | fine-tune | prompt-tuning | prefix-tuning | p-tuning-v2 | PT-2 − FT |" in text
+    assert "± " in text and "(n=2)" in text
+    assert "78.3" in text and "RoBERTa-large" in text  # the paper's figures, labelled
+    assert "different backbone" in text
+    assert "## Does the claim hold here?" in text
+    assert f"not run: `{missing}`" in text
+    for name in PNGS:
+        assert (tmp_path / name).stat().st_size > 1000, name
+    raw = json.loads((tmp_path / "results.json").read_text())
+    assert raw["missing"] == [missing] and raw["command"] == "ptuning report --jobs 2"
+    assert raw["table"]["sst2"]["p-tuning-v2"]["n"] >= 1
+    assert [s["prefix_len"] for s in raw["sweep"]] == sorted({protocol.prefix_len, *protocol.sweep_lengths})
+
+
+def test_aggregate_mean_and_spread():
+    protocol = PROTOCOLS["cpu"]
+    rows = _synthetic_rows(protocol)
+    table = aggregate(rows, protocol.sweep_task)["table"]
+    entry = table["rte"]["fine-tune"]
+    assert entry["n"] == len(next(t for t in protocol.tasks if t.task == "rte").seeds)
+    assert abs(entry["mean"] - sum(entry["scores"]) / entry["n"]) < 1e-9
+
+
+def _tiny_protocol(backbone: str) -> Protocol:
+    return Protocol(
+        name="tiny",
+        backbone=backbone,
+        prefix_len=4,
+        tasks=(TaskSetting("sst2", 24, 16, 24, 1, (0,), batch_size=8),),
+        sweep_task="sst2",
+        sweep_lengths=(2,),
+        methods=("fine-tune", "p-tuning-v2"),
+    )
+
+
+def test_resume_skips_finished_cells(tmp_path):
+    protocol = _tiny_protocol("/nonexistent-backbone")
+    _write(tmp_path, _synthetic_rows(protocol))
+    logs = []
+    run_protocol(protocol, tmp_path, log=logs.append)  # would fail on the backbone if it trained
+    assert logs[0].startswith("protocol tiny: 0 cells to run, 3 already done")
+
+
+def test_tiny_protocol_end_to_end(tmp_path, tiny_bert_dir, shared_data):
+    protocol = _tiny_protocol(str(tiny_bert_dir))
+    rows = run_protocol(protocol, tmp_path, data_dir=str(shared_data), threads=1, log=lambda _: None)
+    assert [r["status"] for r in rows] == ["ok"] * 3, [r.get("error") for r in rows]
+    assert {r["key"] for r in rows} == {c.key for c in cells(protocol)}
+    assert all(r["curve"] and 0 <= r["score"] <= 1 for r in rows)
+    assert not (tmp_path / "_runs").exists()  # checkpoints are not kept
+    render(replace(protocol), tmp_path)
+    assert "| SST-2 (acc) |" in (tmp_path / "report.md").read_text()
+    for name in PNGS:
+        assert (tmp_path / name).is_file()
+
+
+def test_report_cli_render_only(tmp_path, capsys):
+    folder = tmp_path / "cpu"
+    _write(folder, _synthetic_rows(PROTOCOLS["cpu"]))
+    assert main(["report", "--render-only", "--reports-dir", str(tmp_path)]) == 0
+    assert (folder / "report.md").is_file()
+    assert "report:" in capsys.readouterr().out
