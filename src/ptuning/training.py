@@ -27,7 +27,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .backbones import DEFAULT_BACKBONE
 from .checkpoint import atomic_write_text, load_training_state, save_checkpoint
-from .config import DEFAULT_LEARNING_RATES, PromptConfig
+from .config import PromptConfig, default_learning_rate
 from .data import (
     encode,
     load_task,
@@ -62,7 +62,7 @@ class TrainConfig:
     prompt_dropout: float = 0.1
     head_dropout: float = 0.1
     pooling: str = "cls"
-    learning_rate: float | None = None  # None: the method's default (config.DEFAULT_LEARNING_RATES)
+    learning_rate: float | None = None  # None: the method's default (config.default_learning_rate)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     epochs: float = 1.0
@@ -105,7 +105,9 @@ class TrainConfig:
 
     @property
     def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.method]
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return default_learning_rate(self.method, self.prefix_projection)
 
 
 # --- data -------------------------------------------------------------------------------------
