@@ -13,7 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 if SHARED_DATA.is_dir():
     os.environ.setdefault("PTUNING_DATA", str(SHARED_DATA))
-torch.set_num_threads(2)
+# 2 cores in CI; OMP_NUM_THREADS=1 when the cores are shared (oversubscribed threads crawl).
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
 @pytest.fixture(scope="session")

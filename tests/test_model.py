@@ -79,7 +79,7 @@ def test_save_load_round_trip(method, tmp_path):
         assert sizes["checkpoint_bytes"] < sizes["backbone_bytes"] / 5
     # a fresh copy of the same backbone (same seed) is accepted
     loaded, _ = PromptModel.from_pretrained(tmp_path / "ckpt", backbone=tiny_backbone("distilbert"))
-    loaded.eval()
+    assert not loaded.training  # loaded ready for inference (dropout off)
     with torch.no_grad():
         got = loaded(**_inputs(2)).logits
     assert torch.allclose(expected, got, atol=1e-6)

@@ -115,7 +115,10 @@ def check_backbone(config: dict[str, Any], backbone_fingerprint: str, backbone_l
 
 
 def load_checkpoint(directory, *, backbone=None):
-    """(PromptModel, tokenizer or None). `backbone`: None (load by the saved name), a name, or a loaded model."""
+    """(PromptModel in eval mode, tokenizer or None).
+
+    `backbone`: None (load by the saved name), a name, or a loaded model.
+    """
     from .modeling import PromptModel
 
     config = read_config(directory)
@@ -138,7 +141,7 @@ def load_checkpoint(directory, *, backbone=None):
     if config.get("prefix_folded"):
         model.fold_prefix()
     _load_weights(model, directory)
-    return model, tokenizer
+    return model.eval(), tokenizer  # ready for inference, as Hugging Face's from_pretrained
 
 
 def _load_weights(model, directory) -> None:
