@@ -428,7 +428,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
             f"{count.describe()}; train {len(train_examples)} examples, eval {len(eval_examples)}; "
             f"max_seq_length {cfg.max_seq_length}, prefix_len {cfg.prefix_len}, epochs {cfg.epochs}, "
-            f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}"
+            f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}, pooling {cfg.pooling}"
             + (f"; resuming from {resume_from}" if resume_from else "")
         )
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -79,8 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     how = parser.add_argument_group("optimisation")
     how.add_argument(
-        "--lr", type=float, default=None, help="learning rate (default: p-tuning-v2 1e-2, prompt-tuning 3e-2, fine-tune 3e-5, "
-        "prefix-tuning and any --prefix-projection 1e-3)"
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default: p-tuning-v2 1e-2, prompt-tuning 3e-2, fine-tune 3e-5, "
+        "prefix-tuning and any --prefix-projection 1e-3)",
     )
     how.add_argument("--epochs", type=float, default=MAIN_JOB["epochs"], help="(default: %(default)s)")
     how.add_argument(
