@@ -64,6 +64,8 @@ class Protocol:
     description: str = ""
     # after the first seed, these methods' cells run last (a run cut short loses them first)
     secondary_methods: tuple[str, ...] = ()
+    # after the first seed, these tasks' cells run first (the ones the claims are about)
+    priority_tasks: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,7 +88,7 @@ PROTOCOLS: dict[str, Protocol] = {
         description=(
             "Reduced CPU protocol: MiniLM, training subsets of 160-600 examples, short sequences, "
             "2-3 epochs, 2 seeds, batch 16. Prompt methods use their default learning rates "
-            "(ptuning.config.DEFAULT_LEARNING_RATES: prompt-tuning 3e-2, prefix-tuning 5e-3, "
+            "(ptuning.config.DEFAULT_LEARNING_RATES: prompt-tuning 3e-2, prefix-tuning 1e-3 (through its MLP), "
             "p-tuning-v2 1e-2); fine-tuning uses 1e-4 instead of its default 3e-5, because these runs "
             "take under 120 optimizer steps and at 3e-5 the freshly initialised head barely moves. "
             "Sentence-level tasks (SST-2, RTE) read the encoder by mean pooling, the pooling this "
@@ -97,6 +99,7 @@ PROTOCOLS: dict[str, Protocol] = {
             "below converged ones, and RTE and SQuAD in particular are barely learnt by any method."
         ),
         secondary_methods=("prefix-tuning",),
+        priority_tasks=("conll03", "squad"),
     ),
     "full": Protocol(
         name="full",
@@ -162,7 +165,10 @@ def cells(protocol: Protocol, tasks: Iterable[str] | None = None) -> list[Cell]:
     later: list[Cell] = []
     max_seeds = max((len(t.seeds) for t in settings), default=0)
     for round_ in range(max_seeds):
-        for setting in settings:
+        ordered = settings
+        if round_ > 0:
+            ordered = sorted(settings, key=lambda t: t.task not in protocol.priority_tasks)
+        for setting in ordered:
             if round_ < len(setting.seeds):
                 for method in protocol.methods:
                     cell = Cell(setting.task, method, setting.seeds[round_], protocol.prefix_len)
@@ -498,7 +504,21 @@ def _plot_sweep(sweep: list[dict[str, Any]], fine_tune: dict[str, Any] | None, t
     plt.close(fig)
 
 
-def render(protocol: Protocol, folder: Path, *, command: str = "") -> Path:
+def _learning_rate(ok: dict[str, dict[str, Any]], setting: TaskSetting, method: str) -> str:
+    """The learning rate the runs used (from their rows), else what the protocol would use."""
+    used = sorted(
+        {
+            r["learning_rate"]
+            for r in ok.values()
+            if r["task"] == setting.task and r["method"] == method and r.get("learning_rate")
+        }
+    )
+    if used:
+        return "/".join(f"{lr:g}" for lr in used)
+    return f"{setting.learning_rates.get(method, DEFAULT_LEARNING_RATES.get(method, float('nan'))):g}"
+
+
+def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: str = "") -> Path:
     """Write report.md, results.json and the PNGs from results.jsonl; returns report.md's path."""
     folder = Path(folder)
     rows = read_results(folder)
@@ -529,6 +549,8 @@ def render(protocol: Protocol, folder: Path, *, command: str = "") -> Path:
     lines = [f"# P-Tuning v2 reproduction report ({protocol.name} protocol)", ""]
     if command:
         lines += ["Made by:", "", "```", command, "```", ""]
+    if rendered_by and rendered_by != command:
+        lines += [f"(rendered again from `results.jsonl` by `{rendered_by}`)", ""]
     lines += [protocol.description, ""]
     lines += [
         f"Backbone: `{protocol.backbone}`"
@@ -544,11 +566,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "") -> Path:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in protocol.tasks:
-        lrs = ", ".join(
-            f"{m} {t.learning_rates.get(m, DEFAULT_LEARNING_RATES[m]):g}"
-            for m in protocol.methods
-            if m in DEFAULT_LEARNING_RATES
-        )
+        lrs = ", ".join(f"{m} {_learning_rate(ok, t, m)}" for m in protocol.methods)
         pooling = t.pooling if t.task in ("sst2", "rte") else "per token"
         lines.append(
             f"| {TASK_TITLES.get(t.task, t.task)} | {t.max_train_samples or 'all'} | {t.max_eval_samples or 'all'} "

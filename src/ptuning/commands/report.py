@@ -70,7 +70,14 @@ def run(args: argparse.Namespace) -> int:
             threads=threads,
             log=_log,
         )
-    path = render(protocol, folder, command=command)
+    rendered_by = ""
+    if args.render_only:  # keep the command that ran the protocol; say who rendered it again
+        previous = folder / "results.json"
+        if previous.is_file():
+            import json
+
+            rendered_by, command = command, json.loads(previous.read_text()).get("command") or command
+    path = render(protocol, folder, command=command, rendered_by=rendered_by)
     print(f"report: {path}")
     return 0
 
