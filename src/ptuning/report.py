@@ -417,6 +417,14 @@ def _fmt(entry: dict[str, Any] | None) -> str:
     return f"{entry['mean']:.1f} (n=1)"
 
 
+def _legend(axes) -> None:
+    """One legend, on the first panel that has labelled lines (a task may have no results yet)."""
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+            return
+
+
 def _plot_learning_curves(ok: dict[str, dict[str, Any]], protocol: Protocol, path: Path) -> None:
     import matplotlib
 
@@ -442,7 +450,7 @@ def _plot_learning_curves(ok: dict[str, dict[str, Any]], protocol: Protocol, pat
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev metric x100 (mean over seeds)")
-    axes[0][-1].legend(fontsize=8)
+    _legend(axes[0])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -474,7 +482,7 @@ def _plot_params(table: dict[str, Any], protocol: Protocol, path: Path) -> None:
         ax.set_xlabel("trainable parameters (log)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev metric x100")
-    axes[0][-1].legend(fontsize=8)
+    _legend(axes[0])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
