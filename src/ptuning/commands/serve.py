@@ -1,0 +1,220 @@
+"""`ptuning serve`: many tasks' prompts over HTTP from one frozen backbone."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+from pathlib import Path
+
+DESCRIPTION = """Serve several prompt-only checkpoints (p-tuning-v2, prefix-tuning, prompt-tuning) over HTTP.
+The backbone is loaded once; every task adds only its prompt and head. Requests of different
+tasks are batched together (each row gets its own task's prefix in one forward pass).
+
+All checkpoints must be made for the same backbone; fine-tune checkpoints carry their own
+backbone and are refused (serve them with `ptuning predict`).
+
+endpoints (OpenAPI docs at /docs):
+  GET  /health               GET /v1/tasks
+  POST /v1/predict           {"task": "sst2", "inputs": ["a gripping, funny film"]}
+  POST /v1/tasks/NAME        {"path": "outputs/rte"}   (add a task while serving)
+  DELETE /v1/tasks/NAME      (remove it; requests already accepted are answered)
+
+examples:
+  ptuning serve --prompt sst2=outputs/sst2 --prompt conll=outputs/conll03
+  ptuning serve --prompts-dir outputs --port 8080 --max-batch-size 64 --max-wait-ms 10"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prompt",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a task to serve: NAME=CHECKPOINT_DIR, a checkpoint folder (named after it) or a folder of "
+        "checkpoint folders (each named after its folder); repeatable",
+    )
+    parser.add_argument(
+        "--prompts-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="serve every checkpoint folder inside DIR, named after its folder; repeatable",
+    )
+    parser.add_argument(
+        "--backbone", default=None, help="load this backbone instead of the one the checkpoints name"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="(default: 8000; 0 picks a free port)")
+    batching = parser.add_argument_group("batching")
+    batching.add_argument(
+        "--max-batch-size", type=int, default=32, help="model rows per forward pass (default: 32)"
+    )
+    batching.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a batch waits for more requests once the first arrived (default: 5)",
+    )
+    batching.add_argument(
+        "--max-queue",
+        type=int,
+        default=1024,
+        help="inputs accepted and not yet answered; past it requests get 503 (default: 1024)",
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--max-inputs", type=int, default=64, help="inputs per request (default: 64; 413 past it)"
+    )
+    limits.add_argument(
+        "--max-chars", type=int, default=10_000, help="characters per input (default: 10000; 413 past it)"
+    )
+    limits.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=256,
+        help="tokens per sequence; longer inputs are truncated and flagged (default: 256)",
+    )
+    parser.add_argument(
+        "--no-admin", action="store_true", help="disable POST/DELETE /v1/tasks (adding and removing tasks)"
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM/Ctrl-C, how long to wait for accepted requests (default: 30 s)",
+    )
+    parser.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+
+
+def collect_prompts(prompts: list[str], prompt_dirs: list[str]) -> list[tuple[str, str]]:
+    """(name, checkpoint folder) pairs from --prompt and --prompts-dir."""
+    from ..checkpoint import CONFIG_NAME
+    from ..cli import UserError
+
+    pairs: list[tuple[str, str]] = []
+    for spec in prompts:
+        path = Path(spec)
+        if "=" in spec and not (path / CONFIG_NAME).is_file():
+            name, _, folder = spec.partition("=")
+            pairs.append((name.strip(), folder))
+        elif path.is_dir() and not (path / CONFIG_NAME).is_file():
+            prompt_dirs = [*prompt_dirs, spec]  # a folder of checkpoints: as --prompts-dir
+        else:
+            pairs.append((path.resolve().name, spec))
+    for folder in prompt_dirs:
+        root = Path(folder)
+        if not root.is_dir():
+            raise UserError(f"--prompts-dir {folder}: no such folder")
+        found = sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file())
+        if not found:
+            hint = " (it is a checkpoint itself: use --prompt)" if (root / CONFIG_NAME).is_file() else ""
+            raise UserError(f"--prompts-dir {folder}: no checkpoint folders inside{hint}")
+        pairs.extend((p.name, str(p)) for p in found)
+    if not pairs:
+        raise UserError("nothing to serve: give --prompt NAME=CHECKPOINT_DIR or --prompts-dir DIR")
+    seen: dict[str, str] = {}
+    for name, folder in pairs:
+        if name in seen:
+            raise UserError(f"task name {name!r} is given twice ({seen[name]} and {folder})")
+        seen[name] = folder
+    return pairs
+
+
+def bind(host: str, port: int) -> socket.socket:
+    from ..cli import UserError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(signum, frame):
+    raise _Stop
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..cli import UserError
+    from ..serving import InvalidTaskNameError, MultiTaskPredictor
+    from ..serving.app import ServeSettings, create_app
+
+    try:
+        settings = ServeSettings(
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+            max_queue=args.max_queue,
+            max_inputs=args.max_inputs,
+            max_chars=args.max_chars,
+            allow_admin=not args.no_admin,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    pairs = collect_prompts(args.prompt, args.prompts_dir)
+    sock = bind(args.host, args.port)
+    try:
+        predictor = MultiTaskPredictor.from_checkpoints(
+            pairs,
+            backbone=args.backbone,
+            max_length=args.max_seq_length,
+            max_batch_size=args.max_batch_size,
+        )
+    except InvalidTaskNameError as exc:
+        sock.close()
+        raise UserError(str(exc)) from None
+    except BaseException:
+        sock.close()
+        raise
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    names = ", ".join(predictor.task_names)
+    print(
+        f"ptuning serve: {len(pairs)} task(s) ({names}) on backbone {predictor.backbone_name!r}; "
+        f"listening on http://{shown}:{port} (docs: http://{shown}:{port}/docs)",
+        file=sys.stderr,
+        flush=True,
+    )
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        print(
+            "ptuning serve: warning: the API has no authentication; POST /v1/tasks reads folders on this "
+            "machine (disable with --no-admin)",
+            file=sys.stderr,
+            flush=True,
+        )
+    config = uvicorn.Config(
+        create_app(predictor, settings),
+        log_level=args.log_level,
+        timeout_graceful_shutdown=args.shutdown_timeout,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal: end with 0.
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    except _Stop:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    if not server.started:
+        print("ptuning serve: error: the server did not start (see the log above)", file=sys.stderr)
+        return 1
+    print("ptuning serve: stopped", file=sys.stderr, flush=True)
+    return 0

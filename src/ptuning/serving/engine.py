@@ -1,0 +1,664 @@
+"""Many tasks on one frozen backbone: `MultiTaskPredictor` and its micro-batcher.
+
+Every task is a prompt-only checkpoint (its prompt and its head) made for the same backbone. The
+backbone is loaded once; each task keeps its folded prefix as a table of keys and values per layer.
+A forward pass may mix rows of several tasks: each row's prefix is gathered by its task and passed
+to `PromptModel.encode(prefix=...)` (prefixes shorter than the longest are padded with masked
+columns; a layer that a task does not prompt gets a fully masked slot for that task's rows, which
+is exactly the plain backbone for that layer). Each task's head then reads its own rows.
+
+* p-tuning-v2 and prefix-tuning (deep prefixes) batch across tasks this way.
+* prompt-tuning (an input prompt) changes the input sequence, so its rows run in sub-batches of
+  their own task (still within the same micro-batch).
+* fine-tune checkpoints carry their own backbone weights and are refused.
+
+`MicroBatcher` puts one worker thread in front of a `MultiTaskPredictor`: callers `submit`
+prepared requests into a bounded queue and get a `concurrent.futures.Future`; the worker groups
+what is queued (up to `max_batch_size` model rows, waiting at most `max_wait_ms` for more) into one
+mixed batch. Tokenization and answer formatting happen in the callers' threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..backbones import fingerprint, load_backbone
+from ..checkpoint import CheckpointError, read_config
+from ..data.features import make_collator
+from ..data.spec import TaskSpec
+from ..inference import Predictor, format_outputs
+from ..injection import LayerPrefix, PrefixInjector
+from ..modeling import PromptModel
+
+TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class ServingError(Exception):
+    """Base class of the errors the engine reports to its callers."""
+
+
+class UnknownTaskError(ServingError, KeyError):
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = list(known)
+        listing = ", ".join(self.known) if self.known else "none"
+        super().__init__(f"unknown task {name!r}; known tasks: {listing}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class InvalidTaskNameError(ServingError, ValueError):
+    """A task name that cannot be used (it appears in URLs)."""
+
+
+class TaskExistsError(ServingError):
+    """A task of that name is already served."""
+
+
+class QueueFullError(ServingError):
+    """The bounded queue has no room for the request; try again later."""
+
+
+class ShuttingDownError(ServingError):
+    """The batcher is closing and accepts no new work."""
+
+
+def backbone_limit(config) -> int:
+    """The longest token sequence the backbone's absolute position embeddings can take."""
+    limit = getattr(config, "max_position_embeddings", None) or 512
+    if config.model_type in ("roberta", "mpnet"):  # positions start after the padding index
+        limit -= (getattr(config, "pad_token_id", 1) or 1) + 1
+    return int(limit)
+
+
+@dataclass(eq=False)
+class ServedTask:
+    """One task of the server: its prompt model (sharing the backbone), its predictor and prefix table."""
+
+    name: str
+    path: str
+    model: PromptModel
+    predictor: Predictor
+    # Deep prompts: keys and values (num_layers, heads, P, head_dim), zero for layers not prompted.
+    keys: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    layers: tuple[int, ...] = ()
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.model.spec
+
+    @property
+    def method(self) -> str:
+        return self.model.prompt_config.method
+
+    @property
+    def deep(self) -> bool:
+        return self.keys is not None
+
+    @property
+    def prompt_length(self) -> int:
+        return self.model.prompt_config.prefix_len
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task_type": self.spec.task_type,
+            "labels": list(self.spec.labels),
+            "num_choices": self.spec.num_choices or None,
+            "prompt_length": self.prompt_length,
+            "method": self.method,
+            "prompted_layers": list(self.layers) if self.deep else [],
+            "checkpoint": self.path,
+        }
+
+
+@dataclass
+class PreparedRequest:
+    """A task's inputs after parsing and tokenization: what the worker runs."""
+
+    task: ServedTask
+    examples: list[dict]
+    features: list[dict]
+    flags: list[bool]
+
+    @property
+    def num_rows(self) -> int:
+        """Model rows (sequences) this request costs: one per feature, one per choice for multiple choice."""
+        if self.task.spec.task_type == "multiple_choice":
+            return sum(len(f["input_ids"]) for f in self.features)
+        return len(self.features)
+
+
+@dataclass
+class _Row:
+    request: int
+    feature: int
+    choice: int
+    task: ServedTask
+    sequence: dict[str, list[int]]
+
+    @property
+    def length(self) -> int:
+        return len(self.sequence["input_ids"])
+
+
+def _checkpoint_label(path: str, name: str | None) -> str:
+    return f"{path} (task {name!r})" if name else str(path)
+
+
+class MultiTaskPredictor:
+    """Serves several tasks' prompts and heads from one frozen backbone, batching rows across tasks.
+
+    Build it with `from_checkpoints({"sst2": "outputs/sst2", ...})`, or from a loaded backbone and
+    tokenizer and `add_task`. `predict(name, inputs)` answers one task; `predict_many([(name,
+    inputs), ...])` runs several tasks' requests in mixed batches. Answers are those of `ptuning
+    predict` (`ptuning.inference.format_outputs`). Thread safety: `prepare` may be called from any
+    thread (the shared tokenizer is locked); `compute` should run in one thread at a time (the
+    `MicroBatcher` worker); `add_task`/`remove_task` may run while it computes.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        tokenizer,
+        *,
+        backbone_name: str = "",
+        max_length: int = 256,
+        max_batch_size: int = 32,
+    ) -> None:
+        if tokenizer is None:
+            raise ValueError("a tokenizer is required")
+        self.backbone = backbone.eval()
+        self.backbone.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.backbone_name = backbone_name or getattr(backbone.config, "_name_or_path", "")
+        self.backbone_fingerprint = fingerprint(backbone)
+        self.max_length = min(max_length, backbone_limit(backbone.config))
+        self.max_batch_size = max_batch_size
+        # attach before serving, so that adding the first deep task never rewires a running model; an
+        # architecture without deep prompts raises ValueError: only prompt-tuning checkpoints can be served
+        with contextlib.suppress(ValueError):
+            PrefixInjector.attach(backbone)
+        self._collate = make_collator(TaskSpec("rows", "classification"), tokenizer)
+        self._tasks: dict[str, ServedTask] = {}
+        self._registry_lock = threading.Lock()
+        self._bank: _PrefixBank | None = None  # every deep task's table stacked; rebuilt on change
+        self._tokenizer_lock = threading.Lock()  # fast tokenizers are not safe across threads
+        self._origin: tuple[str, str] | None = None  # (checkpoint, task) the backbone came from
+
+    # --- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        prompts: Mapping[str, str | Path] | Iterable[tuple[str, str | Path]],
+        *,
+        backbone=None,
+        max_length: int = 256,
+        max_batch_size: int = 32,
+    ) -> MultiTaskPredictor:
+        """Load the backbone once (the one the checkpoints name, or `backbone`: a name or a
+        (model, tokenizer) pair) and every task. All checkpoints must be made for one backbone."""
+        items = list(prompts.items()) if isinstance(prompts, Mapping) else list(prompts)
+        if not items:
+            raise CheckpointError("no checkpoints to serve")
+        configs = [(name, str(path), check_servable(path)) for name, path in items]
+        first_name, first_path, first = configs[0]
+        for name, path, config in configs[1:]:
+            if config["backbone_fingerprint"] != first["backbone_fingerprint"]:
+                raise CheckpointError(
+                    f"checkpoints are for different backbones: {_checkpoint_label(first_path, first_name)} "
+                    f"was trained on {first['backbone']!r} (fingerprint {first['backbone_fingerprint']}) but "
+                    f"{_checkpoint_label(path, name)} on {config['backbone']!r} (fingerprint "
+                    f"{config['backbone_fingerprint']}); one server serves one backbone"
+                )
+        if backbone is None or isinstance(backbone, str):
+            backbone_name = backbone or first["backbone"]
+            model, tokenizer = load_backbone(backbone_name)
+        else:
+            model, tokenizer = backbone
+            backbone_name = first["backbone"]
+        predictor = cls(
+            model,
+            tokenizer,
+            backbone_name=backbone_name,
+            max_length=max_length,
+            max_batch_size=max_batch_size,
+        )
+        predictor._origin = (first_path, first_name)
+        for name, path, _ in configs:
+            predictor.add_task(name, path)
+        return predictor
+
+    # --- the registry -------------------------------------------------------------------------
+
+    def add_task(self, name: str, path: str | Path) -> ServedTask:
+        """Load a checkpoint onto the shared backbone and serve it as `name` (safe while serving)."""
+        if not TASK_NAME.match(name or ""):
+            raise InvalidTaskNameError(
+                f"task name {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+            )
+        if name in self._tasks:
+            raise TaskExistsError(f"task {name!r} is already served (from {self._tasks[name].path})")
+        path = str(path)
+        config = check_servable(path)
+        if config["backbone_fingerprint"] != self.backbone_fingerprint:
+            origin = f" (from {_checkpoint_label(*self._origin)})" if self._origin else ""
+            raise CheckpointError(
+                f"checkpoint {_checkpoint_label(path, name)} was trained on backbone {config['backbone']!r} "
+                f"(fingerprint {config['backbone_fingerprint']}), but this server's backbone is "
+                f"{self.backbone_name!r}{origin} (fingerprint {self.backbone_fingerprint})"
+            )
+        model, _ = PromptModel.from_pretrained(path, backbone=self.backbone)
+        model.fold_prefix()
+        task = ServedTask(
+            name=name,
+            path=path,
+            model=model,
+            predictor=Predictor(
+                model, self.tokenizer, max_length=self.max_length, batch_size=self.max_batch_size
+            ),
+        )
+        if model.prefix_encoder is not None:
+            _set_prefix_table(task, model)
+        with self._registry_lock:
+            if name in self._tasks:
+                raise TaskExistsError(f"task {name!r} is already served (from {self._tasks[name].path})")
+            tasks = dict(self._tasks)
+            tasks[name] = task
+            self._tasks = tasks  # replaced, never mutated: readers need no lock
+            self._bank = None
+            if self._origin is None:
+                self._origin = (path, name)
+        return task
+
+    def remove_task(self, name: str) -> ServedTask:
+        """Stop serving `name`; requests already accepted for it still get their answers."""
+        with self._registry_lock:
+            if name not in self._tasks:
+                raise UnknownTaskError(name, sorted(self._tasks))
+            tasks = dict(self._tasks)
+            task = tasks.pop(name)
+            self._tasks = tasks
+            self._bank = None
+        return task
+
+    def task(self, name: str) -> ServedTask:
+        tasks = self._tasks
+        if name not in tasks:
+            raise UnknownTaskError(name, sorted(tasks))
+        return tasks[name]
+
+    def tasks(self) -> list[ServedTask]:
+        return [task for _, task in sorted(self._tasks.items())]
+
+    @property
+    def task_names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    # --- inference ----------------------------------------------------------------------------
+
+    def prepare(self, task: str | ServedTask, inputs: Sequence[Any]) -> PreparedRequest:
+        """Parse and tokenize raw inputs (raises DataError naming the bad input and field)."""
+        served = self.task(task) if isinstance(task, str) else task
+        with self._tokenizer_lock:
+            examples, features, flags = served.predictor.prepare(inputs)
+        return PreparedRequest(served, examples, features, flags)
+
+    def format(self, request: PreparedRequest, logits) -> list[dict[str, Any]]:
+        """The answers of `ptuning predict` for a request, from the logits `compute` gave for it."""
+        return format_outputs(request.task.spec, request.examples, request.features, logits, request.flags)
+
+    def predict(self, task: str, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+        request = self.prepare(task, inputs)
+        return self.format(request, self.compute([request])[0])
+
+    def predict_many(self, requests: Sequence[tuple[str, Sequence[Any]]]) -> list[list[dict[str, Any]]]:
+        """Several tasks' requests at once, in mixed-task batches of up to `max_batch_size` rows."""
+        prepared = [self.prepare(name, inputs) for name, inputs in requests]
+        return [self.format(r, logits) for r, logits in zip(prepared, self.compute(prepared), strict=True)]
+
+    @torch.inference_mode()
+    def compute(self, requests: Sequence[PreparedRequest], *, max_batch_size: int | None = None) -> list:
+        """Model outputs per request, aligned with its features (QA: (starts, ends)).
+
+        Rows of deep-prompt tasks share forward passes whatever their task; prompt-tuning rows run
+        in passes of their own task. Rows are sorted by length so that little is padded, and each
+        pass takes at most `max_batch_size` rows.
+        """
+        size = max_batch_size or self.max_batch_size
+        deep: list[_Row] = []
+        by_input_prompt: dict[int, list[_Row]] = collections.defaultdict(list)
+        for r, request in enumerate(requests):
+            target = deep if request.task.deep else by_input_prompt[id(request.task)]
+            multiple = request.task.spec.task_type == "multiple_choice"
+            for f, feature in enumerate(request.features):
+                if multiple:
+                    for c in range(len(feature["input_ids"])):
+                        sequence = {k: feature[k][c] for k in _SEQUENCE_KEYS if k in feature}
+                        target.append(_Row(r, f, c, request.task, sequence))
+                else:
+                    sequence = {k: feature[k] for k in _SEQUENCE_KEYS if k in feature}
+                    target.append(_Row(r, f, 0, request.task, sequence))
+        outputs: dict[tuple[int, int, int], Any] = {}
+        for group in (deep, *by_input_prompt.values()):
+            group.sort(key=lambda row: row.length)
+            for start in range(0, len(group), size):
+                self._forward(group[start : start + size], outputs)
+        return [_assemble(r, request, outputs) for r, request in enumerate(requests)]
+
+    def _forward(self, rows: list[_Row], outputs: dict) -> None:
+        batch = self._collate([row.sequence for row in rows])
+        device = next(self.backbone.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        mask = batch["attention_mask"]
+        tasks = [row.task for row in rows]
+        first = tasks[0]
+        prefix = self.gather_prefix(tasks) if first.deep else None
+        hidden = first.model.encode(batch["input_ids"], mask, batch.get("token_type_ids"), prefix=prefix)
+        groups: dict[int, list[int]] = collections.defaultdict(list)
+        for i, task in enumerate(tasks):
+            groups[id(task)].append(i)
+        for indices in groups.values():
+            task = tasks[indices[0]]
+            if len(indices) == len(rows):
+                h, m = hidden, mask
+            else:  # stack, not index_select (see gather_prefix)
+                h = torch.stack([hidden[i] for i in indices])
+                m = torch.stack([mask[i] for i in indices])
+            kind = task.spec.task_type
+            if kind == "question_answering":
+                out = task.model.head(h, m)
+                per_row = list(
+                    zip(
+                        out.start_logits.float().cpu().numpy(),
+                        out.end_logits.float().cpu().numpy(),
+                        strict=True,
+                    )
+                )
+            elif kind == "multiple_choice":
+                per_row = list(task.model.head(h, m, num_choices=1).logits.float().cpu().numpy()[:, 0])
+            else:
+                per_row = list(task.model.head(h, m).logits.float().cpu().numpy())
+            for i, value in zip(indices, per_row, strict=True):
+                row = rows[i]
+                if kind == "question_answering":
+                    value = (value[0][: row.length], value[1][: row.length])
+                elif kind == "token_classification":
+                    value = value[: row.length]
+                outputs[(row.request, row.feature, row.choice)] = value
+
+    def gather_prefix(self, tasks: Sequence[ServedTask]) -> dict[int, LayerPrefix] | None:
+        """The per-layer prefix of a batch whose row i belongs to `tasks[i]` (all deep)."""
+        present: dict[int, ServedTask] = {}
+        for task in tasks:
+            present.setdefault(id(task), task)
+        batch = len(tasks)
+        if len(present) == 1:  # one task: its own table, expanded without a copy, as PromptModel does
+            task = tasks[0]
+            return {
+                layer: LayerPrefix(
+                    key=task.keys[layer].unsqueeze(0).expand(batch, -1, -1, -1),
+                    value=task.values[layer].unsqueeze(0).expand(batch, -1, -1, -1),
+                )
+                for layer in task.layers
+            }
+        unique = list(present.values())
+        bank = self._bank
+        if bank is None or any(id(t) not in bank.index for t in unique):
+            # tasks added since, or removed ones whose requests are still answered: rebuild
+            listed = [t for t in self._tasks.values() if t.deep]
+            known = {id(t) for t in listed}
+            bank = _PrefixBank(listed + [t for t in unique if id(t) not in known])
+            self._bank = bank
+        length = max(t.keys.shape[2] for t in unique)
+        index = [bank.index[id(t)] for t in tasks]
+
+        def rows(table: torch.Tensor) -> torch.Tensor:
+            # torch.stack of views, not index_select: on a busy CPU, index_select's parallel
+            # kernel took 50 ms here where stack takes 0.1 ms (it is a plain copy)
+            return torch.stack([table[i] for i in index])
+
+        prefix = {}
+        for layer in sorted(set().union(*(t.layers for t in unique))):  # others: the plain backbone
+            full = all(layer in t.layers and t.keys.shape[2] == length for t in unique)
+            prefix[layer] = LayerPrefix(
+                key=rows(bank.keys[layer, :, :, :length]),  # (B, heads, P, head_dim)
+                value=rows(bank.values[layer, :, :, :length]),
+                mask=None if full else rows(bank.visible[layer, :, :length]),  # (B, P)
+            )
+        return prefix
+
+
+class _PrefixBank:
+    """The deep tasks' prefix tables stacked once, per layer: keys and values (layers, tasks,
+    heads, P_max, head_dim) padded to the longest prompt, and which columns are real (layers,
+    tasks, P_max). A mixed batch then gathers its rows' tables with one copy per layer and tensor."""
+
+    def __init__(self, tasks: Sequence[ServedTask]) -> None:
+        self.index = {id(t): i for i, t in enumerate(tasks)}
+        self.tasks = list(tasks)  # keeps the ids above valid
+        length = max(t.keys.shape[2] for t in tasks)
+        pad = [(0, 0, 0, length - t.keys.shape[2]) for t in tasks]
+        self.keys = torch.stack([F.pad(t.keys, p) for t, p in zip(tasks, pad, strict=True)], dim=1)
+        self.values = torch.stack([F.pad(t.values, p) for t, p in zip(tasks, pad, strict=True)], dim=1)
+        self.visible = torch.zeros(self.keys.shape[0], len(tasks), length, dtype=torch.bool)
+        for i, t in enumerate(tasks):
+            self.visible[list(t.layers), i, : t.keys.shape[2]] = True
+        self.visible = self.visible.to(self.keys.device)
+
+
+def _assemble(r: int, request: PreparedRequest, outputs: dict):
+    kind = request.task.spec.task_type
+    if kind == "question_answering":
+        pairs = [outputs[(r, f, 0)] for f in range(len(request.features))]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    if kind == "multiple_choice":
+        return [
+            np.array([outputs[(r, f, c)] for c in range(len(feature["input_ids"]))], dtype=np.float32)
+            for f, feature in enumerate(request.features)
+        ]
+    return [outputs[(r, f, 0)] for f in range(len(request.features))]
+
+
+@torch.no_grad()
+def _set_prefix_table(task: ServedTask, model: PromptModel) -> None:
+    encoder = model.prefix_encoder.eval()
+    prefix = encoder(1)  # {layer: LayerPrefix (1, heads, P, head_dim)}
+    num_layers = PrefixInjector.attach(model.backbone).num_layers
+    sample = next(iter(prefix.values())).key[0]
+    keys = sample.new_zeros(num_layers, *sample.shape)
+    values = sample.new_zeros(num_layers, *sample.shape)
+    for layer, part in prefix.items():
+        keys[layer] = part.key[0]
+        values[layer] = part.value[0]
+    task.keys, task.values, task.layers = keys, values, tuple(sorted(prefix))
+
+
+def check_servable(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's config, or a CheckpointError saying why `ptuning serve` cannot serve it."""
+    if not Path(path).is_dir():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a folder")
+    config = read_config(path)
+    for key in ("backbone", "backbone_fingerprint", "prompt_config", "task"):
+        if key not in config:
+            raise CheckpointError(f"checkpoint {path}: {key!r} is missing from its config")
+    method = config["prompt_config"].get("method")
+    if method == "fine-tune":
+        raise CheckpointError(
+            f"checkpoint {path} is a fine-tune checkpoint: it carries its own backbone weights, so it "
+            "cannot share the frozen backbone; serve it alone with `ptuning predict`"
+        )
+    return config
+
+
+# --- the micro-batcher -------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Job:
+    request: PreparedRequest
+    future: Future
+    rows: int
+    inputs: int
+    accepted: float = field(default_factory=time.monotonic)
+
+
+class MicroBatcher:
+    """One worker thread owning the model; a bounded queue of requests; one future per request.
+
+    The worker takes the oldest request, then keeps taking queued requests while the batch has
+    fewer than `max_batch_size` model rows, waiting up to `max_wait_ms` for more to arrive, and runs
+    them all in one `compute` (mixed tasks). `max_queue` bounds the inputs accepted and not yet
+    answered: past it `submit` raises QueueFullError. `close()` refuses new work, answers
+    everything accepted, then stops the worker.
+    """
+
+    def __init__(
+        self,
+        predictor: MultiTaskPredictor,
+        *,
+        max_batch_size: int | None = None,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 1024,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.predictor = predictor
+        self.max_batch_size = max_batch_size or predictor.max_batch_size
+        self.max_wait = max(0.0, max_wait_ms) / 1000
+        self.max_queue = max_queue
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._pending = 0  # inputs accepted and not yet answered
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.stats = {"batches": 0, "mixed_batches": 0, "requests": 0, "rows": 0, "errors": 0}
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> MicroBatcher:
+        with self._cond:
+            if self._closing:
+                raise ShuttingDownError("the batcher was closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="ptuning-serve-worker", daemon=True)
+                self._thread.start()
+        return self
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new requests, answer every accepted one, stop the worker."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> MicroBatcher:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def pending(self) -> int:
+        """Inputs accepted and not yet answered."""
+        return self._pending
+
+    # --- submitting ---------------------------------------------------------------------------
+
+    def submit(self, request: PreparedRequest) -> Future:
+        """Queue a prepared request; the future gives `compute`'s output for it."""
+        inputs = len(request.examples)
+        job = _Job(request, Future(), request.num_rows, inputs)
+        with self._cond:
+            if self._closing:
+                raise ShuttingDownError("the server is shutting down")
+            if self._thread is None:
+                raise ShuttingDownError("the batcher is not started")
+            if self._pending + inputs > self.max_queue:
+                raise QueueFullError(
+                    f"the queue is full ({self._pending} inputs waiting, limit {self.max_queue}); retry later"
+                )
+            self._pending += inputs
+            self._queue.append(job)
+            self._cond.notify()
+        return job.future
+
+    def predict(self, task: str, inputs: Sequence[Any], timeout: float | None = None) -> list[dict[str, Any]]:
+        """Blocking convenience: prepare, queue, wait, format."""
+        request = self.predictor.prepare(task, inputs)
+        logits = self.submit(request).result(timeout)
+        return self.predictor.format(request, logits)
+
+    # --- the worker -----------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[_Job] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            batch = [self._queue.popleft()]
+            rows = batch[0].rows
+            deadline = time.monotonic() + self.max_wait
+            while rows < self.max_batch_size:
+                if self._queue:
+                    if rows + self._queue[0].rows > self.max_batch_size:
+                        break
+                    job = self._queue.popleft()
+                    batch.append(job)
+                    rows += job.rows
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closing:
+                    break
+                self._cond.wait(remaining)
+        return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            try:
+                if live:
+                    outputs = self.predictor.compute(
+                        [job.request for job in live], max_batch_size=self.max_batch_size
+                    )
+                    for job, output in zip(live, outputs, strict=True):
+                        job.future.set_result(output)
+                    self.stats["batches"] += 1
+                    self.stats["requests"] += len(live)
+                    self.stats["rows"] += sum(job.rows for job in live)
+                    if len({id(job.request.task) for job in live}) > 1:
+                        self.stats["mixed_batches"] += 1
+            except Exception as exc:  # answer every caller; the worker keeps serving
+                self.stats["errors"] += 1
+                for job in live:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+            finally:
+                with self._cond:
+                    self._pending -= sum(job.inputs for job in batch)
