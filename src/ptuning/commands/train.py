@@ -28,7 +28,8 @@ examples:
   ptuning train --train-file my.csv --validation-file dev.csv --text-column review --label-column stars
   ptuning train --output-dir outputs/x --resume        # continue after a crash"""
 
-# The main job, measured on 2 CPU cores: see README.md.
+# The main job, measured on 2 CPU cores: see README.md. More data did not help: 20,000 examples gave
+# 83.0% dev accuracy against 82.8% for 6,000, and fine-tuning every weight on the same 6,000 gave 83.0%.
 MAIN_JOB = {
     "task": "sst2",
     "max_train_samples": 6000,
@@ -74,7 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--head-dropout", type=float, default=0.1, help="dropout before the head (default: 0.1)"
     )
     what.add_argument(
-        "--pooling", choices=("cls", "mean"), default="cls", help="sentence-level head input (default: cls)"
+        "--pooling",
+        choices=("cls", "mean"),
+        default="mean",
+        help="what sentence-level heads read: the mean of the token states, or the first token as in the "
+        "paper (default: mean; both built-in backbones are sentence encoders trained with mean pooling; "
+        "on SST-2 it gave 82.8%% against 75.9%% for cls in the main job)",
     )
 
     how = parser.add_argument_group("optimisation")
