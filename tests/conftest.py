@@ -7,7 +7,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The benchmark files: $PTUNING_DATA where set, else ../shared/data beside the checkout.
+SHARED_DATA = Path(os.environ.get("PTUNING_DATA") or REPO.parent / "shared" / "data")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from ptuning.data import KNOWN_TASKS, DataError, TaskSpec, get_task_spec, load_task, load_user_task, subsample
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA  # $PTUNING_DATA, else ../shared/data
 needs_data = pytest.mark.skipif(
     not DATA.is_dir(), reason="benchmark data folder ../shared/data is not present"
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from ptuning.data import (
     MODEL_INPUT_KEYS,
@@ -23,7 +24,7 @@ from ptuning.data import (
 )
 from ptuning.metrics import compute_metrics, normalize_answer
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA  # $PTUNING_DATA, else ../shared/data
 needs_data = pytest.mark.skipif(
     not DATA.is_dir(), reason="benchmark data folder ../shared/data is not present"
 )
