@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -39,3 +40,17 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     from ptuning.testing import save_tiny_backbone
 
     return save_tiny_backbone("bert", tmp_path_factory.mktemp("tiny-bert"))
+
+
+def load_script():
+    """scripts/load_test.py as a module (it also builds the tiny demo checkpoints of the serving tests)."""
+    spec = importlib.util.spec_from_file_location("ptuning_load_test", REPO / "scripts" / "load_test.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoints(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
+    """Tiny checkpoints of every task type on the tiny BERT, task name -> folder (read only)."""
+    return load_script().make_checkpoints(tmp_path_factory.mktemp("demo"), tiny_bert_dir)

@@ -14,7 +14,8 @@ import time
 import httpx
 import pytest
 import uvicorn
-from test_serving import INPUTS, _answers_close, demo_checkpoints, load_script  # tests/ is on sys.path
+from conftest import load_script
+from test_serving import INPUTS, _answers_close  # tests/ is on sys.path
 
 from ptuning.cli import main as cli_main
 from ptuning.config import PromptConfig
@@ -52,13 +53,8 @@ class ServerThread:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory, tiny_bert_dir):
-    return demo_checkpoints(tmp_path_factory, tiny_bert_dir)
-
-
-@pytest.fixture(scope="module")
-def predictor(checkpoints):
-    return MultiTaskPredictor.from_checkpoints(checkpoints, max_batch_size=16)
+def predictor(demo_checkpoints):
+    return MultiTaskPredictor.from_checkpoints(demo_checkpoints, max_batch_size=16)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +91,7 @@ def test_health_tasks_and_docs(client):
     assert {"/health", "/v1/tasks", "/v1/predict", "/v1/tasks/{name}"} <= set(paths)
 
 
-def test_answers_equal_ptuning_predict(client, predictor, checkpoints, capsys):
+def test_answers_equal_ptuning_predict(client, predictor, demo_checkpoints, capsys):
     for name, inputs in INPUTS.items():
         response = client.post("/v1/predict", json={"task": name, "inputs": inputs})
         assert response.status_code == 200, response.text
@@ -106,7 +102,7 @@ def test_answers_equal_ptuning_predict(client, predictor, checkpoints, capsys):
     texts = ["a gripping , funny film", "the plot was long " * 60]
     assert (
         cli_main(
-            ["predict", "--checkpoint", str(checkpoints["sentiment"]), "--max-seq-length", "128", *texts]
+            ["predict", "--checkpoint", str(demo_checkpoints["sentiment"]), "--max-seq-length", "128", *texts]
         )
         == 0
     )
@@ -176,7 +172,9 @@ def test_body_too_large_without_content_length(client):
     assert client.get("/health").json()["status"] == "ok"
 
 
-def test_add_and_remove_tasks_while_serving(client, server, predictor, checkpoints, tmp_path, tiny_bert_dir):
+def test_add_and_remove_tasks_while_serving(
+    client, server, predictor, demo_checkpoints, tmp_path, tiny_bert_dir
+):
     stop = threading.Event()
     codes: list[int] = []
     wrong: list[str] = []
@@ -195,25 +193,26 @@ def test_add_and_remove_tasks_while_serving(client, server, predictor, checkpoin
     worker = threading.Thread(target=traffic)
     worker.start()
     try:
-        added = client.post("/v1/tasks/news", json={"path": str(checkpoints["topic"])})
+        added = client.post("/v1/tasks/news", json={"path": str(demo_checkpoints["topic"])})
         assert added.status_code == 201 and added.json()["prompt_length"] == 8
         got = client.post("/v1/predict", json={"task": "news", "inputs": INPUTS["topic"]}).json()["outputs"]
         _answers_close(got, _reference(predictor, "topic", INPUTS["topic"]))
-        assert client.post("/v1/tasks/news", json={"path": str(checkpoints["topic"])}).status_code == 409
+        assert client.post("/v1/tasks/news", json={"path": str(demo_checkpoints["topic"])}).status_code == 409
         # the body may also be the folder as a bare JSON string
-        assert client.post("/v1/tasks/news", json=str(checkpoints["topic"])).status_code == 409
+        assert client.post("/v1/tasks/news", json=str(demo_checkpoints["topic"])).status_code == 409
         bare = client.post("/v1/tasks/news2", json=str(tmp_path / "nothing"))
         assert bare.status_code == 422 and bare.json()["detail"][0]["loc"] == ["body"]
         assert client.post("/v1/tasks/news2", json={"path": 3}).status_code == 422
         assert client.post("/v1/tasks/news2", json={"folder": "x"}).status_code == 422
         assert (
-            client.post("/v1/tasks/bad%20name", json={"path": str(checkpoints["topic"])}).status_code == 422
+            client.post("/v1/tasks/bad%20name", json={"path": str(demo_checkpoints["topic"])}).status_code
+            == 422
         )
         missing = client.post("/v1/tasks/gone", json={"path": str(tmp_path / "nothing")})
         assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "path"]
         # another backbone's checkpoint: refused, naming both backbones
         other = tmp_path / "other"
-        shutil.copytree(checkpoints["ner"], other)
+        shutil.copytree(demo_checkpoints["ner"], other)
         config = json.loads((other / "ptuning_config.json").read_text())
         config.update(backbone="bert-large-cased", backbone_fingerprint="fedcba9876543210")
         (other / "ptuning_config.json").write_text(json.dumps(config))
@@ -269,44 +268,54 @@ def test_full_queue_answers_503_and_admin_can_be_disabled(predictor):
         assert c.delete("/v1/tasks/ner").status_code == 403
 
 
-def test_serve_command_refuses_mixed_backbones_and_fine_tune(checkpoints, tmp_path, capsys):
+def test_serve_command_refuses_mixed_backbones_and_fine_tune(demo_checkpoints, tmp_path, capsys):
     other = tmp_path / "other"
-    shutil.copytree(checkpoints["ner"], other)
+    shutil.copytree(demo_checkpoints["ner"], other)
     config = json.loads((other / "ptuning_config.json").read_text())
     config.update(backbone="mpnet-base", backbone_fingerprint="fedcba9876543210")
     (other / "ptuning_config.json").write_text(json.dumps(config))
     code = cli_main(
-        ["serve", "--prompt", f"a={checkpoints['sentiment']}", "--prompt", f"b={other}", "--port", "0"]
+        ["serve", "--prompt", f"a={demo_checkpoints['sentiment']}", "--prompt", f"b={other}", "--port", "0"]
     )
     err = capsys.readouterr().err
     assert (
         code == 2
         and "different backbones" in err
         and "'mpnet-base'" in err
-        and str(checkpoints["sentiment"]) in err
+        and str(demo_checkpoints["sentiment"]) in err
     )
     assert cli_main(["serve", "--port", "0"]) == 2
     assert "nothing to serve" in capsys.readouterr().err
     assert (
-        cli_main(["serve", "--prompt", f"a={checkpoints['ner']}", "--prompt", f"a={checkpoints['squad']}"])
+        cli_main(
+            [
+                "serve",
+                "--prompt",
+                f"a={demo_checkpoints['ner']}",
+                "--prompt",
+                f"a={demo_checkpoints['squad']}",
+            ]
+        )
         == 2
     )
     assert "given twice" in capsys.readouterr().err
 
 
-def test_serve_command_collects_prompts(checkpoints, tmp_path):
+def test_serve_command_collects_prompts(demo_checkpoints, tmp_path):
     from ptuning.cli import UserError
     from ptuning.commands.serve import collect_prompts
 
     folder = tmp_path / "prompts"
     folder.mkdir()
     for name in ("ner", "copa"):
-        shutil.copytree(checkpoints[name], folder / name)
+        shutil.copytree(demo_checkpoints[name], folder / name)
     (folder / "notes").mkdir()  # not a checkpoint: skipped
-    pairs = collect_prompts([f"s={checkpoints['sentiment']}", str(checkpoints["squad"]), str(folder)], [])
+    pairs = collect_prompts(
+        [f"s={demo_checkpoints['sentiment']}", str(demo_checkpoints["squad"]), str(folder)], []
+    )
     assert pairs == [
-        ("s", str(checkpoints["sentiment"])),
-        ("squad", str(checkpoints["squad"])),
+        ("s", str(demo_checkpoints["sentiment"])),
+        ("squad", str(demo_checkpoints["squad"])),
         ("copa", str(folder / "copa")),
         ("ner", str(folder / "ner")),
     ]
@@ -317,12 +326,12 @@ def test_serve_command_collects_prompts(checkpoints, tmp_path):
         collect_prompts([str(folder)], [str(folder)])
 
 
-def test_serve_command_shuts_down_gracefully(checkpoints, predictor, tmp_path):
+def test_serve_command_shuts_down_gracefully(demo_checkpoints, predictor, tmp_path):
     """SIGTERM while requests wait in a batch: every accepted request is answered, exit code 0."""
     folder = tmp_path / "prompts"
     folder.mkdir()
     for name in ("ner", "copa"):
-        shutil.copytree(checkpoints[name], folder / name)
+        shutil.copytree(demo_checkpoints[name], folder / name)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     command = [sys.executable, "-m", "ptuning", "serve", "--prompts-dir", str(folder), "--port", "0"]
     process = subprocess.Popen(
@@ -374,9 +383,9 @@ def test_serve_command_shuts_down_gracefully(checkpoints, predictor, tmp_path):
         _answers_close(results[i].json()["outputs"], _reference(predictor, name, inputs))
 
 
-def test_load_script_briefly(server, checkpoints, capsys):
+def test_load_script_briefly(server, demo_checkpoints, capsys):
     """The bounded load script, with small counts, against the test server."""
-    prompts = [f"--prompt={name}={path}" for name, path in checkpoints.items()]
+    prompts = [f"--prompt={name}={path}" for name, path in demo_checkpoints.items()]
     limits = [f"--max-inputs={LIMITS['max_inputs']}", f"--max-chars={LIMITS['max_chars']}"]
     code = load_script().main(
         ["--url", server.url, *prompts, *limits, "--requests", "60", "--duration", "2", "--concurrency", "8"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,17 +25,6 @@ from ptuning.serving import (
     TaskExistsError,
     UnknownTaskError,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    """scripts/load_test.py as a module (it builds the tiny demo checkpoints used here too)."""
-    spec = importlib.util.spec_from_file_location("ptuning_load_test", REPO / "scripts" / "load_test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 INPUTS = {
     "sentiment": [
@@ -60,24 +47,9 @@ INPUTS = {
 }
 
 
-_DEMO: dict[Path, dict[str, Path]] = {}
-
-
-def demo_checkpoints(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
-    """The tiny demo checkpoints, written once per session (test_serve_http uses them too; read only)."""
-    if tiny_bert_dir not in _DEMO:
-        _DEMO[tiny_bert_dir] = load_script().make_checkpoints(tmp_path_factory.mktemp("demo"), tiny_bert_dir)
-    return _DEMO[tiny_bert_dir]
-
-
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory, tiny_bert_dir):
-    return demo_checkpoints(tmp_path_factory, tiny_bert_dir)
-
-
-@pytest.fixture(scope="module")
-def predictor(checkpoints):
-    return MultiTaskPredictor.from_checkpoints(checkpoints, max_batch_size=8)
+def predictor(demo_checkpoints):
+    return MultiTaskPredictor.from_checkpoints(demo_checkpoints, max_batch_size=8)
 
 
 def _reference(predictor, name):
@@ -164,16 +136,16 @@ def test_prefix_table_is_the_checkpoint_prefix(predictor):
         assert torch.equal(task.keys[layer], expected[layer].key[0])
 
 
-def test_start_refuses_checkpoints_of_another_backbone(checkpoints, tmp_path, tiny_bert_dir):
+def test_start_refuses_checkpoints_of_another_backbone(demo_checkpoints, tmp_path, tiny_bert_dir):
     other = tmp_path / "other"
-    shutil.copytree(checkpoints["sentiment"], other)
+    shutil.copytree(demo_checkpoints["sentiment"], other)
     config = json.loads((other / "ptuning_config.json").read_text())
     config.update(backbone="some-other-model", backbone_fingerprint="0123456789abcdef")
     (other / "ptuning_config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError) as info:
-        MultiTaskPredictor.from_checkpoints({"a": checkpoints["topic"], "b": other})
+        MultiTaskPredictor.from_checkpoints({"a": demo_checkpoints["topic"], "b": other})
     message = str(info.value)
-    assert str(checkpoints["topic"]) in message and str(other) in message
+    assert str(demo_checkpoints["topic"]) in message and str(other) in message
     assert "some-other-model" in message and str(tiny_bert_dir) in message and "task 'b'" in message
 
 
@@ -194,15 +166,15 @@ def test_fine_tune_and_missing_checkpoints_are_refused(tmp_path, tiny_bert_dir, 
     assert "ft" not in predictor.task_names
 
 
-def test_add_and_remove_tasks(predictor, checkpoints, tmp_path):
+def test_add_and_remove_tasks(predictor, demo_checkpoints, tmp_path):
     before = predictor.task_names
-    added = predictor.add_task("sentiment-2", checkpoints["sentiment"])
+    added = predictor.add_task("sentiment-2", demo_checkpoints["sentiment"])
     assert added.info()["prompt_length"] == 4 and "sentiment-2" in predictor.task_names
     assert predictor.predict("sentiment-2", ["fine"]) == predictor.predict("sentiment", ["fine"])
     with pytest.raises(TaskExistsError):
-        predictor.add_task("sentiment-2", checkpoints["sentiment"])
+        predictor.add_task("sentiment-2", demo_checkpoints["sentiment"])
     with pytest.raises(InvalidTaskNameError):
-        predictor.add_task("bad/name", checkpoints["sentiment"])
+        predictor.add_task("bad/name", demo_checkpoints["sentiment"])
     # a checkpoint of another backbone (a real one: a tiny BERT with other weights)
     from ptuning.testing import tiny_backbone
 
