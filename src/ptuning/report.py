@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_LEARNING_RATES
+from .config import METHODS, default_learning_rate
 
 RESULTS = "results.jsonl"
 MAIN_METHODS = ("fine-tune", "prompt-tuning", "prefix-tuning", "p-tuning-v2")
@@ -428,12 +428,24 @@ def _legend(axes) -> None:
             return
 
 
-def _plot_learning_curves(ok: dict[str, dict[str, Any]], protocol: Protocol, path: Path) -> None:
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (imported late: only rendering needs it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_learning_curves(ok: dict[str, dict[str, Any]], protocol: Protocol, path: Path) -> None:
+    plt = _pyplot()
     tasks = [t.task for t in protocol.tasks]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
@@ -454,17 +466,11 @@ def _plot_learning_curves(ok: dict[str, dict[str, Any]], protocol: Protocol, pat
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev metric x100 (mean over seeds)")
     _legend(axes[0])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _plot_params(table: dict[str, Any], protocol: Protocol, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     tasks = [t.task for t in protocol.tasks]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
@@ -486,17 +492,11 @@ def _plot_params(table: dict[str, Any], protocol: Protocol, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev metric x100")
     _legend(axes[0])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _plot_sweep(sweep: list[dict[str, Any]], fine_tune: dict[str, Any] | None, task: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     if sweep:
         ax.plot(
@@ -510,9 +510,7 @@ def _plot_sweep(sweep: list[dict[str, Any]], fine_tune: dict[str, Any] | None, t
     ax.set_title("prompt-length sweep (one seed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _learning_rate(ok: dict[str, dict[str, Any]], setting: TaskSetting, method: str) -> str:
@@ -526,7 +524,8 @@ def _learning_rate(ok: dict[str, dict[str, Any]], setting: TaskSetting, method: 
     )
     if used:
         return "/".join(f"{lr:g}" for lr in used)
-    return f"{setting.learning_rates.get(method, DEFAULT_LEARNING_RATES.get(method, float('nan'))):g}"
+    default = default_learning_rate(method) if method in METHODS else float("nan")
+    return f"{setting.learning_rates.get(method, default):g}"
 
 
 def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: str = "") -> Path:
