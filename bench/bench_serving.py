@@ -18,6 +18,10 @@
 
   python bench/bench_serving.py            # about 11 minutes on 2 busy CPU cores
   python bench/bench_serving.py --quick    # fewer batches and rounds, no varied-P run
+  python bench/bench_serving.py --device cuda --throughput-only   # on a GPU, bf16 autocast
+
+On CUDA only the throughput part runs (resident memory is a CPU measure), under bf16 autocast, with
+the GPU synchronised around each timed batch.
 """
 
 from __future__ import annotations
@@ -170,17 +174,32 @@ def measure_memory(config: dict) -> dict[str, dict]:
 
 
 def measure_throughput(
-    prompts: list[str], texts: list[str], batches: int, rounds: int, *, with_predictor: bool
+    prompts: list[str],
+    texts: list[str],
+    batches: int,
+    rounds: int,
+    *,
+    with_predictor: bool,
+    device: str = "cpu",
 ):
+    import contextlib
+
     import torch
 
+    from ptuning.backbones import load_backbone
     from ptuning.inference import Predictor
     from ptuning.serving import MultiTaskPredictor
 
-    torch.set_num_threads(2)
+    if device == "cpu":
+        torch.set_num_threads(2)
+    model, tokenizer = load_backbone(BACKBONE)
     served = MultiTaskPredictor.from_checkpoints(
-        {f"task{i}": p for i, p in enumerate(prompts)}, max_batch_size=BATCH
+        {f"task{i}": p for i, p in enumerate(prompts)},
+        backbone=(model.to(device), tokenizer),
+        max_batch_size=BATCH,
     )
+    cuda = device.startswith("cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     names = [f"task{i}" for i in range(NUM_TASKS)]
     groups = [texts[(b * BATCH) % len(texts) :][:BATCH] for b in range(batches)]
     groups = [g if len(g) == BATCH else (g + texts)[:BATCH] for g in groups]
@@ -194,11 +213,16 @@ def measure_throughput(
     plain = [sum((r.features for r in batch), []) for batch in single]
 
     def run(mode: str, b: int) -> float:
+        if cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
-        if mode == "predictor":
-            reference[b % NUM_TASKS].logits(plain[b])
-        else:
-            served.compute(single[b] if mode == "single" else mixed[b])
+        with autocast:
+            if mode == "predictor":
+                reference[b % NUM_TASKS].logits(plain[b])
+            else:
+                served.compute(single[b] if mode == "single" else mixed[b])
+        if cuda:
+            torch.cuda.synchronize()
         return time.perf_counter() - start
 
     # Side by side: every batch runs in every mode back to back (the order rotating), so that the
@@ -222,7 +246,38 @@ def measure_throughput(
     return rates, {"seconds": seconds, "median_batch_ratio": statistics.median(pair_ratios)}
 
 
+def measure_memory_part(folder: Path, prompts: list[str], results: dict) -> None:
+    """Resident memory of fine-tuned models against served prompts, each in a fresh subprocess."""
+    fine_tuned = make_checkpoints(folder, fine_tune=True)
+    sizes = {
+        "prompt_checkpoint_bytes": sum(f.stat().st_size for f in Path(prompts[0]).iterdir()),
+        "fine_tune_checkpoint_bytes": sum(f.stat().st_size for f in Path(fine_tuned[0]).iterdir()),
+    }
+    results["checkpoint_sizes"] = sizes
+
+    print("resident memory (each in a fresh subprocess):", flush=True)
+    memory = measure_memory({"prompts": prompts, "fine_tuned": fine_tuned})
+    rss = {k: v["rss_bytes"] for k, v in memory.items()}
+    runtime = rss["runtime"]
+    ratios = {
+        "8-served / 1-fine-tuned": rss["8-served"] / rss["1-fine-tuned"],
+        "8-served / 8-fine-tuned": rss["8-served"] / rss["8-fine-tuned"],
+        "8-served / 1-served": rss["8-served"] / rss["1-served"],
+        "models only (minus runtime): 8-served / 1-fine-tuned": (rss["8-served"] - runtime)
+        / (rss["1-fine-tuned"] - runtime),
+        "models only (minus runtime): 8-fine-tuned / 8-served": (rss["8-fine-tuned"] - runtime)
+        / (rss["8-served"] - runtime),
+    }
+    results["memory"] = memory
+    results["memory_ratios"] = ratios
+    for name, value in ratios.items():
+        print(f"  {name:<55} {value:6.3f}", flush=True)
+    goal = ratios["8-served / 1-fine-tuned"] <= 1.1
+    print(f"  goal 8-served <= 1.1 x 1-fine-tuned: {'met' if goal else 'NOT met'}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    global BACKBONE
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -230,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="fewer batches and rounds; skip the varied-P run"
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--backbone", default=BACKBONE, help=f"backbone name or folder (default: {BACKBONE})")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="skip the resident-memory part (implied on CUDA)"
+    )
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--config", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -237,44 +297,34 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_worker(args.memory_worker, json.loads(args.config))))
         return 0
 
+    BACKBONE = args.backbone
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     batches, rounds = (8, 2) if args.quick else (16, 3)
+    cuda = args.device.startswith("cuda")
     started = time.perf_counter()
-    results: dict = {"backbone": BACKBONE, "tasks": NUM_TASKS, "batch": BATCH, "quick": args.quick}
+    results: dict = {
+        "backbone": BACKBONE,
+        "tasks": NUM_TASKS,
+        "batch": BATCH,
+        "quick": args.quick,
+        "device": args.device,
+    }
+    if cuda:
+        import torch
+
+        results["gpu"] = torch.cuda.get_device_name(0)
+        results["dtype"] = "bf16 autocast"
     with tempfile.TemporaryDirectory(prefix="ptuning-bench-serving-") as tmp:
         folder = Path(tmp)
         print(
-            f"writing {NUM_TASKS} P-Tuning v2 (P=16) and {NUM_TASKS} fine-tune checkpoints of {BACKBONE} ...",
+            f"writing {NUM_TASKS} P-Tuning v2 (P=16) checkpoints of {BACKBONE} (and as many fine-tuned ones for "
+            "the memory part) ...",
             flush=True,
         )
         prompts = make_checkpoints(folder, fine_tune=False)
-        fine_tuned = make_checkpoints(folder, fine_tune=True)
-        sizes = {
-            "prompt_checkpoint_bytes": sum(f.stat().st_size for f in Path(prompts[0]).iterdir()),
-            "fine_tune_checkpoint_bytes": sum(f.stat().st_size for f in Path(fine_tuned[0]).iterdir()),
-        }
-        results["checkpoint_sizes"] = sizes
-
-        print("resident memory (each in a fresh subprocess):", flush=True)
-        memory = measure_memory({"prompts": prompts, "fine_tuned": fine_tuned})
-        rss = {k: v["rss_bytes"] for k, v in memory.items()}
-        runtime = rss["runtime"]
-        ratios = {
-            "8-served / 1-fine-tuned": rss["8-served"] / rss["1-fine-tuned"],
-            "8-served / 8-fine-tuned": rss["8-served"] / rss["8-fine-tuned"],
-            "8-served / 1-served": rss["8-served"] / rss["1-served"],
-            "models only (minus runtime): 8-served / 1-fine-tuned": (rss["8-served"] - runtime)
-            / (rss["1-fine-tuned"] - runtime),
-            "models only (minus runtime): 8-fine-tuned / 8-served": (rss["8-fine-tuned"] - runtime)
-            / (rss["8-served"] - runtime),
-        }
-        results["memory"] = memory
-        results["memory_ratios"] = ratios
-        for name, value in ratios.items():
-            print(f"  {name:<55} {value:6.3f}", flush=True)
-        goal = ratios["8-served / 1-fine-tuned"] <= 1.1
-        print(f"  goal 8-served <= 1.1 x 1-fine-tuned: {'met' if goal else 'NOT met'}", flush=True)
+        if not (args.throughput_only or cuda):
+            measure_memory_part(folder, prompts, results)
 
         texts = sentences(872)
         print(
@@ -282,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
             f"of {PER_REQUEST}), {rounds} rounds, every batch in every mode side by side:",
             flush=True,
         )
-        medians, raw = measure_throughput(prompts, texts, batches, rounds, with_predictor=True)
+        medians, raw = measure_throughput(
+            prompts, texts, batches, rounds, with_predictor=True, device=args.device
+        )
         ratio = medians["mixed"] / medians["single"]
         results["throughput"] = {
             "inputs_per_s": medians,
@@ -303,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
             varied_dir = folder / "varied"
             varied_dir.mkdir()
             varied = make_checkpoints(varied_dir, fine_tune=False, prefix_lens=lens)
-            medians_v, raw_v = measure_throughput(varied, texts, batches, rounds, with_predictor=False)
+            medians_v, raw_v = measure_throughput(
+                varied, texts, batches, rounds, with_predictor=False, device=args.device
+            )
             ratio_v = medians_v["mixed"] / medians_v["single"]
             results["throughput_varied_prefix"] = {
                 "prefix_lens": lens,
@@ -316,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"    single {medians_v['single']:.1f}, mixed {medians_v['mixed']:.1f} inputs/s: ratio {ratio_v:.3f}"
             )
     results["seconds"] = round(time.perf_counter() - started, 1)
-    results["command"] = "python bench/bench_serving.py" + (" --quick" if args.quick else "")
+    results["command"] = "python " + " ".join(["bench/bench_serving.py", *(argv or sys.argv[1:])])
     print(f"done in {results['seconds']} s")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

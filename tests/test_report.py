@@ -7,7 +7,17 @@ import random
 from dataclasses import asdict, replace
 
 from ptuning.cli import main
-from ptuning.report import PROTOCOLS, RESULTS, Protocol, TaskSetting, aggregate, cells, render, run_protocol
+from ptuning.report import (
+    PROTOCOLS,
+    RESULTS,
+    Protocol,
+    TaskSetting,
+    aggregate,
+    cells,
+    dry_run,
+    render,
+    run_protocol,
+)
 
 PNGS = ("learning_curves.png", "metric_vs_params.png", "prompt_length.png")
 PARAMS = {"fine-tune": 22_713_986, "prompt-tuning": 6_914, "prefix-tuning": 2_500_000, "p-tuning-v2": 74_498}
@@ -121,3 +131,28 @@ def test_report_cli_render_only(tmp_path, capsys):
     assert main(["report", "--render-only", "--reports-dir", str(tmp_path)]) == 0
     assert (folder / "report.md").is_file()
     assert "report:" in capsys.readouterr().out
+
+
+def test_gpu_protocol_cells_and_dry_run():
+    protocol = PROTOCOLS["gpu"]
+    keys = [c.key for c in cells(protocol)]
+    assert len(keys) == len(set(keys))
+    first_seed = keys[: 5 * 3]  # every task's first seed, main methods, before any second seed
+    assert all(k.endswith("seed0") and "/prefix-tuning/" not in k for k in first_seed), first_seed
+    assert {k.split("/")[1] for k in first_seed} == {"sst2", "rte", "mrpc", "conll03", "squad"}
+    assert not any(c.kind == "sweep" for c in cells(protocol))
+    custom = replace(protocol, tasks=(replace(protocol.tasks[0], prefix_len=4),) + protocol.tasks[1:])
+    assert {c.prefix_len for c in cells(custom) if c.task == "sst2"} == {4}
+    assert {c.prefix_len for c in cells(custom) if c.task == "rte"} == {16}
+    tiny = dry_run(protocol)
+    assert tiny.name == "gpu-dry-run"
+    assert all(t.max_train_samples == 32 and t.epochs == 1 and len(t.seeds) == 1 for t in tiny.tasks)
+    assert len(cells(tiny)) == len(tiny.tasks) * len(tiny.methods)
+
+
+def test_render_gpu_protocol_names_mrpc(tmp_path):
+    protocol = PROTOCOLS["gpu"]
+    _write(tmp_path, _synthetic_rows(protocol))
+    text = render(protocol, tmp_path).read_text()
+    assert "| MRPC (F1) |" in text
+    assert "- MRPC: p-tuning-v2" in text

@@ -352,12 +352,18 @@ def training_arguments(
     )
 
 
-def _tensorboard(folder: Path) -> TrainerCallback:
+def _tensorboard(folder: Path) -> list[TrainerCallback]:
+    """TensorBoard logs into `folder`, where tensorboard is installed (a dependency here; an
+    image that lacks it, such as a GPU machine's own Python, trains without the logs)."""
     from transformers.integrations import TensorBoardCallback
 
-    callback = TensorBoardCallback()
+    try:
+        callback = TensorBoardCallback()
+    except RuntimeError as exc:
+        log.warning("no TensorBoard logs: %s", exc)
+        return []
     callback.logging_dir = str(folder)
-    return callback
+    return [callback]
 
 
 def _total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
@@ -415,7 +421,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         data_collator=make_collator(spec, tokenizer),
         compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
         preprocess_logits_for_metrics=_reduce_logits(spec),
-        callbacks=[clock, _tensorboard(output / "tensorboard")],
+        callbacks=[clock, *_tensorboard(output / "tensorboard")],
     )
     if trainer.is_world_process_zero():
         _write_json(output / "train_config.json", asdict(cfg))

@@ -13,20 +13,31 @@ SQuAD (dev split by article) on one backbone, several seeds, and write into repo
   report.md          the table (mean ± std over seeds) beside the paper's figures, and verdicts
   learning_curves.png, metric_vs_params.png, prompt_length.png
 
-Protocols: `cpu` (default) is a reduced protocol sized for under an hour on 2 CPU cores (subsets,
-short sequences, 3-4 epochs, 2-3 seeds); `--full` runs whole training sets for a GPU (bf16 on CUDA).
+Protocols (`--protocol`): `cpu` (default) is a reduced protocol sized for under an hour on 2 CPU
+cores (subsets, short sequences, 3-4 epochs, 2-3 seeds); `gpu` trains whole training sets (SST-2, RTE,
+MRPC, CoNLL-2003, SQuAD) in about 7 minutes of one H100 with --jobs 4 (bf16 on CUDA;
+scripts/gpu_report.sh packs what it needs for a machine without network); `full` (or `--full`) is a
+longer GPU protocol (more epochs, 3 seeds). `--dry-run` runs any protocol on 32-example slices for one
+epoch into reports/<name>-dry-run: a check that every cell runs, not a result.
 
 examples:
   ptuning report --data-dir ../shared/data --jobs 2   # reports/cpu, two cells at a time
   ptuning report --tasks sst2 rte              # only some tasks (the rest stay 'not run')
   ptuning report --render-only                 # rebuild report.md and plots from results.jsonl
-  ptuning report --full --name full-h100"""
+  ptuning report --protocol gpu --jobs 4 --name gpu-h100
+  ptuning report --protocol gpu --dry-run --data-dir ../shared/data   # every cell, tiny slices, CPU"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="report folder name (default: the protocol's name)")
     parser.add_argument("--reports-dir", default="reports", help="(default: reports)")
-    parser.add_argument("--full", action="store_true", help="the full (GPU) protocol")
+    parser.add_argument(
+        "--protocol", choices=("cpu", "gpu", "full"), default="cpu", help="which protocol (default: cpu)"
+    )
+    parser.add_argument("--full", action="store_true", help="the same as --protocol full")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="32-example slices, one epoch, one seed: check every cell runs"
+    )
     parser.add_argument(
         "--tasks", nargs="+", default=None, help="run only these tasks of the protocol (default: all)"
     )
@@ -52,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..report import PROTOCOLS, render, run_protocol
+    from ..report import PROTOCOLS, dry_run, render, run_protocol
 
-    protocol = PROTOCOLS["full" if args.full else "cpu"]
+    protocol = PROTOCOLS["full" if args.full else args.protocol]
+    if args.dry_run:
+        protocol = dry_run(protocol)
     folder = Path(args.reports_dir) / (args.name or protocol.name)
     folder.mkdir(parents=True, exist_ok=True)
     command = "ptuning " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""

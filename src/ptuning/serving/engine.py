@@ -266,6 +266,7 @@ class MultiTaskPredictor:
                 f"{self.backbone_name!r}{origin} (fingerprint {self.backbone_fingerprint})"
             )
         model, _ = PromptModel.from_pretrained(path, backbone=self.backbone)
+        model.to(next(self.backbone.parameters()).device)  # head and prompt where the backbone is
         model.fold_prefix()
         task = ServedTask(
             name=name,
