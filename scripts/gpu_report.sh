@@ -11,7 +11,8 @@
 # bench-gpu.json (`ptuning bench` on CUDA, bf16 autocast: step time, peak memory, inference latency
 # of every method, ratios to fine-tuning), serving-gpu.json (mixed- vs single-task serving
 # throughput) and results.jsonl (one line per finished cell of the `gpu` report protocol). Each stage
-# has its own time limit and the protocol stops at DEADLINE seconds after the start (default 560),
+# has its own time limit (SKIP=bench skips the bench, TASKS="conll03 squad" runs only those tasks'
+# cells, and .gpu/results.jsonl, if present, holds cells already done that the protocol skips) and the protocol stops at DEADLINE seconds after the start (default 560),
 # so whatever finished comes back. Afterwards, here:
 #   cp gpu-out/results.jsonl reports/gpu/ && ptuning report --protocol gpu --name gpu --render-only
 set -uo pipefail
@@ -46,6 +47,7 @@ say "versions"
   "$PY" -c "import sys, torch, transformers, accelerate; print('python', sys.version.split()[0], '| torch', torch.__version__, '| transformers', transformers.__version__, '| accelerate', accelerate.__version__, '| cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 } 2>&1 | tee -a "$LOG"
 
+SKIP="${SKIP:-}"  # stages to skip, e.g. SKIP=bench (a second run that only finishes the protocol)
 if [ $dry = 1 ]; then
     device=cpu; bench_opts=(--quick --methods fine-tune p-tuning-v2); serve_opts=(--quick --throughput-only)
     report_opts=(--dry-run --jobs 1); name=gpu-dry-run
@@ -54,16 +56,19 @@ else
 fi
 
 say "stage 1: ptuning bench on $device"
-timeout 150 "$PY" -m ptuning bench --device "$device" "${bench_opts[@]}" --output "$OUT/bench-gpu.json" 2>&1 | tee -a "$LOG"
+[[ "$SKIP" == *bench* ]] || timeout 150 "$PY" -m ptuning bench --device "$device" "${bench_opts[@]}" --output "$OUT/bench-gpu.json" 2>&1 | tee -a "$LOG"
 
 say "stage 2: serving throughput on $device"
 timeout 90 "$PY" bench/bench_serving.py --device "$device" "${serve_opts[@]}" --json "$OUT/serving-gpu.json" 2>&1 | tee -a "$LOG"
 
+if [ -f .gpu/results.jsonl ]; then  # cells of an earlier run: the protocol skips them
+    mkdir -p "$WORK/reports/$name" && cp .gpu/results.jsonl "$WORK/reports/$name/results.jsonl"
+fi
 budget=$(left)
 say "stage 3: report protocol gpu, $budget s left"
 if [ "$budget" -gt 30 ]; then
     timeout "$budget" "$PY" -m ptuning report --protocol gpu "${report_opts[@]}" --data-dir "$WORK/data" \
-        --reports-dir "$WORK/reports" 2>&1 | tee -a "$LOG"
+        --reports-dir "$WORK/reports" ${TASKS:+--tasks $TASKS} 2>&1 | tee -a "$LOG"
 fi
 cp "$WORK/reports/$name/results.jsonl" "$OUT/results.jsonl" 2>/dev/null || say "no protocol results"
 say "done; results in $OUT"

@@ -115,14 +115,15 @@ class Predictor:
         """Raw model outputs per feature (QA: start and end logits)."""
         rows: list[np.ndarray] = []
         ends: list[np.ndarray] = []
+        device = next(self.model.parameters()).device
         for start in range(0, len(features), self.batch_size):
             batch = self.collate(features[start : start + self.batch_size])
-            out = self.model(**batch)
+            out = self.model(**{k: v.to(device) for k, v in batch.items()})
             if self.spec.task_type == "question_answering":
-                rows.extend(out.start_logits.float().numpy())
-                ends.extend(out.end_logits.float().numpy())
+                rows.extend(out.start_logits.float().cpu().numpy())
+                ends.extend(out.end_logits.float().cpu().numpy())
             else:
-                rows.extend(out.logits.float().numpy())
+                rows.extend(out.logits.float().cpu().numpy())
         return (rows, ends) if self.spec.task_type == "question_answering" else rows
 
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:

@@ -552,7 +552,7 @@ def _plot_params(table: dict[str, Any], protocol: Protocol, path: Path) -> None:
 def _plot_sweep(sweep: list[dict[str, Any]], fine_tune: dict[str, Any] | None, task: str, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
-    if sweep:
+    if sweep and protocol.sweep_lengths:
         ax.plot(
             [s["prefix_len"] for s in sweep], [s["score"] for s in sweep], marker="o", label="p-tuning-v2"
         )
@@ -594,7 +594,8 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
 
     _plot_learning_curves(ok, protocol, folder / "learning_curves.png")
     _plot_params(table, protocol, folder / "metric_vs_params.png")
-    _plot_sweep(sweep, table.get(sweep_task, {}).get("fine-tune"), sweep_task, folder / "prompt_length.png")
+    if protocol.sweep_lengths:
+        _plot_sweep(sweep, table.get(sweep_task, {}).get("fine-tune"), sweep_task, folder / "prompt_length.png")
 
     expected = cells(protocol)
     missing = [c.key for c in expected if c.key not in ok]
@@ -706,13 +707,16 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "",
         "Dev metric (mean ± std over seeds) against trainable parameters (head included).",
         "",
-        "![prompt-length sweep](prompt_length.png)",
-        "",
-        f"P-Tuning v2 on {TASK_TITLES.get(sweep_task, sweep_task)} with P in "
-        f"{', '.join(map(str, protocol.sweep_lengths))} (first seed only), fine-tuning's mean as a line.",
-        "",
     ]
-    if sweep:
+    if protocol.sweep_lengths:
+        lines += [
+            "![prompt-length sweep](prompt_length.png)",
+            "",
+            f"P-Tuning v2 on {TASK_TITLES.get(sweep_task, sweep_task)} with P in "
+            f"{', '.join(map(str, protocol.sweep_lengths))} (first seed only), fine-tuning's mean as a line.",
+            "",
+        ]
+    if sweep and protocol.sweep_lengths:
         lines += ["| P | trainable params | dev x100 |", "|---|---|---|"]
         lines += [f"| {s['prefix_len']} | {s['trainable_params']:,} | {s['score']:.1f} |" for s in sweep]
         lines.append("")
@@ -748,10 +752,16 @@ def _verdicts(table: dict[str, Any], protocol: Protocol) -> list[str]:
             pt = row["prompt-tuning"]
             diff = ptv2["mean"] - pt["mean"]
             spread = max(ptv2["std"], pt["std"])
-            clear = (
-                "clearly above" if diff > 2 * spread and diff > 1 else ("above" if diff > 0 else "not above")
-            )
-            text += f"; {clear} prompt-tuning ({pt['mean']:.1f}, {diff:+.1f})"
+            if min(ptv2["n"], pt["n"]) < 2:  # one seed: no spread to judge the gap by
+                clear = "above" if diff > 0 else "not above"
+                text += f"; {clear} prompt-tuning ({pt['mean']:.1f}, {diff:+.1f}; one seed, no spread measured)"
+            else:
+                clear = (
+                    "clearly above"
+                    if diff > 2 * spread and diff > 1
+                    else ("above" if diff > 0 else "not above")
+                )
+                text += f"; {clear} prompt-tuning ({pt['mean']:.1f}, {diff:+.1f})"
         best = max(entry["mean"] for entry in row.values())
         if t.task in LEARNT_ABOVE and best < LEARNT_ABOVE[t.task]:
             text += (
