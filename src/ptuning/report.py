@@ -552,7 +552,7 @@ def _plot_params(table: dict[str, Any], protocol: Protocol, path: Path) -> None:
 def _plot_sweep(sweep: list[dict[str, Any]], fine_tune: dict[str, Any] | None, task: str, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
-    if sweep and protocol.sweep_lengths:
+    if sweep:
         ax.plot(
             [s["prefix_len"] for s in sweep], [s["score"] for s in sweep], marker="o", label="p-tuning-v2"
         )
