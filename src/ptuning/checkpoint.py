@@ -33,6 +33,13 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, malformed, or made for another backbone."""
 
 
+def _file_mode() -> int:
+    """The mode `open()` gives a new file: 0o666 less the process umask (mkstemp makes 0o600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -40,6 +47,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(tmp, _file_mode())
     os.replace(tmp, path)
 
 
@@ -47,6 +55,7 @@ def _atomic_save_tensors(tensors: dict, path: Path, metadata: dict[str, str]) ->
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     save_file(tensors, tmp, metadata=metadata)
+    os.chmod(tmp, _file_mode())
     os.replace(tmp, path)
 
 
