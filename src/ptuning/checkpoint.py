@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .backbones import fingerprint, load_backbone, parameter_bytes
 from .config import PromptConfig
+from .data.inputs import InputFormat
 from .data.spec import TaskSpec
 
 CONFIG_NAME = "ptuning_config.json"
@@ -74,7 +75,16 @@ def checkpoint_state(model, *, fold: bool) -> dict:
     return state
 
 
-def save_checkpoint(model, directory, *, fold: bool = True) -> dict[str, int]:
+def save_checkpoint(
+    model,
+    directory,
+    *,
+    fold: bool = True,
+    inputs: InputFormat | None = None,
+    max_seq_length: int | None = None,
+) -> dict[str, int]:
+    """Write the checkpoint; `inputs` and `max_seq_length` record how the task's data was read in
+    training, so that eval, predict and serve read it the same way by default."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = checkpoint_state(model, fold=fold)
@@ -93,6 +103,10 @@ def save_checkpoint(model, directory, *, fold: bool = True) -> dict[str, int]:
         "task": asdict(model.spec),
         **sizes,
     }
+    if inputs is not None:
+        config["inputs"] = inputs.to_dict()
+    if max_seq_length is not None:
+        config["max_seq_length"] = int(max_seq_length)
     atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return sizes
 
@@ -105,6 +119,23 @@ def read_config(directory) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+
+
+def recorded_inputs(directory) -> tuple[InputFormat, int | None]:
+    """The input format and max sequence length a checkpoint was trained with. Checkpoints from
+    before they were recorded: train_config.json beside them where present, else the defaults
+    (`InputFormat()`, and None: the command's own default length)."""
+    config = read_config(directory)
+    if "inputs" in config or "max_seq_length" in config:
+        return InputFormat.from_dict(config.get("inputs")), config.get("max_seq_length")
+    saved = Path(directory) / "train_config.json"
+    try:
+        train_config = json.loads(saved.read_text()) if saved.is_file() else {}
+    except (OSError, ValueError):
+        train_config = {}
+    if not isinstance(train_config, dict):
+        train_config = {}
+    return InputFormat.from_dict(train_config), train_config.get("max_seq_length")
 
 
 def spec_from_config(config: dict[str, Any]) -> TaskSpec:
