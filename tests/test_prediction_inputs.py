@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -149,3 +150,21 @@ def test_predict_cli_bad_input_files_exit_2(tmp_path, demo_checkpoints, capsys):
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert f"{name}, line 1" in err
+
+
+PATH_IN_DOCS = re.compile(r"outputs/([A-Za-z0-9_.-]*)")
+METHOD_SUFFIX = re.compile(r"-(p-tuning-v2|prefix-tuning|prompt-tuning|fine-tune)$")
+
+
+def test_help_texts_and_serving_docs_use_the_real_default_folders(capsys):
+    """`ptuning train` writes outputs/<task>-<method>: examples must not name folders it never makes."""
+    from ptuning.cli import available_commands
+
+    texts = [(REPO / "docs" / "serving.md").read_text()]
+    for name in ["", *available_commands()]:
+        with pytest.raises(SystemExit):
+            main([name, "--help"] if name else ["--help"])
+        texts.append(capsys.readouterr().out)
+    for text in texts:
+        for folder in PATH_IN_DOCS.findall(text):
+            assert folder in ("", "<task>-<method>") or METHOD_SUFFIX.search(folder), folder
