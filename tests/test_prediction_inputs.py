@@ -106,7 +106,7 @@ def test_conll_and_squad_inputs(tmp_path):
 
 
 def test_recorded_inputs_and_the_fallback_of_older_checkpoints(tmp_path):
-    from ptuning.checkpoint import CONFIG_NAME, recorded_inputs
+    from ptuning.checkpoint import CONFIG_NAME, CheckpointError, recorded_inputs
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -120,6 +120,9 @@ def test_recorded_inputs_and_the_fallback_of_older_checkpoints(tmp_path):
         json.dumps({"text_column": "s1", "text_pair_column": None, "max_seq_length": 64, "task": "x"})
     )
     assert recorded_inputs(folder) == (InputFormat(text_column="s1"), 64)
+    (folder / CONFIG_NAME).write_text(json.dumps({**config, "max_seq_length": "64"}))
+    with pytest.raises(CheckpointError, match="max_seq_length"):
+        recorded_inputs(folder)
 
 
 def test_atomic_writes_respect_the_umask(tmp_path):

@@ -96,6 +96,12 @@ def test_own_data_train_eval_predict_serve(tmp_path, tiny_bert_dir, monkeypatch,
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_steps"] == 2 and metrics["epochs_done"] == pytest.approx(0.4)
 
+    # eval with no data named: the validation file it was trained with, scored as in training
+    assert main(["eval", "--checkpoint", str(out)]) == 0
+    dev_eval = json.loads(capsys.readouterr().out)
+    assert dev_eval["accuracy"] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-6)
+    assert (out / "eval_reviews_validation.json").is_file()
+
     # eval on another file (only one of the two labels in it): the trained columns and length are used
     test_rows = [row for row in _pairs(12, 3) if row["gold"] == "pos"]
     test = _write_csv(tmp_path / "test.csv", test_rows)
@@ -103,7 +109,7 @@ def test_own_data_train_eval_predict_serve(tmp_path, tiny_bert_dir, monkeypatch,
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["examples"] == len(test_rows)
     assert (out / "eval_reviews_file_test.json").is_file()  # not the dev-set eval's file name
-    assert not (out / "eval_reviews_validation.json").exists()
+    assert json.loads((out / "eval_reviews_validation.json").read_text()) == dev_eval
 
     # predict on the same file: same columns, ids copied, and the same accuracy as eval
     predictions = tmp_path / "test.predictions.jsonl"
@@ -170,7 +176,10 @@ def test_two_trainings_with_different_data_do_not_overwrite(tmp_path, tiny_bert_
 
     # the same training again replaces its own checkpoint without asking; --overwrite replaces the other's
     assert _train_own(tiny_bert_dir, first, dev_a) == 0
+    stale = out / "checkpoints" / "checkpoint-999"  # the other run's training state goes with it
+    stale.mkdir()
     assert _train_own(tiny_bert_dir, second, dev_b, "--overwrite") == 0
+    assert not stale.exists()
     assert json.loads((out / "ptuning_config.json").read_text())["task"]["labels"] == ["no", "yes"]
 
     # a built-in task into that folder is refused too

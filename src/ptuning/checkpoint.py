@@ -126,16 +126,25 @@ def recorded_inputs(directory) -> tuple[InputFormat, int | None]:
     before they were recorded: train_config.json beside them where present, else the defaults
     (`InputFormat()`, and None: the command's own default length)."""
     config = read_config(directory)
-    if "inputs" in config or "max_seq_length" in config:
-        return InputFormat.from_dict(config.get("inputs")), config.get("max_seq_length")
-    saved = Path(directory) / "train_config.json"
+    source: Any = config
+    if "inputs" not in config and "max_seq_length" not in config:
+        saved = Path(directory) / "train_config.json"
+        try:
+            source = json.loads(saved.read_text()) if saved.is_file() else {}
+        except (OSError, ValueError):
+            source = {}
+        source = source if isinstance(source, dict) else {}
+        source = {"inputs": source, "max_seq_length": source.get("max_seq_length")}
     try:
-        train_config = json.loads(saved.read_text()) if saved.is_file() else {}
-    except (OSError, ValueError):
-        train_config = {}
-    if not isinstance(train_config, dict):
-        train_config = {}
-    return InputFormat.from_dict(train_config), train_config.get("max_seq_length")
+        inputs = InputFormat.from_dict(source.get("inputs"))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: bad 'inputs' ({exc})") from None
+    length = source.get("max_seq_length")
+    if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+        raise CheckpointError(
+            f"{Path(directory) / CONFIG_NAME}: 'max_seq_length' must be a positive integer, got {length!r}"
+        )
+    return inputs, length
 
 
 def spec_from_config(config: dict[str, Any]) -> TaskSpec:

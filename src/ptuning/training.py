@@ -156,12 +156,13 @@ def _trained_on(cfg: dict[str, Any]) -> tuple[str, str | None]:
     return str(cfg.get("task")), str(Path(train_file).resolve()) if train_file else None
 
 
-def check_output_dir(cfg: TrainConfig) -> None:
+def check_output_dir(cfg: TrainConfig) -> bool:
     """Refuse to replace a checkpoint of another task or other training data in `cfg.output_dir`
-    (one line naming both), unless `cfg.overwrite` or `cfg.resume`."""
+    (one line naming both), unless `cfg.overwrite` or `cfg.resume`. True when `cfg.overwrite`
+    replaces such a checkpoint."""
     output = Path(cfg.output_dir)
-    if cfg.overwrite or cfg.resume or not (output / CONFIG_NAME).is_file():
-        return
+    if cfg.resume or not (output / CONFIG_NAME).is_file():
+        return False
     saved = output / "train_config.json"
     try:
         before = json.loads(saved.read_text()) if saved.is_file() else None
@@ -176,7 +177,9 @@ def check_output_dir(cfg: TrainConfig) -> None:
             old_task, old_file = "unknown", None
     new_task, new_file = _trained_on(asdict(cfg))
     if (old_task, old_file) == (new_task, new_file):
-        return
+        return False
+    if cfg.overwrite:
+        return True
     describe = lambda task, file: f"task {task!r}" + (f" on {file}" if file else "")  # noqa: E731
     raise DataError(
         f"{output} already holds a checkpoint of {describe(old_task, old_file)}; this run is "
@@ -433,7 +436,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json."""
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
-    check_output_dir(cfg)
+    if check_output_dir(cfg) and _rank() == 0:
+        # the other run's training checkpoints must not be taken for this run's by a later --resume
+        shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     checkpoint_dir = output / CHECKPOINTS
     resume_from = (
         last_complete_checkpoint(checkpoint_dir, remove_incomplete=_rank() == 0)
@@ -585,6 +590,31 @@ def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
         )
 
 
+def _recorded_user_data(checkpoint: Path, spec: TaskSpec, inputs: InputFormat):
+    """The own files a checkpoint was trained on (from its train_config.json), read its way."""
+    saved = checkpoint / "train_config.json"
+    try:
+        cfg = json.loads(saved.read_text())
+        train_file, validation_file = cfg["train_file"], cfg["validation_file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        train_file = validation_file = None
+    if not (train_file and validation_file):
+        raise DataError(
+            f"checkpoint {checkpoint} was trained on your own files, and {saved} does not say which: "
+            "give --validation-file FILE"
+        )
+    return load_user_task(
+        spec.task_type,
+        train_file,
+        validation_file,
+        text_column=inputs.text_column,
+        text_pair_column=inputs.text_pair_column,
+        label_column=inputs.label_column,
+        tag_column=inputs.tag_column,
+        name=spec.name,
+    )
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
@@ -620,6 +650,8 @@ def evaluate_checkpoint(
             tag_column=inputs.tag_column,
             name=spec.name,
         )
+    elif task is None and inputs.file_format != "builtin":
+        data = _recorded_user_data(Path(checkpoint), spec, inputs)
     else:
         data = load_task(task or spec.name, data_dir)
     if split not in ("validation", "train"):

@@ -8,7 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 DESCRIPTION = """Evaluate a checkpoint written by `ptuning train` on a task's validation split (by default the
-task it was trained on), or on your own file, print the metrics and write them to
+task it was trained on; for a checkpoint trained on your own files, the validation file it was
+trained with), or on your own file, print the metrics and write them to
 <checkpoint>/eval_<task>_<split>.json (your file: <checkpoint>/eval_<task>_file_<file stem>.json).
 
 Your file is read like the training files: the columns and the maximum sequence length recorded
