@@ -151,9 +151,9 @@ def load_data(cfg: TrainConfig):
 
 
 def _trained_on(cfg: dict[str, Any]) -> tuple[str, str | None]:
-    """(task, absolute training file or None) of a train_config.json's settings."""
+    """(task name as the registry reads it, absolute training file or None) of a run's settings."""
     train_file = cfg.get("train_file")
-    return str(cfg.get("task")), str(Path(train_file).resolve()) if train_file else None
+    return str(cfg.get("task")).strip().lower(), str(Path(train_file).resolve()) if train_file else None
 
 
 def check_output_dir(cfg: TrainConfig) -> bool:
@@ -172,7 +172,8 @@ def check_output_dir(cfg: TrainConfig) -> bool:
         old_task, old_file = _trained_on(before)
     else:  # a checkpoint saved without train_config.json: its task name only
         try:
-            old_task, old_file = str(json.loads((output / CONFIG_NAME).read_text())["task"]["name"]), None
+            old_task = str(json.loads((output / CONFIG_NAME).read_text())["task"]["name"]).lower()
+            old_file = None
         except (OSError, ValueError, KeyError, TypeError):
             old_task, old_file = "unknown", None
     new_task, new_file = _trained_on(asdict(cfg))
