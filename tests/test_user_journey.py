@@ -135,6 +135,8 @@ def test_own_data_train_eval_predict_serve(tmp_path, tiny_bert_dir, monkeypatch,
 
     served = MultiTaskPredictor.from_checkpoints({"mine": str(out)})
     assert served.task("mine").predictor.max_length == 40
+    told = MultiTaskPredictor.from_checkpoints({"mine": str(out)}, max_length=24)  # --max-seq-length wins
+    assert told.task("mine").predictor.max_length == 24
     inputs = [{"text": r["sentence1"], "text_pair": r["sentence2"]} for r in third]
     for got, want in zip(served.predict("mine", inputs), answers, strict=True):
         assert got["label"] == want["label"]
