@@ -204,13 +204,17 @@ def close(a: Any, b: Any, tol: float) -> bool:
     return a == b
 
 
-def reference_answers(prompts: dict[str, str], max_length: int, pool: dict[str, list]) -> dict[str, list]:
-    """What `ptuning predict` answers for each pooled input, one task at a time."""
+def reference_answers(
+    prompts: dict[str, str], max_length: int | dict[str, int], pool: dict[str, list]
+) -> dict[str, list]:
+    """What `ptuning predict` answers for each pooled input, one task at a time (`max_length`: one
+    for every task, or each task's as the server lists it)."""
     from ptuning.inference import Predictor
 
     answers = {}
     for name, items in pool.items():
-        predictor = Predictor.from_checkpoint(prompts[name], max_length=max_length)
+        length = max_length[name] if isinstance(max_length, dict) else max_length
+        predictor = Predictor.from_checkpoint(prompts[name], max_length=length)
         answers[name] = predictor.predict(items)
     return answers
 
@@ -395,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit("none of the --prompt tasks is served at " + url)
             rng = random.Random(args.seed)
             plan, pool = build_plan(tasks, args.requests, args.bad_share, rng, limits, pool_size=12)
-            expected = reference_answers(prompts, served["max_length"], pool)
+            lengths = {t["name"]: t.get("max_length", served["max_length"]) for t in served["tasks"]}
+            expected = reference_answers(prompts, lengths, pool)
             results = asyncio.run(run_load(url, plan, args.duration, args.concurrency, args.timeout))
             health = httpx.get(url + "/health", timeout=30).json()
         finally:

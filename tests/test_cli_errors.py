@@ -97,11 +97,11 @@ def test_predict_input_with_wrong_field(capsys, tmp_path, tiny_bert_dir, shared_
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"txt": "oops"}\n')
     code, err = _run(capsys, "predict", "--checkpoint", str(out), "--input", str(bad))
-    _assert_one_line(code, err, "input 1", "text")
+    _assert_one_line(code, err, "bad.jsonl, line 2", "'text'", "txt")  # file, 1-based line, keys found
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "fine"}\n{"text": \n')
     code, err = _run(capsys, "predict", "--checkpoint", str(out), "--input", str(broken))
-    _assert_one_line(code, err, "broken.jsonl:2", "JSON")
+    _assert_one_line(code, err, "broken.jsonl, line 2", "JSON")
 
 
 def test_eval_of_a_folder_that_is_not_a_checkpoint(capsys, tmp_path):

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .backbones import fingerprint, load_backbone, parameter_bytes
 from .config import PromptConfig
+from .data.inputs import InputFormat
 from .data.spec import TaskSpec
 
 CONFIG_NAME = "ptuning_config.json"
@@ -33,6 +34,13 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, malformed, or made for another backbone."""
 
 
+def _file_mode() -> int:
+    """The mode `open()` gives a new file: 0o666 less the process umask (mkstemp makes 0o600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -40,6 +48,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(tmp, _file_mode())
     os.replace(tmp, path)
 
 
@@ -47,6 +56,7 @@ def _atomic_save_tensors(tensors: dict, path: Path, metadata: dict[str, str]) ->
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     save_file(tensors, tmp, metadata=metadata)
+    os.chmod(tmp, _file_mode())
     os.replace(tmp, path)
 
 
@@ -65,7 +75,16 @@ def checkpoint_state(model, *, fold: bool) -> dict:
     return state
 
 
-def save_checkpoint(model, directory, *, fold: bool = True) -> dict[str, int]:
+def save_checkpoint(
+    model,
+    directory,
+    *,
+    fold: bool = True,
+    inputs: InputFormat | None = None,
+    max_seq_length: int | None = None,
+) -> dict[str, int]:
+    """Write the checkpoint; `inputs` and `max_seq_length` record how the task's data was read in
+    training, so that eval, predict and serve read it the same way by default."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = checkpoint_state(model, fold=fold)
@@ -84,6 +103,10 @@ def save_checkpoint(model, directory, *, fold: bool = True) -> dict[str, int]:
         "task": asdict(model.spec),
         **sizes,
     }
+    if inputs is not None:
+        config["inputs"] = inputs.to_dict()
+    if max_seq_length is not None:
+        config["max_seq_length"] = int(max_seq_length)
     atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return sizes
 
@@ -96,6 +119,32 @@ def read_config(directory) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+
+
+def recorded_inputs(directory) -> tuple[InputFormat, int | None]:
+    """The input format and max sequence length a checkpoint was trained with. Checkpoints from
+    before they were recorded: train_config.json beside them where present, else the defaults
+    (`InputFormat()`, and None: the command's own default length)."""
+    config = read_config(directory)
+    source: Any = config
+    if "inputs" not in config and "max_seq_length" not in config:
+        saved = Path(directory) / "train_config.json"
+        try:
+            source = json.loads(saved.read_text()) if saved.is_file() else {}
+        except (OSError, ValueError):
+            source = {}
+        source = source if isinstance(source, dict) else {}
+        source = {"inputs": source, "max_seq_length": source.get("max_seq_length")}
+    try:
+        inputs = InputFormat.from_dict(source.get("inputs"))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: bad 'inputs' ({exc})") from None
+    length = source.get("max_seq_length")
+    if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+        raise CheckpointError(
+            f"{Path(directory) / CONFIG_NAME}: 'max_seq_length' must be a positive integer, got {length!r}"
+        )
+    return inputs, length
 
 
 def spec_from_config(config: dict[str, Any]) -> TaskSpec:

@@ -31,9 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EPILOG = """examples:
   ptuning train                                   # P-Tuning v2, SST-2, MiniLM: the main job
   ptuning train --task conll03 --method fine-tune --epochs 3
-  ptuning eval --checkpoint outputs/sst2
-  ptuning predict --checkpoint outputs/sst2 "a gripping, funny film"
+  ptuning eval --checkpoint outputs/sst2-p-tuning-v2
+  ptuning predict --checkpoint outputs/sst2-p-tuning-v2 "a gripping, funny film"
   ptuning info --backbone minilm --method p-tuning-v2 --prefix-len 16
+checkpoints go to outputs/<task>-<method> (your own files: outputs/<train file stem>-<method>).
 data: --data-dir DIR, else $PTUNING_DATA, else the Hugging Face hub (needs a network)."""
 
 

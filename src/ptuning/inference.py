@@ -99,9 +99,13 @@ class Predictor:
         self.collate = make_collator(self.spec, tokenizer)
 
     @classmethod
-    def from_checkpoint(cls, path, **kwargs) -> Predictor:
+    def from_checkpoint(cls, path, *, max_length: int | None = None, **kwargs) -> Predictor:
+        """`max_length` None: the length the checkpoint was trained with (256 if it did not record one)."""
+        from .checkpoint import recorded_inputs
+
         model, tokenizer = PromptModel.from_pretrained(path)
-        return cls(model, tokenizer, **kwargs)
+        max_length = max_length or recorded_inputs(path)[1] or 256
+        return cls(model, tokenizer, max_length=max_length, **kwargs)
 
     def prepare(self, inputs: Sequence[Any]) -> tuple[list[dict], list[dict], list[bool]]:
         """Examples, features and truncation flags (raises DataError naming the bad input)."""

@@ -26,7 +26,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .backbones import DEFAULT_BACKBONE
-from .checkpoint import atomic_write_text, load_training_state, save_checkpoint
+from .checkpoint import CONFIG_NAME, atomic_write_text, load_training_state, save_checkpoint
 from .config import PromptConfig, default_learning_rate
 from .data import (
     encode,
@@ -37,6 +37,7 @@ from .data import (
     subsample,
     word_predictions,
 )
+from .data.inputs import InputFormat
 from .data.spec import DataError, TaskSpec
 from .metrics import compute_metrics
 from .modeling import PromptModel
@@ -50,9 +51,12 @@ EVAL_SUBSET_SEED = 0  # the same evaluation subset whatever the training seed, s
 
 @dataclass
 class TrainConfig:
-    """Everything one training run needs; saved next to the checkpoint as train_config.json."""
+    """Everything one training run needs; saved next to the checkpoint as train_config.json.
 
-    task: str = "sst2"
+    `task`: a built-in task, or the name of a task trained on `train_file` (None: the file's stem;
+    without files, sst2)."""
+
+    task: str | None = None
     backbone: str = DEFAULT_BACKBONE
     method: str = "p-tuning-v2"
     prefix_len: int = 16
@@ -85,11 +89,27 @@ class TrainConfig:
     tag_column: int = -1
     output_dir: str = "outputs/run"
     resume: bool = False
+    overwrite: bool = False  # replace a checkpoint of another task or other data in output_dir
     bf16: bool = False
     cache_shallow_layers: bool = False  # compute the frozen layers below prompt_layers once (shallow_cache)
     logging_steps: int = 20
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task is None:
+            self.task = Path(self.train_file).stem if self.train_file else "sst2"
+
+    def input_format(self) -> InputFormat:
+        """How this run's data files are laid out (recorded in the checkpoint)."""
+        return InputFormat.for_files(
+            self.task_type,
+            self.train_file,
+            text_column=self.text_column,
+            text_pair_column=self.text_pair_column,
+            label_column=self.label_column,
+            tag_column=self.tag_column,
+        )
 
     def prompt_config(self) -> PromptConfig:
         return PromptConfig(
@@ -125,9 +145,47 @@ def load_data(cfg: TrainConfig):
             text_pair_column=cfg.text_pair_column,
             label_column=cfg.label_column,
             tag_column=cfg.tag_column,
-            name=cfg.task if cfg.task != "sst2" else "custom",
+            name=cfg.task,
         )
     return load_task(cfg.task, cfg.data_dir)
+
+
+def _trained_on(cfg: dict[str, Any]) -> tuple[str, str | None]:
+    """(task name as the registry reads it, absolute training file or None) of a run's settings."""
+    train_file = cfg.get("train_file")
+    return str(cfg.get("task")).strip().lower(), str(Path(train_file).resolve()) if train_file else None
+
+
+def check_output_dir(cfg: TrainConfig) -> bool:
+    """Refuse to replace a checkpoint of another task or other training data in `cfg.output_dir`
+    (one line naming both), unless `cfg.overwrite` or `cfg.resume`. True when `cfg.overwrite`
+    replaces such a checkpoint."""
+    output = Path(cfg.output_dir)
+    if cfg.resume or not (output / CONFIG_NAME).is_file():
+        return False
+    saved = output / "train_config.json"
+    try:
+        before = json.loads(saved.read_text()) if saved.is_file() else None
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict):
+        old_task, old_file = _trained_on(before)
+    else:  # a checkpoint saved without train_config.json: its task name only
+        try:
+            old_task = str(json.loads((output / CONFIG_NAME).read_text())["task"]["name"]).lower()
+            old_file = None
+        except (OSError, ValueError, KeyError, TypeError):
+            old_task, old_file = "unknown", None
+    new_task, new_file = _trained_on(asdict(cfg))
+    if (old_task, old_file) == (new_task, new_file):
+        return False
+    if cfg.overwrite:
+        return True
+    describe = lambda task, file: f"task {task!r}" + (f" on {file}" if file else "")  # noqa: E731
+    raise DataError(
+        f"{output} already holds a checkpoint of {describe(old_task, old_file)}; this run is "
+        f"{describe(new_task, new_file)}: give another --output-dir, or --overwrite to replace it"
+    )
 
 
 class EvalSet:
@@ -385,6 +443,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json."""
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
+    if check_output_dir(cfg) and _rank() == 0:
+        # the other run's training checkpoints must not be taken for this run's by a later --resume
+        shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     checkpoint_dir = output / CHECKPOINTS
     resume_from = (
         last_complete_checkpoint(checkpoint_dir, remove_incomplete=_rank() == 0)
@@ -424,7 +485,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         callbacks=[clock, *_tensorboard(output / "tensorboard")],
     )
     if trainer.is_world_process_zero():
-        _write_json(output / "train_config.json", asdict(cfg))
+        _write_json(output / "train_config.json", {**asdict(cfg), "task": spec.name})
         for note in spec.notes:
             print(f"note: {note}")
         if cfg.bf16 and not torch.cuda.is_available():
@@ -433,7 +494,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         print(
             f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
             f"{count.describe()}; train {len(train_examples)} examples, eval {len(eval_examples)}; "
-            f"max_seq_length {cfg.max_seq_length}, prefix_len {cfg.prefix_len}, epochs {cfg.epochs}, "
+            f"max_seq_length {cfg.max_seq_length}, prefix_len {cfg.prefix_len}, "
+            f"{_planned_length(cfg, steps_per_epoch)}, "
             f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}, pooling {cfg.pooling}"
             + (f"; resuming from {resume_from}" if resume_from else "")
         )
@@ -444,7 +506,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = trainer.accelerator.unwrap_model(trainer.model)
     metrics: dict[str, Any] = {}
     if trainer.is_world_process_zero():
-        sizes = save_checkpoint(model, output, fold=True)
+        sizes = save_checkpoint(
+            model, output, fold=True, inputs=cfg.input_format(), max_seq_length=cfg.max_seq_length
+        )
+        validation = {k.removeprefix("eval_"): v for k, v in eval_metrics.items()}
+        best_step, best_epoch = _best_checkpoint_position(trainer.state)
+        if best_epoch is not None:  # the epoch of the kept checkpoint, not the epoch training ended in
+            validation["epoch"] = best_epoch
         count = model.count_parameters()
         metrics = {
             "task": spec.name,
@@ -458,15 +526,40 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "train_examples": len(train_examples),
             "eval_examples": len(eval_examples),
             "global_steps": trainer.state.global_step,
+            "epochs_done": round(float(trainer.state.epoch or 0.0), 4),
             "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_step": best_step,
+            "best_epoch": best_epoch,
             **sizes,
             "metric": spec.metric,
-            "validation": {k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
+            "validation": validation,
             "notes": list(spec.notes),
             **({"shallow_cache": shallow_cache.summary()} if shallow_cache is not None else {}),
         }
         _write_json(output / "metrics.json", metrics)
     return metrics
+
+
+def _planned_length(cfg: TrainConfig, steps_per_epoch: int) -> str:
+    """How long the run trains, as it will run: --max-steps wins over --epochs."""
+    if cfg.max_steps > 0:
+        return f"max_steps {cfg.max_steps} ({cfg.max_steps / steps_per_epoch:.3g} epochs of {steps_per_epoch} steps)"
+    return f"epochs {cfg.epochs:g} ({_total_steps(cfg, steps_per_epoch)} steps)"
+
+
+def _best_checkpoint_position(state) -> tuple[int | None, float | None]:
+    """(step, epoch) of the checkpoint Trainer kept as the best, from its log history."""
+    best = state.best_model_checkpoint
+    if not best:
+        return None, None
+    try:
+        step = int(Path(best).name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None, None
+    for entry in state.log_history:
+        if entry.get("step") == step and "epoch" in entry:
+            return step, round(float(entry["epoch"]), 4)
+    return step, None
 
 
 def _write_json(path: Path, data: Any, trainer: Trainer | None = None) -> None:
@@ -483,6 +576,52 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
+    """Data labelled as `data` can be scored by a checkpoint of `checkpoint`: same task type, and every
+    label of the data known to the checkpoint (any order: examples carry label names, which are
+    mapped to the checkpoint's ids; labels the data never uses are fine)."""
+    if data.task_type != checkpoint.task_type:
+        raise DataError(
+            f"{source} is {data.task_type} data, but the checkpoint ({checkpoint.name!r}) is {checkpoint.task_type}"
+        )
+    if checkpoint.task_type == "multiple_choice" and data.num_choices != checkpoint.num_choices:
+        raise DataError(
+            f"{source} has {data.num_choices} choices per example, the checkpoint {checkpoint.num_choices}"
+        )
+    extra = [label for label in data.labels if label not in checkpoint.labels]
+    if extra:
+        missing = [label for label in checkpoint.labels if label not in data.labels]
+        raise DataError(
+            f"labels of {source} differ from the checkpoint's ({checkpoint.name!r}): not in the checkpoint "
+            f"{extra}; in the checkpoint but not in the data {missing}"
+        )
+
+
+def _recorded_user_data(checkpoint: Path, spec: TaskSpec, inputs: InputFormat):
+    """The own files a checkpoint was trained on (from its train_config.json), read its way."""
+    saved = checkpoint / "train_config.json"
+    try:
+        cfg = json.loads(saved.read_text())
+        train_file, validation_file = cfg["train_file"], cfg["validation_file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        train_file = validation_file = None
+    if not (train_file and validation_file):
+        raise DataError(
+            f"checkpoint {checkpoint} was trained on your own files, and {saved} does not say which: "
+            "give --validation-file FILE"
+        )
+    return load_user_task(
+        spec.task_type,
+        train_file,
+        validation_file,
+        text_column=inputs.text_column,
+        text_pair_column=inputs.text_pair_column,
+        label_column=inputs.label_column,
+        tag_column=inputs.tag_column,
+        name=spec.name,
+    )
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
@@ -490,37 +629,41 @@ def evaluate_checkpoint(
     split: str = "validation",
     data_dir: str | None = None,
     max_eval_samples: int | None = None,
-    max_seq_length: int = 128,
+    max_seq_length: int | None = None,
     batch_size: int = 64,
     validation_file: str | None = None,
+    inputs: InputFormat | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a saved checkpoint on a task's split (default: the task it was trained on)."""
+    """Metrics of a saved checkpoint on a task's split (default: the task it was trained on).
+
+    `validation_file` is read with the input columns the checkpoint recorded (or `inputs`);
+    `max_seq_length` defaults to the recorded one (else 128). Labels are matched by name, so a file
+    or task with the same labels in another order scores correctly."""
+    from .checkpoint import recorded_inputs
+
+    recorded, recorded_length = recorded_inputs(checkpoint)
+    inputs = inputs or recorded
+    max_seq_length = max_seq_length or recorded_length or 128
     model, tokenizer = PromptModel.from_pretrained(checkpoint)
     spec = model.spec
     if validation_file:
-        cfg = (
-            json.loads((Path(checkpoint) / "train_config.json").read_text())
-            if (Path(checkpoint) / "train_config.json").is_file()
-            else {}
-        )
         data = load_user_task(
             spec.task_type,
             validation_file,
             validation_file,
-            text_column=cfg.get("text_column", "text"),
-            text_pair_column=cfg.get("text_pair_column"),
-            label_column=cfg.get("label_column", "label"),
-            tag_column=cfg.get("tag_column", -1),
+            text_column=inputs.text_column,
+            text_pair_column=inputs.text_pair_column,
+            label_column=inputs.label_column,
+            tag_column=inputs.tag_column,
             name=spec.name,
         )
+    elif task is None and inputs.file_format != "builtin":
+        data = _recorded_user_data(Path(checkpoint), spec, inputs)
     else:
         data = load_task(task or spec.name, data_dir)
     if split not in ("validation", "train"):
         raise DataError(f"unknown split {split!r}; expected 'validation' or 'train'")
-    if data.spec.labels != spec.labels:
-        raise DataError(
-            f"checkpoint labels {list(spec.labels)} do not match task {data.spec.name!r} labels {list(data.spec.labels)}"
-        )
+    check_labels(spec, data.spec, validation_file or f"task {data.spec.name!r}")
     examples = subsample(getattr(data, split), max_eval_samples, EVAL_SUBSET_SEED)
     eval_set = EvalSet(spec, examples, tokenizer, max_seq_length)
     args = TrainingArguments(
@@ -549,6 +692,7 @@ def evaluate_checkpoint(
     return {
         "task": data.spec.name,
         "split": split,
+        **({"file": str(validation_file)} if validation_file else {}),
         "examples": len(examples),
         **{k.removeprefix("eval_"): v for k, v in raw.items()},
     }

@@ -18,11 +18,12 @@ backbone and are refused (serve them with `ptuning predict`).
 endpoints (OpenAPI docs at /docs):
   GET  /health               GET /v1/tasks
   POST /v1/predict           {"task": "sst2", "inputs": ["a gripping, funny film"]}
-  POST /v1/tasks/NAME        {"path": "outputs/rte"}   (add a task while serving)
+  POST /v1/tasks/NAME        {"path": "outputs/rte-p-tuning-v2"}   (add a task while serving)
   DELETE /v1/tasks/NAME      (remove it; requests already accepted are answered)
 
 examples:
-  ptuning serve --prompt sst2=outputs/sst2 --prompt conll=outputs/conll03
+  ptuning serve --prompt sst2=outputs/sst2-p-tuning-v2 --prompt conll=outputs/conll03-p-tuning-v2
+  ptuning serve --prompt outputs/rte-p-tuning-v2      # served as task "rte-p-tuning-v2"
   ptuning serve --prompts-dir outputs --port 8080 --max-batch-size 64 --max-wait-ms 10"""
 
 
@@ -73,8 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--max-seq-length",
         type=int,
-        default=256,
-        help="tokens per sequence; longer inputs are truncated and flagged (default: 256)",
+        default=None,
+        help="tokens per sequence for every task; longer inputs are truncated and flagged "
+        "(default: each checkpoint's own, 256 where it recorded none)",
     )
     parser.add_argument(
         "--no-admin", action="store_true", help="disable POST/DELETE /v1/tasks (adding and removing tasks)"

@@ -194,6 +194,8 @@ def _read_jsonl(path: Path) -> list[_Record]:
                 f"line {line_no}",
                 f"invalid JSON ({err.msg} at column {err.colno}); expected one JSON object per line",
             ) from None
+        except RecursionError:
+            raise _error(path, f"line {line_no}", "invalid JSON (nested too deeply)") from None
         if not isinstance(value, dict):
             raise _error(path, f"line {line_no}", f"expected a JSON object, found {_type_name(value)}")
         records.append(_Record(str(path), f"line {line_no}", value))
@@ -208,6 +210,8 @@ def _read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise _error(path, f"line {err.lineno}", f"invalid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise _error(path, None, "invalid JSON (nested too deeply)") from None
 
 
 @dataclass(frozen=True)

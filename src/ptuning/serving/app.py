@@ -94,13 +94,14 @@ class TaskInfo(BaseModel):
     prompt_length: int
     method: str
     prompted_layers: list[int]
+    max_length: int = Field(description="tokens per sequence for this task (longer inputs are truncated)")
     checkpoint: str
 
 
 class TasksResponse(BaseModel):
     backbone: str
     backbone_fingerprint: str
-    max_length: int
+    max_length: int = Field(description="the server's limit on tokens per sequence (each task's: its own)")
     tasks: list[TaskInfo]
 
 

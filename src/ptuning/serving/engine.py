@@ -36,13 +36,14 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import fingerprint, load_backbone
-from ..checkpoint import CheckpointError, read_config
+from ..checkpoint import CheckpointError, read_config, recorded_inputs
 from ..data.features import make_collator
 from ..data.spec import TaskSpec
 from ..inference import Predictor, format_outputs
 from ..injection import LayerPrefix, PrefixInjector
 from ..modeling import PromptModel
 
+DEFAULT_MAX_LENGTH = 256  # tokens per sequence for checkpoints that did not record their length
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -124,6 +125,7 @@ class ServedTask:
             "prompt_length": self.prompt_length,
             "method": self.method,
             "prompted_layers": list(self.layers) if self.deep else [],
+            "max_length": self.predictor.max_length,
             "checkpoint": self.path,
         }
 
@@ -179,7 +181,7 @@ class MultiTaskPredictor:
         tokenizer,
         *,
         backbone_name: str = "",
-        max_length: int = 256,
+        max_length: int | None = None,
         max_batch_size: int = 32,
     ) -> None:
         if tokenizer is None:
@@ -189,7 +191,10 @@ class MultiTaskPredictor:
         self.tokenizer = tokenizer
         self.backbone_name = backbone_name or getattr(backbone.config, "_name_or_path", "")
         self.backbone_fingerprint = fingerprint(backbone)
-        self.max_length = min(max_length, backbone_limit(backbone.config))
+        # max_length None: each task reads at the length its checkpoint was trained with (256 where it
+        # recorded none); self.max_length is then the backbone's limit, which caps every task
+        self.max_length = min(max_length or backbone_limit(backbone.config), backbone_limit(backbone.config))
+        self._fixed_length = max_length is not None
         self.max_batch_size = max_batch_size
         # attach before serving, so that adding the first deep task never rewires a running model; an
         # architecture without deep prompts raises ValueError: only prompt-tuning checkpoints can be served
@@ -210,7 +215,7 @@ class MultiTaskPredictor:
         prompts: Mapping[str, str | Path] | Iterable[tuple[str, str | Path]],
         *,
         backbone=None,
-        max_length: int = 256,
+        max_length: int | None = None,
         max_batch_size: int = 32,
     ) -> MultiTaskPredictor:
         """Load the backbone once (the one the checkpoints name, or `backbone`: a name or a
@@ -268,13 +273,14 @@ class MultiTaskPredictor:
         model, _ = PromptModel.from_pretrained(path, backbone=self.backbone)
         model.to(next(self.backbone.parameters()).device)  # head and prompt where the backbone is
         model.fold_prefix()
+        length = self.max_length
+        if not self._fixed_length:
+            length = min(recorded_inputs(path)[1] or DEFAULT_MAX_LENGTH, self.max_length)
         task = ServedTask(
             name=name,
             path=path,
             model=model,
-            predictor=Predictor(
-                model, self.tokenizer, max_length=self.max_length, batch_size=self.max_batch_size
-            ),
+            predictor=Predictor(model, self.tokenizer, max_length=length, batch_size=self.max_batch_size),
         )
         if model.prefix_encoder is not None:
             _set_prefix_table(task, model)

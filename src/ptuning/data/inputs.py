@@ -1,0 +1,231 @@
+"""How a task's data files were laid out (`InputFormat`, recorded in a checkpoint), and reading
+prediction inputs in that layout (`read_prediction_inputs`).
+
+`ptuning predict --input FILE` takes the training file's format, chosen by the file's extension:
+  .csv / .tsv   classification, regression: the trained text (and pair) columns; other columns ignored
+  .json         question answering: SQuAD JSON (answers optional; the question ids are kept)
+  .jsonl        one input per line: a JSON object with the trained text (and pair) keys, or the
+                generic keys of `ptuning.inference` (text/text_pair, tokens, question/context,
+                context/choices), or a plain string
+  other         token classification: a CoNLL column file (the token is the first column; tag
+                columns, if present, are ignored)
+An id column (`id` by default, or the one named) is copied through to each prediction. Every error
+names the file and the 1-based line (or the SQuAD question id).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ptuning.data.spec import DataError, TaskSpec
+from ptuning.data.tasks import _TABLE_DELIMITERS, _error, _lines, _read_json, _read_table, _read_text, _Record
+
+#: File formats an `InputFormat` names ("builtin": a built-in task, read by its own loader).
+FILE_FORMATS = ("csv", "tsv", "jsonl", "conll", "squad", "builtin")
+DEFAULT_ID_COLUMN = "id"
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """The layout of the files a task was trained on: what `eval --validation-file` and `predict
+    --input` read by default. The defaults are those of a checkpoint that recorded nothing."""
+
+    file_format: str = "builtin"
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    tag_column: int = -1
+
+    def __post_init__(self) -> None:
+        if self.file_format not in FILE_FORMATS:
+            raise ValueError(f"unknown file format {self.file_format!r}; known: {', '.join(FILE_FORMATS)}")
+
+    @classmethod
+    def for_files(
+        cls,
+        task_type: str,
+        train_file: str | Path | None,
+        *,
+        text_column: str = "text",
+        text_pair_column: str | None = None,
+        label_column: str = "label",
+        tag_column: int = -1,
+    ) -> InputFormat:
+        """The format of a training run: its own file's (by task type and extension), else built-in."""
+        if train_file is None:
+            file_format = "builtin"
+        elif task_type == "token_classification":
+            file_format = "conll"
+        elif task_type == "question_answering":
+            file_format = "squad"
+        else:
+            file_format = Path(train_file).suffix.lower().lstrip(".")
+            file_format = file_format if file_format in ("csv", "tsv", "jsonl") else "jsonl"
+        return cls(file_format, text_column, text_pair_column, label_column, tag_column)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> InputFormat:
+        """From a checkpoint's or train_config.json's fields (unknown keys ignored, missing ones defaulted)."""
+        data = data if isinstance(data, dict) else {}
+        known = {f.name for f in fields(cls)}
+        return cls(
+            **{k: v for k, v in data.items() if k in known and (v is not None or k == "text_pair_column")}
+        )
+
+
+@dataclass
+class PredictionInputs:
+    """Inputs read from a file, in the generic form `Predictor.predict` takes, and their ids (or None)."""
+
+    items: list[Any]
+    ids: list[Any]
+    has_ids: bool
+
+
+def read_prediction_inputs(
+    path: str | Path, spec: TaskSpec, fmt: InputFormat, *, id_column: str | None = None
+) -> PredictionInputs:
+    """Inputs of `path` for a task of `spec` trained on files of format `fmt` (see the module doc).
+
+    `id_column`: copied to each prediction; every input must have it. None: `id` where present."""
+    from ptuning.inference import parse_input
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    kind = spec.task_type
+    if suffix in _TABLE_DELIMITERS:
+        records = _table_records(path, spec, fmt)
+    elif suffix == ".json" and kind == "question_answering":
+        records = _squad_records(path)
+    elif suffix in (".jsonl", ".json") or kind != "token_classification":
+        records = _jsonl_records(path)
+    else:
+        records = _conll_records(path)
+    items, ids = [], []
+    for index, (record, raw) in enumerate(records):
+        item = _generic_item(record, raw, spec, fmt)
+        try:
+            parse_input(spec, item, index)
+        except DataError as err:
+            raise record.error(str(err).split(": ", 1)[-1]) from None
+        items.append(item)
+        ids.append(_id_of(record, raw, id_column))
+    if not items:
+        raise _error(path, None, "no inputs found")
+    return PredictionInputs(items, ids, has_ids=any(i is not None for i in ids))
+
+
+def _id_of(record: _Record, raw: Any, id_column: str | None) -> Any:
+    if not isinstance(raw, dict):
+        if id_column is not None:
+            raise record.error(f"expected an object with the id {record.kind} {id_column!r}")
+        return None
+    if id_column is None:
+        return raw.get(DEFAULT_ID_COLUMN)
+    value = raw.get(id_column)
+    if value is None:
+        found = ", ".join(map(str, raw)) or "none"
+        raise record.error(f"missing id {record.kind} {id_column!r}; {record.kind}s found: {found}")
+    return value
+
+
+def _generic_item(record: _Record, raw: Any, spec: TaskSpec, fmt: InputFormat) -> Any:
+    """A raw line/row -> the input form of `ptuning.inference.parse_input`, reading trained columns."""
+    if not isinstance(raw, dict) or spec.task_type not in ("classification", "regression"):
+        return raw
+    names = [(fmt.text_column, "text"), (fmt.text_pair_column, "text_pair")]
+    item = {}
+    for column, generic in names:
+        if column is not None and column in raw:
+            item[generic] = raw[column]
+        elif generic in raw:
+            item[generic] = raw[generic]
+    if "text" not in item:
+        wanted = " or ".join(dict.fromkeys(repr(c) for c in (fmt.text_column, "text")))
+        found = ", ".join(map(str, raw)) or "none"
+        raise record.error(f"missing {record.kind} {wanted} (the text); {record.kind}s found: {found}")
+    if fmt.text_pair_column is not None and "text_pair" not in item:
+        found = ", ".join(map(str, raw)) or "none"
+        raise record.error(
+            f"missing {record.kind} {fmt.text_pair_column!r} (the model was trained on text pairs); "
+            f"{record.kind}s found: {found}"
+        )
+    return item
+
+
+def _table_records(path: Path, spec: TaskSpec, fmt: InputFormat) -> list[tuple[_Record, Any]]:
+    if spec.task_type not in ("classification", "regression"):
+        raise _error(
+            path,
+            None,
+            f"a {path.suffix} input suits classification or regression, not {spec.task_type}; "
+            "expected .jsonl" + (" or SQuAD .json" if spec.task_type == "question_answering" else ""),
+        )
+    required = [c for c in (fmt.text_column, fmt.text_pair_column) if c is not None]
+    rows = _read_table(path, delimiter=_TABLE_DELIMITERS[path.suffix.lower()], required=required)
+    return [(row, row.data) for row in rows]
+
+
+def _jsonl_records(path: Path) -> list[tuple[_Record, Any]]:
+    records = []
+    for number, line in enumerate(_lines(_read_text(path)), start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise _error(
+                path,
+                where,
+                f"invalid JSON ({err.msg} at column {err.colno}); expected one JSON input per line",
+            ) from None
+        except RecursionError:
+            raise _error(path, where, "JSON nested too deeply; expected one JSON input per line") from None
+        if not isinstance(value, dict | str):
+            raise _error(path, where, f"expected a JSON object or string, found {type(value).__name__}")
+        records.append((_Record(str(path), where, value if isinstance(value, dict) else {}), value))
+    return records
+
+
+def _conll_records(path: Path) -> list[tuple[_Record, Any]]:
+    """Sentences of a CoNLL column file (token first; blank lines between sentences; -DOCSTART- skipped)."""
+    records: list[tuple[_Record, Any]] = []
+    tokens: list[str] = []
+    first = 0
+    for number, line in enumerate([*_lines(_read_text(path)), ""], start=1):
+        parts = line.split()
+        if not parts or parts[0] == "-DOCSTART-":
+            if tokens:
+                records.append((_Record(str(path), f"line {first}", {}), {"tokens": tokens}))
+                tokens = []
+            continue
+        first = first if tokens else number
+        tokens.append(parts[0])
+    return records
+
+
+def _squad_records(path: Path) -> list[tuple[_Record, Any]]:
+    """Questions of a SQuAD JSON file (answers not needed), with their ids."""
+    data = _read_json(path)
+    articles = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(articles, list):
+        raise _error(path, None, "expected SQuAD JSON: an object with a 'data' list of articles")
+    records = []
+    for a_index, article in enumerate(articles):
+        record = _Record(str(path), f"article {a_index}", article if isinstance(article, dict) else {})
+        for p_index in range(len(record.get("paragraphs", list))):
+            paragraph = record.sub("paragraphs", p_index)
+            context = paragraph.get("context")
+            for q_index in range(len(paragraph.get("qas", list))):
+                qa = paragraph.sub("qas", q_index)
+                qid = qa.get("id", (str, int))
+                qa = _Record(qa.source, f"question id {qid}", qa.data)
+                records.append((qa, {"id": qid, "question": qa.get("question"), "context": context}))
+    return records

@@ -1,0 +1,173 @@
+"""`predict --input` in the training files' formats, with errors naming the file and the 1-based line;
+what a checkpoint records about its inputs, and what older checkpoints fall back to."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from ptuning.cli import main
+from ptuning.data import DataError, TaskSpec
+from ptuning.data.inputs import InputFormat, read_prediction_inputs
+
+REPO = Path(__file__).resolve().parents[1]
+PAIRS = TaskSpec("pairs", "classification", ("neg", "pos"))
+NER = TaskSpec("ner", "token_classification", ("O", "B-PER", "I-PER"), "f1")
+QA = TaskSpec("qa", "question_answering", (), "f1")
+PAIR_FORMAT = InputFormat("csv", text_column="s1", text_pair_column="s2", label_column="gold")
+
+
+def _error(path, spec=PAIRS, fmt=PAIR_FORMAT, **kwargs) -> str:
+    with pytest.raises(DataError) as info:
+        read_prediction_inputs(path, spec, fmt, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_csv_and_tsv_read_the_trained_columns_and_copy_ids(tmp_path):
+    csv_file = tmp_path / "test.csv"
+    csv_file.write_text('id,s1,s2,gold\n7,"a, b",c,pos\n8,d,e,neg\n')
+    read = read_prediction_inputs(csv_file, PAIRS, PAIR_FORMAT)
+    assert read.items == [{"text": "a, b", "text_pair": "c"}, {"text": "d", "text_pair": "e"}]
+    assert read.ids == ["7", "8"] and read.has_ids
+    tsv_file = tmp_path / "test.tsv"
+    tsv_file.write_text("key\ts1\ts2\nk1\tx\ty\n")
+    read = read_prediction_inputs(tsv_file, PAIRS, PAIR_FORMAT, id_column="key")
+    assert read.items == [{"text": "x", "text_pair": "y"}] and read.ids == ["k1"]
+    assert "missing column 's2'" in _error(_write(tmp_path / "no_pair.csv", "s1\nx\n"))
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_jsonl_takes_trained_keys_generic_keys_and_strings(tmp_path):
+    path = _write(
+        tmp_path / "in.jsonl",
+        '{"id": 1, "s1": "a", "s2": "b"}\n\n{"text": "c", "text_pair": "d"}\n',
+    )
+    read = read_prediction_inputs(path, PAIRS, PAIR_FORMAT)
+    assert read.items == [{"text": "a", "text_pair": "b"}, {"text": "c", "text_pair": "d"}]
+    assert read.ids == [1, None]
+    single = read_prediction_inputs(_write(tmp_path / "s.jsonl", '"just text"\n'), PAIRS, InputFormat())
+    assert single.items == ["just text"] and not single.has_ids
+
+
+def test_jsonl_errors_name_the_file_and_the_1_based_line(tmp_path):
+    message = _error(_write(tmp_path / "in.jsonl", '{"s1": "a", "s2": "b"}\n\n{"sentence": "x"}\n'))
+    assert message.startswith(f"{tmp_path / 'in.jsonl'}, line 3: ") and "'s1'" in message
+    assert "sentence" in message  # the keys it found
+    message = _error(_write(tmp_path / "nopair.jsonl", '{"s1": "a"}\n'))
+    assert "line 1" in message and "'s2'" in message and "pairs" in message
+    message = _error(_write(tmp_path / "type.jsonl", '{"s1": 3, "s2": "b"}\n'), fmt=PAIR_FORMAT)
+    assert "line 1" in message and "'text'" in message
+    message = _error(_write(tmp_path / "ids.jsonl", '{"s1": "a", "s2": "b"}\n'), id_column="uid")
+    assert "line 1" in message and "'uid'" in message
+
+
+def test_non_utf8_and_deeply_nested_json_are_one_line_errors(tmp_path):
+    message = _error(_write(tmp_path / "latin.jsonl", b'{"s1": "a", "s2": "b"}\n' + b'"caf\xe9"\n'))
+    assert "latin.jsonl, line 2" in message and "UTF-8" in message
+    message = _error(_write(tmp_path / "deep.jsonl", '"fine"\n' + "[" * 100_000 + "]" * 100_000 + "\n"))
+    assert "deep.jsonl, line 2" in message and "nested too deeply" in message
+    message = _error(
+        _write(tmp_path / "deep.json", "[" * 100_000 + "]" * 100_000), spec=QA, fmt=InputFormat()
+    )
+    assert "deep.json" in message and "nested too deeply" in message
+
+
+def test_conll_and_squad_inputs(tmp_path):
+    conll = _write(tmp_path / "test.conll", "-DOCSTART- O\n\nJohn B-PER\nlives O\n\n\nParis O\n")
+    read = read_prediction_inputs(conll, NER, InputFormat("conll"))
+    assert read.items == [{"tokens": ["John", "lives"]}, {"tokens": ["Paris"]}] and not read.has_ids
+    squad = {
+        "data": [
+            {"paragraphs": [{"context": "John lives in Paris.", "qas": [{"id": "q1", "question": "Where?"}]}]}
+        ]
+    }
+    path = _write(tmp_path / "dev.json", json.dumps(squad))
+    read = read_prediction_inputs(path, QA, InputFormat("squad"))
+    assert read.items == [{"id": "q1", "question": "Where?", "context": "John lives in Paris."}]
+    assert read.ids == ["q1"]
+    del squad["data"][0]["paragraphs"][0]["qas"][0]["question"]
+    message = _error(_write(tmp_path / "bad.json", json.dumps(squad)), spec=QA, fmt=InputFormat("squad"))
+    assert "bad.json, question id q1" in message and "'question'" in message
+    assert "token_classification" in _error(_write(tmp_path / "x.csv", "text\nhi\n"), spec=NER)
+
+
+def test_recorded_inputs_and_the_fallback_of_older_checkpoints(tmp_path):
+    from ptuning.checkpoint import CONFIG_NAME, CheckpointError, recorded_inputs
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    config = {"task": {"name": "x", "task_type": "classification"}, "inputs": PAIR_FORMAT.to_dict()}
+    (folder / CONFIG_NAME).write_text(json.dumps({**config, "max_seq_length": 48}))
+    assert recorded_inputs(folder) == (PAIR_FORMAT, 48)
+    del config["inputs"]
+    (folder / CONFIG_NAME).write_text(json.dumps(config))  # written before inputs were recorded
+    assert recorded_inputs(folder) == (InputFormat(), None)
+    (folder / "train_config.json").write_text(
+        json.dumps({"text_column": "s1", "text_pair_column": None, "max_seq_length": 64, "task": "x"})
+    )
+    assert recorded_inputs(folder) == (InputFormat(text_column="s1"), 64)
+    (folder / CONFIG_NAME).write_text(json.dumps({**config, "max_seq_length": "64"}))
+    with pytest.raises(CheckpointError, match="max_seq_length"):
+        recorded_inputs(folder)
+
+
+def test_atomic_writes_respect_the_umask(tmp_path):
+    from ptuning.checkpoint import atomic_write_text
+
+    previous = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        os.umask(0o022)
+        atomic_write_text(tmp_path / "b.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o644
+
+
+def test_predict_cli_bad_input_files_exit_2(tmp_path, demo_checkpoints, capsys):
+    checkpoint = (
+        demo_checkpoints["sst2"] if "sst2" in demo_checkpoints else next(iter(demo_checkpoints.values()))
+    )
+    cases = {
+        "latin.jsonl": b'"caf\xe9"\n',
+        "deep.jsonl": ("[" * 100_000 + "]" * 100_000 + "\n").encode(),
+    }
+    for name, content in cases.items():
+        path = _write(tmp_path / name, content)
+        code = main(["predict", "--checkpoint", str(checkpoint), "--input", str(path)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert f"{name}, line 1" in err
+
+
+PATH_IN_DOCS = re.compile(r"outputs/([A-Za-z0-9_.-]*)")
+METHOD_SUFFIX = re.compile(r"-(p-tuning-v2|prefix-tuning|prompt-tuning|fine-tune)$")
+
+
+def test_help_texts_and_serving_docs_use_the_real_default_folders(capsys):
+    """`ptuning train` writes outputs/<task>-<method>: examples must not name folders it never makes."""
+    from ptuning.cli import available_commands
+
+    texts = [(REPO / "docs" / "serving.md").read_text()]
+    for name in ["", *available_commands()]:
+        with pytest.raises(SystemExit):
+            main([name, "--help"] if name else ["--help"])
+        texts.append(capsys.readouterr().out)
+    for text in texts:
+        for folder in PATH_IN_DOCS.findall(text):
+            assert folder in ("", "<task>-<method>") or METHOD_SUFFIX.search(folder), folder
