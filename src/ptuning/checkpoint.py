@@ -17,20 +17,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from . import __version__
 from .backbones import fingerprint, load_backbone, parameter_bytes
 from .config import PromptConfig
 from .data.spec import TaskSpec
+from .validation import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    check_tensors,
+    expected_tensors,
+    load_finite,
+    read_header,
+    validate_config,
+)
 
-CONFIG_NAME = "ptuning_config.json"
-WEIGHTS_NAME = "prompt.safetensors"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, malformed, or made for another backbone."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -89,13 +93,8 @@ def save_checkpoint(model, directory, *, fold: bool = True) -> dict[str, int]:
 
 
 def read_config(directory) -> dict[str, Any]:
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{directory} is not a ptuning checkpoint: {CONFIG_NAME} is missing")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    """The checkpoint's config, checked against the schema (`ptuning.validation.validate_config`)."""
+    return validate_config(directory)
 
 
 def spec_from_config(config: dict[str, Any]) -> TaskSpec:
@@ -117,11 +116,14 @@ def check_backbone(config: dict[str, Any], backbone_fingerprint: str, backbone_l
 def load_checkpoint(directory, *, backbone=None):
     """(PromptModel in eval mode, tokenizer or None).
 
-    `backbone`: None (load by the saved name), a name, or a loaded model.
+    `backbone`: None (load by the saved name), a name, or a loaded model. The checkpoint passes
+    `ptuning.validation` (config schema, safetensors header, names/dtypes/shapes, finite values)
+    before its tensors are loaded; the header is read before the backbone is.
     """
     from .modeling import PromptModel
 
-    config = read_config(directory)
+    config = validate_config(directory)
+    header = read_header(directory)
     tokenizer = None
     if backbone is None or isinstance(backbone, str | os.PathLike):
         name = str(backbone) if backbone is not None else config["backbone"]
@@ -131,6 +133,8 @@ def load_checkpoint(directory, *, backbone=None):
         label = getattr(backbone.config, "_name_or_path", "") or backbone.config.model_type
     backbone_print = fingerprint(backbone)
     check_backbone(config, backbone_print, label, directory)
+    check_tensors(directory, header, expected_tensors(config, backbone))
+    state = load_finite(directory)
     model = PromptModel(
         backbone,
         spec_from_config(config),
@@ -140,15 +144,23 @@ def load_checkpoint(directory, *, backbone=None):
     )
     if config.get("prefix_folded"):
         model.fold_prefix()
-    _load_weights(model, directory)
+    _load_state(model, directory, state)
     return model.eval(), tokenizer  # ready for inference, as Hugging Face's from_pretrained
 
 
-def _load_weights(model, directory) -> None:
+def _expected_from_model(model) -> dict[str, tuple[int, ...]]:
+    modules = dict(model.prompt_modules())
+    if not model.prompt_config.freezes_backbone:
+        modules["backbone"] = model.backbone
+    return {
+        f"{prefix}.{key}": tuple(tensor.shape)
+        for prefix, module in modules.items()
+        for key, tensor in module.state_dict().items()
+    }
+
+
+def _load_state(model, directory, state: dict) -> None:
     weights = Path(directory) / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_NAME}")
-    state = load_file(str(weights))
     modules = model.prompt_modules()
     if not model.prompt_config.freezes_backbone:
         modules["backbone"] = model.backbone
@@ -163,6 +175,7 @@ def _load_weights(model, directory) -> None:
 
 def load_training_state(model, directory) -> None:
     """Load a training checkpoint (unfolded) into an existing model, checking its backbone."""
-    config = read_config(directory)
+    config = validate_config(directory)
     check_backbone(config, model.backbone_fingerprint, model.backbone_name, directory)
-    _load_weights(model, directory)
+    check_tensors(directory, read_header(directory), _expected_from_model(model))
+    _load_state(model, directory, load_finite(directory))
