@@ -212,8 +212,8 @@ def test_hot_add_refuses_every_corrupted_checkpoint(corrupted, demo_checkpoints)
     from ptuning.serving.app import ServeSettings, create_app
 
     predictor = MultiTaskPredictor.from_checkpoints({"ner": demo_checkpoints["ner"]})
-    settings = ServeSettings(admin_token="s3cret")
-    auth = {"authorization": "Bearer s3cret"}
+    settings = ServeSettings(admin_token="s3cret-token")
+    auth = {"authorization": "Bearer s3cret-token"}
     with ServerThread(create_app(predictor, settings)) as server, httpx.Client(base_url=server.url) as c:
         for i, (case, _, needles) in enumerate(CORRUPTIONS):
             folder = corrupted[case]
