@@ -5,11 +5,14 @@ A checkpoint folder holds
   prompt.safetensors   the prompt parameters and the head (and, for fine-tune, the backbone)
 The reparameterization MLP is folded into the plain prefix table on export (`fold=True`), so
 inference needs no MLP; training checkpoints keep it (`fold=False`) so training can resume.
-Every file is written to a temporary name and renamed, so a crash never leaves half a file.
+Every file is written to a temporary name and renamed, so a crash never leaves half a file; a
+write error (a full disk) is one CheckpointWriteError naming the file, with no temporary left.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -17,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from . import __version__
 from .backbones import fingerprint, load_backbone, parameter_bytes
@@ -37,21 +40,55 @@ from .validation import (
 FORMAT_VERSION = 1
 
 
+class CheckpointWriteError(CheckpointError):
+    """A file that could not be written (a full disk, a quota, permissions): one line naming it."""
+
+
+def _write_error(exc: OSError, path: Path) -> CheckpointWriteError:
+    if exc.errno == errno.ENOSPC:
+        return CheckpointWriteError(f"no space left on device writing {path}")
+    if exc.errno == errno.EDQUOT:
+        return CheckpointWriteError(f"disk quota exceeded writing {path}")
+    return CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """`data` written and synced to a temporary file beside `path`; its name. On any error the
+    temporary file is removed and the error is one CheckpointWriteError naming `path`."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        _remove(tmp)
+        raise _write_error(exc, path) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+    return tmp
+
+
+def _commit(tmp: str, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise _write_error(exc, path) from None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_save_tensors(tensors: dict, path: Path, metadata: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    save_file(tensors, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    path = Path(path)
+    _commit(_stage(path, text.encode("utf-8")), path)
 
 
 def checkpoint_state(model, *, fold: bool) -> dict:
@@ -70,13 +107,15 @@ def checkpoint_state(model, *, fold: bool) -> dict:
 
 
 def save_checkpoint(model, directory, *, fold: bool = True) -> dict[str, int]:
+    """Write the checkpoint: both files are staged (written and synced) first, then the old config
+    is removed and both are renamed into place, so a full disk or a crash never leaves a loadable
+    half checkpoint (new weights with an old config) or temporary files."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = checkpoint_state(model, fold=fold)
+    data = safetensors_bytes(state, metadata={"format": "pt"})
     weights = directory / WEIGHTS_NAME
-    _atomic_save_tensors(state, weights, {"format": "pt"})
     folded = model.prefix_encoder is not None and (fold or not model.prefix_encoder.projection)
-    sizes = {"checkpoint_bytes": weights.stat().st_size, "backbone_bytes": parameter_bytes(model.backbone)}
+    sizes = {"checkpoint_bytes": len(data), "backbone_bytes": parameter_bytes(model.backbone)}
     config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "ptuning_version": __version__,
@@ -88,7 +127,20 @@ def save_checkpoint(model, directory, *, fold: bool = True) -> dict[str, int]:
         "task": asdict(model.spec),
         **sizes,
     }
-    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    staged_weights = _stage(weights, data)
+    try:
+        staged_config = _stage(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    except BaseException:
+        _remove(staged_weights)
+        raise
+    try:
+        (directory / CONFIG_NAME).unlink(missing_ok=True)  # never the new weights beside an old config
+    except OSError as exc:
+        _remove(staged_weights)
+        _remove(staged_config)
+        raise _write_error(exc, directory / CONFIG_NAME) from None
+    _commit(staged_weights, weights)
+    _commit(staged_config, directory / CONFIG_NAME)
     return sizes
 
 
