@@ -329,10 +329,14 @@ class _Guard:
 
 
 def _validation_errors(errors) -> list:
+    """FastAPI's error list, with the echoed inputs only where they encode as strict JSON (an
+    infinite number or an odd object in the input would fail the answer itself)."""
     try:
-        return jsonable_encoder(errors)
-    except Exception:  # an input the encoder cannot take: the errors without the inputs
-        return [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]
+        encoded = jsonable_encoder(errors)
+        json.dumps(encoded, allow_nan=False)
+        return encoded
+    except (TypeError, ValueError, UnicodeError):
+        return [{k: jsonable_encoder(e.get(k)) for k in ("type", "loc", "msg")} for e in errors]
 
 
 async def _until_disconnected(request: Request) -> None:
