@@ -204,6 +204,28 @@ def test_eval_refuses_a_corrupted_checkpoint(corrupted, case, capsys, tmp_path):
     _assert_one_line(code, captured.err.strip(), folder, CORRUPTIONS[IDS.index(case)][2])
 
 
+@pytest.mark.parametrize("case", IDS)
+def test_serve_refuses_a_corrupted_checkpoint(corrupted, case, capsys):
+    folder = corrupted[case]
+    code = main(["serve", "--prompt", f"bad={folder}", "--port", "0"])
+    _assert_one_line(code, capsys.readouterr().err.strip(), folder, CORRUPTIONS[IDS.index(case)][2])
+
+
+def test_unknown_config_keys_are_tolerated(demo_checkpoints, tmp_path, capsys):
+    """Newer writers may record more (input columns, max_seq_length): loaders ignore what they do not know."""
+    folder = tmp_path / "newer"
+    shutil.copytree(demo_checkpoints["sentiment"], folder)
+    _edit_config(
+        lambda c: (
+            c.update(max_seq_length=64, input_columns={"text": "review"}),
+            c["task"].update(text_column="review"),
+            c["prompt_config"].update(future_option=True),
+        )
+    )(folder)
+    assert main(["predict", "--checkpoint", str(folder), "fine"]) == 0
+    assert '"label"' in capsys.readouterr().out
+
+
 def test_hot_add_refuses_every_corrupted_checkpoint(corrupted, demo_checkpoints):
     """POST /v1/tasks/{name} with each corrupted folder: 422 naming what was wrong, never a 500."""
     from test_serve_http import ServerThread

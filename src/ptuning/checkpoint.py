@@ -16,7 +16,7 @@ import errno
 import json
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,8 @@ def read_config(directory) -> dict[str, Any]:
 
 
 def spec_from_config(config: dict[str, Any]) -> TaskSpec:
-    task = dict(config["task"])
+    known = {f.name for f in fields(TaskSpec)}
+    task = {k: v for k, v in config["task"].items() if k in known}  # newer writers may add keys
     task["labels"] = tuple(task.get("labels", ()))
     task["notes"] = tuple(task.get("notes", ()))
     return TaskSpec(**task)
