@@ -280,16 +280,17 @@ def test_work_of_departed_clients_is_dropped(predictor, monkeypatch):
             time.sleep(0.05)
         stats = c.get("/health").json()
         assert stats["pending_inputs"] == 0
-        assert stats["cancelled"] >= 6 and stats["requests"] + stats["cancelled"] == 12, stats
+        assert stats["cancelled"] >= 6 and stats["requests"] + stats["cancelled"] <= 12, stats
         assert c.post("/v1/predict", json={"task": "ner", "inputs": ["x"]}).status_code == 200
 
 
 def test_shutdown_with_a_backlog_answers_or_503s_every_request(predictor, monkeypatch):
-    """should_exit (what SIGTERM sets) while 16 requests queue behind a slow model: each gets 200 or
-    503 with Retry-After, never 500 or a reset, and the server stops within its graceful timeout."""
+    """should_exit (what SIGTERM sets) while 24 requests (6 s of work) queue behind a slow model: each
+    gets 200 or 503 with Retry-After, never 500 or a reset, and the server stops (the drain
+    deadline is 3 s, uvicorn's graceful timeout 4 s)."""
     _slow(predictor, monkeypatch, 0.25)
     app = create_app(predictor, ServeSettings(max_batch_size=1, max_wait_ms=0))
-    config = uvicorn.Config(app, port=0, log_level="warning", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(app, port=0, log_level="warning", timeout_graceful_shutdown=4)
     server = GracefulServer(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -307,13 +308,13 @@ def test_shutdown_with_a_backlog_answers_or_503s_every_request(predictor, monkey
         except Exception as exc:  # recorded, asserted below
             results[i] = exc
 
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(16)]
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(24)]
     for t in threads:
         t.start()
-    with httpx.Client(base_url=url) as c:  # all 16 accepted (queued, running or answered)
+    with httpx.Client(base_url=url) as c:  # all 24 accepted (queued, running or answered)
         while time.monotonic() < deadline:
             health = c.get("/health").json()
-            if health["pending_inputs"] + health["requests"] >= 16:
+            if health["pending_inputs"] + health["requests"] >= 24:
                 break
             time.sleep(0.02)
     server.should_exit = True
@@ -322,7 +323,7 @@ def test_shutdown_with_a_backlog_answers_or_503s_every_request(predictor, monkey
     thread.join(30)
     assert not thread.is_alive()
     codes = [r.status_code if isinstance(r, httpx.Response) else repr(r) for r in results.values()]
-    assert len(codes) == 16 and set(codes) <= {200, 503}, codes
+    assert len(codes) == 24 and set(codes) <= {200, 503}, codes
     assert 200 in codes and 503 in codes, (codes, app.state.batcher.stats)
     for r in results.values():
         if r.status_code == 503:
