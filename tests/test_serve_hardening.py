@@ -220,6 +220,31 @@ def test_cli_refuses_invalid_utf8_and_empty_arguments(demo_checkpoints, capsys):
     assert code == 2 and "input 0" in err and "empty" in err
 
 
+def test_invalid_utf8_bytes_on_a_real_command_line(demo_checkpoints):
+    """The same through a real process: argv bytes that are not UTF-8 are one line, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ptuning",
+            "predict",
+            "--checkpoint",
+            str(demo_checkpoints["sentiment"]),
+            b"caf\xe9",
+        ],
+        capture_output=True,
+        env={**os.environ, "PYTHONUTF8": "1", "LC_ALL": "C.UTF-8"},
+        timeout=120,
+    )
+    err = done.stderr.decode("utf-8", "replace").strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert "input 0" in err and "not valid Unicode" in err and done.stdout == b""
+
+
 def test_a_long_input_does_not_warn_of_indexing_errors(predictor, capfd):
     from transformers.utils import logging as hf_logging
 
