@@ -26,6 +26,8 @@ from ptuning.serving import MultiTaskPredictor
 from ptuning.serving.app import ServeSettings, create_app
 
 LIMITS = {"max_inputs": 8, "max_chars": 2000}
+ADMIN_TOKEN = "test-admin-token"
+AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 class ServerThread:
@@ -59,14 +61,15 @@ def predictor(demo_checkpoints):
 
 @pytest.fixture(scope="module")
 def server(predictor):
-    settings = ServeSettings(max_batch_size=16, max_wait_ms=20, **LIMITS)
+    settings = ServeSettings(max_batch_size=16, max_wait_ms=20, admin_token=ADMIN_TOKEN, **LIMITS)
     with ServerThread(create_app(predictor, settings)) as running:
         yield running
 
 
 @pytest.fixture()
 def client(server):
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    """A client that sends the admin token (admin routes need it)."""
+    with httpx.Client(base_url=server.url, timeout=30, headers=AUTH) as c:
         yield c
 
 

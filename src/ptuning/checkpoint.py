@@ -5,33 +5,87 @@ A checkpoint folder holds
   prompt.safetensors   the prompt parameters and the head (and, for fine-tune, the backbone)
 The reparameterization MLP is folded into the plain prefix table on export (`fold=True`), so
 inference needs no MLP; training checkpoints keep it (`fold=False`) so training can resume.
-Every file is written to a temporary name and renamed, so a crash never leaves half a file.
+Every file is written to a temporary name and renamed, so a crash never leaves half a file; a
+write error (a full disk) is one CheckpointWriteError naming the file, with no temporary left.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save as safetensors_bytes
 
 from . import __version__
 from .backbones import fingerprint, load_backbone, parameter_bytes
 from .config import PromptConfig
 from .data.inputs import InputFormat
 from .data.spec import TaskSpec
+from .validation import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    check_tensors,
+    expected_tensors,
+    load_finite,
+    read_header,
+    validate_config,
+)
 
-CONFIG_NAME = "ptuning_config.json"
-WEIGHTS_NAME = "prompt.safetensors"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, malformed, or made for another backbone."""
+class CheckpointWriteError(CheckpointError):
+    """A file that could not be written (a full disk, a quota, permissions): one line naming it."""
+
+
+def _write_error(exc: OSError, path: Path) -> CheckpointWriteError:
+    if exc.errno == errno.ENOSPC:
+        return CheckpointWriteError(f"no space left on device writing {path}")
+    if exc.errno == errno.EDQUOT:
+        return CheckpointWriteError(f"disk quota exceeded writing {path}")
+    return CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """`data` written and synced to a temporary file beside `path`; its name. On any error the
+    temporary file is removed and the error is one CheckpointWriteError naming `path`."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode())  # mkstemp's 0o600 would hide a shared output folder from others
+    except OSError as exc:
+        _remove(tmp)
+        raise _write_error(exc, path) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+    return tmp
+
+
+def _commit(tmp: str, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise _write_error(exc, path) from None
 
 
 def _file_mode() -> int:
@@ -42,22 +96,8 @@ def _file_mode() -> int:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, _file_mode())
-    os.replace(tmp, path)
-
-
-def _atomic_save_tensors(tensors: dict, path: Path, metadata: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    save_file(tensors, tmp, metadata=metadata)
-    os.chmod(tmp, _file_mode())
-    os.replace(tmp, path)
+    path = Path(path)
+    _commit(_stage(path, text.encode("utf-8")), path)
 
 
 def checkpoint_state(model, *, fold: bool) -> dict:
@@ -84,14 +124,16 @@ def save_checkpoint(
     max_seq_length: int | None = None,
 ) -> dict[str, int]:
     """Write the checkpoint; `inputs` and `max_seq_length` record how the task's data was read in
-    training, so that eval, predict and serve read it the same way by default."""
+    training, so that eval, predict and serve read it the same way by default. Both files are
+    staged (written and synced) first, then the old config is removed and both are renamed into
+    place, so a full disk or a crash never leaves a loadable half checkpoint (new weights with an
+    old config) or temporary files."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = checkpoint_state(model, fold=fold)
+    data = safetensors_bytes(state, metadata={"format": "pt"})
     weights = directory / WEIGHTS_NAME
-    _atomic_save_tensors(state, weights, {"format": "pt"})
     folded = model.prefix_encoder is not None and (fold or not model.prefix_encoder.projection)
-    sizes = {"checkpoint_bytes": weights.stat().st_size, "backbone_bytes": parameter_bytes(model.backbone)}
+    sizes = {"checkpoint_bytes": len(data), "backbone_bytes": parameter_bytes(model.backbone)}
     config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "ptuning_version": __version__,
@@ -107,18 +149,26 @@ def save_checkpoint(
         config["inputs"] = inputs.to_dict()
     if max_seq_length is not None:
         config["max_seq_length"] = int(max_seq_length)
-    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    staged_weights = _stage(weights, data)
+    try:
+        staged_config = _stage(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    except BaseException:
+        _remove(staged_weights)
+        raise
+    try:
+        (directory / CONFIG_NAME).unlink(missing_ok=True)  # never the new weights beside an old config
+    except OSError as exc:
+        _remove(staged_weights)
+        _remove(staged_config)
+        raise _write_error(exc, directory / CONFIG_NAME) from None
+    _commit(staged_weights, weights)
+    _commit(staged_config, directory / CONFIG_NAME)
     return sizes
 
 
 def read_config(directory) -> dict[str, Any]:
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{directory} is not a ptuning checkpoint: {CONFIG_NAME} is missing")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    """The checkpoint's config, checked against the schema (`ptuning.validation.validate_config`)."""
+    return validate_config(directory)
 
 
 def recorded_inputs(directory) -> tuple[InputFormat, int | None]:
@@ -148,7 +198,8 @@ def recorded_inputs(directory) -> tuple[InputFormat, int | None]:
 
 
 def spec_from_config(config: dict[str, Any]) -> TaskSpec:
-    task = dict(config["task"])
+    known = {f.name for f in fields(TaskSpec)}
+    task = {k: v for k, v in config["task"].items() if k in known}  # newer writers may add keys
     task["labels"] = tuple(task.get("labels", ()))
     task["notes"] = tuple(task.get("notes", ()))
     return TaskSpec(**task)
@@ -166,11 +217,14 @@ def check_backbone(config: dict[str, Any], backbone_fingerprint: str, backbone_l
 def load_checkpoint(directory, *, backbone=None):
     """(PromptModel in eval mode, tokenizer or None).
 
-    `backbone`: None (load by the saved name), a name, or a loaded model.
+    `backbone`: None (load by the saved name), a name, or a loaded model. The checkpoint passes
+    `ptuning.validation` (config schema, safetensors header, names/dtypes/shapes, finite values)
+    before its tensors are loaded; the header is read before the backbone is.
     """
     from .modeling import PromptModel
 
-    config = read_config(directory)
+    config = validate_config(directory)
+    header = read_header(directory)
     tokenizer = None
     if backbone is None or isinstance(backbone, str | os.PathLike):
         name = str(backbone) if backbone is not None else config["backbone"]
@@ -180,6 +234,8 @@ def load_checkpoint(directory, *, backbone=None):
         label = getattr(backbone.config, "_name_or_path", "") or backbone.config.model_type
     backbone_print = fingerprint(backbone)
     check_backbone(config, backbone_print, label, directory)
+    check_tensors(directory, header, expected_tensors(config, backbone))
+    state = load_finite(directory)
     model = PromptModel(
         backbone,
         spec_from_config(config),
@@ -189,15 +245,23 @@ def load_checkpoint(directory, *, backbone=None):
     )
     if config.get("prefix_folded"):
         model.fold_prefix()
-    _load_weights(model, directory)
+    _load_state(model, directory, state)
     return model.eval(), tokenizer  # ready for inference, as Hugging Face's from_pretrained
 
 
-def _load_weights(model, directory) -> None:
+def _expected_from_model(model) -> dict[str, tuple[int, ...]]:
+    modules = dict(model.prompt_modules())
+    if not model.prompt_config.freezes_backbone:
+        modules["backbone"] = model.backbone
+    return {
+        f"{prefix}.{key}": tuple(tensor.shape)
+        for prefix, module in modules.items()
+        for key, tensor in module.state_dict().items()
+    }
+
+
+def _load_state(model, directory, state: dict) -> None:
     weights = Path(directory) / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_NAME}")
-    state = load_file(str(weights))
     modules = model.prompt_modules()
     if not model.prompt_config.freezes_backbone:
         modules["backbone"] = model.backbone
@@ -212,6 +276,7 @@ def _load_weights(model, directory) -> None:
 
 def load_training_state(model, directory) -> None:
     """Load a training checkpoint (unfolded) into an existing model, checking its backbone."""
-    config = read_config(directory)
+    config = validate_config(directory)
     check_backbone(config, model.backbone_fingerprint, model.backbone_name, directory)
-    _load_weights(model, directory)
+    check_tensors(directory, read_header(directory), _expected_from_model(model))
+    _load_state(model, directory, load_finite(directory))

@@ -12,6 +12,10 @@ Outputs:
   token_classif.   {"tokens": [...], "tags": [...], "entities": [{"type", "start", "end", "text"}]}
   question_answ.   {"answer": str, "start": char offset, "end": char offset (exclusive)}
 Every output also says `"truncated": true` when the input was longer than the model's limit.
+
+Input rules, the same for every task type: an object may hold only its type's fields; every text
+(a string input, a text field, each choice, each token) must hold a non-space character and be
+valid Unicode (no unpaired surrogate, which is what invalid UTF-8 on a command line decodes to).
 """
 
 from __future__ import annotations
@@ -26,6 +30,27 @@ from .data import encode, make_collator, postprocess_qa, spans_from_tags, word_p
 from .data.spec import DataError, TaskSpec
 from .modeling import PromptModel
 
+FIELDS: dict[str, tuple[str, ...]] = {
+    "classification": ("text", "text_pair"),
+    "regression": ("text", "text_pair"),
+    "multiple_choice": ("context", "choices"),
+    "token_classification": ("tokens",),
+    "question_answering": ("question", "context"),
+}
+
+
+def _check_text(text: str, what: str) -> None:
+    """`what` ("input 0: field 'text'") names the text in the DataError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(
+            f"{what} is not valid Unicode text (unpaired surrogate U+{ord(text[exc.start]):04X} at "
+            f"character {exc.start}; invalid UTF-8?)"
+        ) from None
+    if not text.strip():
+        raise DataError(f"{what} is empty; expected text with at least one non-space character")
+
 
 def _field(item: dict, key: str, kind: type, index: int, *, optional: bool = False):
     value = item.get(key)
@@ -34,6 +59,13 @@ def _field(item: dict, key: str, kind: type, index: int, *, optional: bool = Fal
     if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
         expected = "a list of strings" if kind is list else "a string"
         raise DataError(f"input {index}: field {key!r} must be {expected}, got {type(value).__name__}")
+    if kind is list:
+        if not value:
+            raise DataError(f"input {index}: field {key!r} is empty; expected at least one item")
+        for position, text in enumerate(value):
+            _check_text(text, f"input {index}: field {key!r} item {position}")
+    else:
+        _check_text(value, f"input {index}: field {key!r}")
     return value
 
 
@@ -41,6 +73,7 @@ def parse_input(spec: TaskSpec, item: Any, index: int) -> dict[str, Any]:
     """A raw input -> an example dict of `ptuning.data` (without a label)."""
     kind = spec.task_type
     if isinstance(item, str):
+        _check_text(item, f"input {index}: the text")
         if kind in ("classification", "regression"):
             return {"text": item, "text_pair": None}
         if kind == "token_classification":
@@ -48,6 +81,12 @@ def parse_input(spec: TaskSpec, item: Any, index: int) -> dict[str, Any]:
         raise DataError(f"input {index}: task {spec.name!r} ({kind}) needs an object, not a plain string")
     if not isinstance(item, dict):
         raise DataError(f"input {index}: expected a string or an object, got {type(item).__name__}")
+    unknown = [key for key in item if key not in FIELDS[kind]]
+    if unknown:
+        raise DataError(
+            f"input {index}: field {unknown[0]!r} is not a field of a {kind} input; "
+            f"expected {', '.join(FIELDS[kind])}"
+        )
     if kind in ("classification", "regression"):
         return {
             "text": _field(item, "text", str, index),
@@ -61,10 +100,7 @@ def parse_input(spec: TaskSpec, item: Any, index: int) -> dict[str, Any]:
             )
         return {"context": _field(item, "context", str, index), "choices": choices}
     if kind == "token_classification":
-        tokens = _field(item, "tokens", list, index)
-        if not tokens:
-            raise DataError(f"input {index}: field 'tokens' is empty")
-        return {"tokens": tokens}
+        return {"tokens": _field(item, "tokens", list, index)}
     return {
         "id": str(index),
         "question": _field(item, "question", str, index),
@@ -73,16 +109,19 @@ def parse_input(spec: TaskSpec, item: Any, index: int) -> dict[str, Any]:
 
 
 def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool:
+    # Tokenized with truncation to one token past the limit: longer means truncated, and the
+    # tokenizer never warns that a long input "will result in indexing errors" (it will not).
+    cut = {"truncation": True, "max_length": max_length + 1}
     kind = spec.task_type
     if kind in ("classification", "regression"):
         texts = [example["text"]] + ([example["text_pair"]] if example.get("text_pair") else [])
-        return len(tokenizer(*texts, truncation=False)["input_ids"]) > max_length
+        return len(tokenizer(*texts, **cut)["input_ids"]) > max_length
     if kind == "multiple_choice":
         return any(
-            len(tokenizer(example["context"], c)["input_ids"]) > max_length for c in example["choices"]
+            len(tokenizer(example["context"], c, **cut)["input_ids"]) > max_length for c in example["choices"]
         )
     if kind == "token_classification":
-        return len(tokenizer(example["tokens"], is_split_into_words=True)["input_ids"]) > max_length
+        return len(tokenizer(example["tokens"], is_split_into_words=True, **cut)["input_ids"]) > max_length
     return False  # QA slides a window over long contexts
 
 

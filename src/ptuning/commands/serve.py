@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import sys
@@ -21,10 +22,20 @@ endpoints (OpenAPI docs at /docs):
   POST /v1/tasks/NAME        {"path": "outputs/rte-p-tuning-v2"}   (add a task while serving)
   DELETE /v1/tasks/NAME      (remove it; requests already accepted are answered)
 
+admin (POST/DELETE /v1/tasks) needs a token: --admin-token or $PTUNING_ADMIN_TOKEN; clients send
+`Authorization: Bearer TOKEN`. Without a token admin is off (--allow-admin-without-token turns
+it on without one, on a loopback address only). Only the Host names in --allowed-host (and the
+bind address) are answered.
+
 examples:
   ptuning serve --prompt sst2=outputs/sst2-p-tuning-v2 --prompt conll=outputs/conll03-p-tuning-v2
   ptuning serve --prompt outputs/rte-p-tuning-v2      # served as task "rte-p-tuning-v2"
-  ptuning serve --prompts-dir outputs --port 8080 --max-batch-size 64 --max-wait-ms 10"""
+  ptuning serve --prompts-dir outputs --port 8080 --max-batch-size 64 --max-wait-ms 10
+  PTUNING_ADMIN_TOKEN=$(openssl rand -hex 16) ptuning serve --prompts-dir outputs --host 0.0.0.0 \
+      --allowed-host models.example.org"""
+
+ADMIN_TOKEN_ENV = "PTUNING_ADMIN_TOKEN"
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +89,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tokens per sequence for every task; longer inputs are truncated and flagged "
         "(default: each checkpoint's own, 256 where it recorded none)",
     )
-    parser.add_argument(
+    limits.add_argument(
+        "--max-tasks", type=int, default=64, help="tasks served at once (default: 64; adding more: 507)"
+    )
+    limits.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a request body may stall before 408 (default: 30)",
+    )
+    security = parser.add_argument_group("security")
+    security.add_argument(
+        "--admin-token",
+        default=None,
+        help=f"token for POST/DELETE /v1/tasks (default: ${ADMIN_TOKEN_ENV}; none: admin is off)",
+    )
+    security.add_argument(
+        "--allow-admin-without-token",
+        action="store_true",
+        help="admin without a token (only with a loopback --host)",
+    )
+    security.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host header name to answer besides the bind address (repeatable; '*' answers any)",
+    )
+    security.add_argument(
         "--no-admin", action="store_true", help="disable POST/DELETE /v1/tasks (adding and removing tasks)"
     )
     parser.add_argument(
@@ -149,13 +187,34 @@ def _stop(signum, frame):
     raise _Stop
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+WILDCARD = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(host: str, extra: list[str]) -> tuple[str, ...]:
+    """The Host header names answered: the bind address, the loopback names for a loopback or
+    wildcard bind (and this machine's name for a wildcard one), and `extra`."""
+    names = [] if host in WILDCARD else [host]
+    if host in LOOPBACK or host in WILDCARD:
+        names += list(LOOPBACK)
+    if host in WILDCARD:
+        names.append(socket.gethostname())
+    return tuple(dict.fromkeys([*names, *extra]))
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..cli import UserError
     from ..serving import InvalidTaskNameError, MultiTaskPredictor
-    from ..serving.app import ServeSettings, create_app
+    from ..serving.app import GracefulServer, ServeSettings, create_app
 
+    token = args.admin_token if args.admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
+    if args.allow_admin_without_token and args.host not in LOOPBACK:
+        raise UserError(
+            f"--allow-admin-without-token needs a loopback --host ({', '.join(LOOPBACK)}), not {args.host!r}; "
+            f"set an admin token instead (--admin-token or ${ADMIN_TOKEN_ENV})"
+        )
     try:
         settings = ServeSettings(
             max_batch_size=args.max_batch_size,
@@ -164,10 +223,17 @@ def run(args: argparse.Namespace) -> int:
             max_inputs=args.max_inputs,
             max_chars=args.max_chars,
             allow_admin=not args.no_admin,
+            admin_token=token,
+            allow_admin_without_token=args.allow_admin_without_token,
+            allowed_hosts=allowed_hosts(args.host, args.allowed_host),
+            max_tasks=args.max_tasks,
+            body_timeout_s=args.body_timeout,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     pairs = collect_prompts(args.prompt, args.prompts_dir)
+    if len(pairs) > settings.max_tasks:
+        raise UserError(f"{len(pairs)} tasks to serve but --max-tasks is {settings.max_tasks}")
     sock = bind(args.host, args.port)
     try:
         predictor = MultiTaskPredictor.from_checkpoints(
@@ -191,10 +257,18 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    if host not in ("127.0.0.1", "::1", "localhost"):
+    admin = (
+        "on (bearer token)"
+        if settings.admin_enabled and token
+        else "on without a token (loopback)"
+        if settings.admin_enabled
+        else "off"
+    )
+    print(f"ptuning serve: task admin {admin}", file=sys.stderr, flush=True)
+    if host not in LOOPBACK:
         print(
-            "ptuning serve: warning: the API has no authentication; POST /v1/tasks reads folders on this "
-            "machine (disable with --no-admin)",
+            "ptuning serve: warning: predictions have no authentication; put the server behind a proxy "
+            "that authenticates clients if the network is not trusted",
             file=sys.stderr,
             flush=True,
         )
@@ -202,9 +276,10 @@ def run(args: argparse.Namespace) -> int:
         create_app(predictor, settings),
         log_level=args.log_level,
         timeout_graceful_shutdown=args.shutdown_timeout,
+        timeout_keep_alive=5,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal: end with 0.
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

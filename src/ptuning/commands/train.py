@@ -214,11 +214,45 @@ def config_from_args(args: argparse.Namespace):
     return cfg
 
 
+def _write_failure(exc: BaseException, output_dir: str) -> Exception | None:
+    """A one-line UserError for a failed write during training (a full disk), else None.
+
+    Our own files say which file failed (CheckpointWriteError); the Trainer's torch.save of its
+    optimizer state fails with "[enforce fail at inline_container.cc] unexpected pos" or
+    "basic_ios::clear: iostream error", which say nothing of the disk, so those are told by the
+    free space left."""
+    import errno
+    import shutil
+
+    from ..cli import UserError
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"no space left on device writing {exc.filename or output_dir}")
+    if isinstance(exc, RuntimeError):
+        try:
+            full = shutil.disk_usage(output_dir).free < 1 << 20
+        except OSError:
+            full = False
+        if full:
+            return UserError(f"no space left on device writing a training checkpoint in {output_dir}")
+        if any(word in str(exc) for word in ("inline_container", "PytorchStreamWriter", "iostream error")):
+            return UserError(
+                f"writing a training checkpoint in {output_dir} failed: {str(exc).splitlines()[0]}"
+            )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training import train
 
     cfg = config_from_args(args)
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except (OSError, RuntimeError) as exc:
+        failure = _write_failure(exc, cfg.output_dir)
+        if failure is None:
+            raise
+        raise failure from None
     if metrics:
         keys = (
             "task",

@@ -7,20 +7,29 @@
   DELETE /v1/tasks/{name}     removes a task; requests already accepted still get answers
   GET    /docs, /openapi.json the OpenAPI documentation
 
-Errors: 404 unknown task (the body lists the known ones), 409 a task name already served, 413 too
-many inputs / characters / bytes, 422 malformed JSON or a wrong field (the `loc` names it),
-503 queue full or shutting down (with Retry-After), 403 task admin disabled.
+Errors: 400 a Host header not allowed, 401 admin without the right bearer token, 403 task admin
+disabled, 404 unknown task (the body lists the known ones), 408 a request body that stalled,
+409 a task name already served, 413 too many inputs / characters / bytes, 415 a body that is not
+JSON, 422 malformed JSON, a wrong field or text that is not valid Unicode (the `loc` names it),
+503 queue full or shutting down (with Retry-After), 507 `max_tasks` tasks served already.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
+import logging
 import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI
+import uvicorn
+from fastapi import Body, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +37,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..data.spec import DataError
+from ..validation import CONFIG_NAME
 from .engine import (
     InvalidTaskNameError,
     MicroBatcher,
@@ -37,6 +47,9 @@ from .engine import (
     TaskExistsError,
     UnknownTaskError,
 )
+
+logger = logging.getLogger("ptuning.serve")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -49,18 +62,35 @@ class ServeSettings:
     max_inputs: int = 64
     max_chars: int = 10_000
     allow_admin: bool = True
+    # Admin (POST/DELETE /v1/tasks/{name}) needs `Authorization: Bearer <admin_token>`; without a
+    # token it is off, unless `allow_admin_without_token` (the command allows that on loopback only).
+    admin_token: str | None = None
+    allow_admin_without_token: bool = False
+    # Host headers answered (DNS rebinding defence); "*" answers any.
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    max_tasks: int = 64
+    body_timeout_s: float = 30.0  # a request body that stalls longer gets 408
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_queue", "max_inputs", "max_chars"):
+        for name in ("max_batch_size", "max_queue", "max_inputs", "max_chars", "max_tasks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+        if self.body_timeout_s <= 0:
+            raise ValueError(f"body_timeout_s must be > 0, got {self.body_timeout_s}")
+        if self.admin_token is not None and len(self.admin_token) < 8:
+            raise ValueError("the admin token must have at least 8 characters")
+        self.allowed_hosts = tuple(_normal_host(h) for h in self.allowed_hosts)
         if self.max_queue < self.max_inputs:
             raise ValueError(
                 f"max_queue ({self.max_queue}) must be >= max_inputs ({self.max_inputs}), "
                 "or a full-size request could never be accepted"
             )
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self.allow_admin and (bool(self.admin_token) or self.allow_admin_without_token)
 
     @property
     def max_body_bytes(self) -> int:
@@ -115,8 +145,41 @@ class ErrorResponse(BaseModel):
     known_tasks: list[str] | None = None
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: valid UTF-8 whatever text a client sent us
+    (a lone surrogate echoed back in an error would fail the default UTF-8 encoding)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, detail: Any, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+    return SafeJSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+def _bad_unicode(value: Any, loc: list) -> tuple[list, str] | None:
+    """(loc, message) of the first string in `value` that is not valid Unicode (an unpaired
+    surrogate, as JSON's "\\ud800" decodes to), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return loc, (
+                f"not valid Unicode text: unpaired surrogate U+{ord(value[exc.start]):04X} at character "
+                f"{exc.start}; send UTF-8 text"
+            )
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _bad_unicode(key, [*loc, "(key)"]) or _bad_unicode(item, [*loc, key])
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _bad_unicode(item, [*loc, index])
+            if found:
+                return found
+    return None
 
 
 def _validation_error(loc: list, message: str) -> JSONResponse:
@@ -149,11 +212,13 @@ def _characters(item: Any) -> int:
 
 
 class _BodyLimit:
-    """Pure ASGI middleware: 413 for request bodies over `limit` bytes, before they are buffered."""
+    """Pure ASGI middleware: 413 for request bodies over `limit` bytes, before they are buffered;
+    408 for a body that stops arriving for `timeout` seconds (a stalled or slow-loris client)."""
 
-    def __init__(self, app, limit: int) -> None:
+    def __init__(self, app, limit: int, timeout: float = 30.0) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -164,14 +229,21 @@ class _BodyLimit:
             return await self._refuse(scope, receive, send)
         received = 0
         started = False
+        complete = False
 
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body: only the disconnect message is left to wait for
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                raise _TooLarge(408, f"the request body stalled for {self.timeout:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise _TooLarge(413, f"request body larger than {self.limit} bytes")
+                complete = not message.get("more_body", False)
             return message
 
         async def tracking_send(message):
@@ -182,17 +254,106 @@ class _BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+        except _TooLarge as exc:
             if not started:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, exc.status_code, exc.detail)
 
-    async def _refuse(self, scope, receive, send) -> None:
-        response = _error(413, f"request body larger than {self.limit} bytes")
+    async def _refuse(self, scope, receive, send, status: int = 413, detail: str = "") -> None:
+        response = _error(status, detail or f"request body larger than {self.limit} bytes")
         await response(scope, receive, send)
 
 
 class _TooLarge(HTTPException):
-    """Raised from `receive`: FastAPI passes HTTP exceptions of its body reading through (413)."""
+    """Raised from `receive`: FastAPI passes HTTP exceptions of its body reading through (413, 408)."""
+
+
+_ADMIN_PATH = re.compile(r"^/v1/tasks/[^/]+/?$")
+
+
+def _normal_host(host: str) -> str:
+    return host.strip().strip("[]").rstrip(".").lower()
+
+
+def _host_of(header: str) -> str:
+    """The host part of a Host header: `name`, `name:port`, `[v6]`, `[v6]:port`."""
+    header = header.strip()
+    if header.startswith("["):
+        header = header[1 : header.find("]")] if "]" in header else header
+    elif header.count(":") == 1:
+        header = header.split(":", 1)[0]
+    return _normal_host(header)
+
+
+class _Guard:
+    """Pure ASGI middleware, before any body is read: the Host header must be an allowed one (400;
+    DNS rebinding), admin routes need the bearer token (403 disabled, 401 without it), and request
+    bodies must be JSON (415; so a browser's form or text/plain POST, which needs no CORS
+    preflight, never reaches a route)."""
+
+    def __init__(self, app, settings: ServeSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.token = settings.admin_token.encode() if settings.admin_token else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        allowed = self.settings.allowed_hosts
+        if "*" not in allowed:
+            host = _host_of(headers.get(b"host", b"").decode("latin-1"))
+            if host not in allowed:
+                return await _error(400, "invalid Host header; this server answers only its own host names")(
+                    scope, receive, send
+                )
+        method = scope["method"]
+        if method in ("POST", "PUT", "PATCH", "DELETE") and _ADMIN_PATH.match(scope["path"]):
+            if not self.settings.admin_enabled:
+                return await _error(403, "adding and removing tasks is disabled on this server")(
+                    scope, receive, send
+                )
+            if self.token is not None:
+                scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
+                if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+                    return await _error(
+                        401,
+                        "adding and removing tasks needs the header 'Authorization: Bearer <admin token>'",
+                        {"WWW-Authenticate": "Bearer"},
+                    )(scope, receive, send)
+        if method in ("POST", "PUT", "PATCH"):
+            kind = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+            if kind != b"application/json":
+                return await _error(415, "the request body must be JSON (content-type: application/json)")(
+                    scope, receive, send
+                )
+        return await self.app(scope, receive, send)
+
+
+def _validation_errors(errors) -> list:
+    """FastAPI's error list, with the echoed inputs only where they encode as strict JSON (an
+    infinite number or an odd object in the input would fail the answer itself)."""
+    try:
+        encoded = jsonable_encoder(errors)
+        json.dumps(encoded, allow_nan=False)
+        return encoded
+    except (TypeError, ValueError, UnicodeError):
+        return [{k: jsonable_encoder(e.get(k)) for k in ("type", "loc", "msg")} for e in errors]
+
+
+async def _until_disconnected(request: Request) -> None:
+    """Returns when the client has gone (the body was read already: only a disconnect can come)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _usable_checkpoint(path: str) -> bool:
+    """True when `path` is a folder with a readable checkpoint config (never says which part failed)."""
+    try:
+        return (Path(path) / CONFIG_NAME).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def create_app(
@@ -222,13 +383,26 @@ def create_app(
         description="Many tasks' prompts (P-Tuning v2 and friends) served from one frozen backbone, "
         "with requests of different tasks batched together.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.predictor = predictor
     app.state.batcher = batcher
     app.state.settings = settings
-    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes, timeout=settings.body_timeout_s)
+    app.add_middleware(_Guard, settings=settings)  # added last: runs first
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_errors(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI: "There was an error parsing the body" (e.g. not UTF-8)
+            return _validation_error(["body"], f"the body cannot be parsed as JSON ({exc.detail})")
+        return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
 
     retry = {"Retry-After": "1"}
+    admin_lock = asyncio.Lock()  # one task added at a time: the max_tasks count cannot race
 
     @app.get("/health", summary="liveness and counters")
     async def health() -> dict[str, Any]:
@@ -259,7 +433,10 @@ def create_app(
             503: {"model": ErrorResponse, "description": "queue full or shutting down"},
         },
     )
-    async def predict(body: PredictRequest):
+    async def predict(body: PredictRequest, request: Request):
+        bad = _bad_unicode(body.task, ["body", "task"]) or _bad_unicode(body.inputs, ["body", "inputs"])
+        if bad:
+            return _validation_error(*bad)
         try:
             task = predictor.task(body.task)
         except UnknownTaskError as exc:
@@ -282,7 +459,19 @@ def create_app(
             future = batcher.submit(prepared)
         except (QueueFullError, ShuttingDownError) as exc:
             return _error(503, str(exc), retry)
-        logits = await asyncio.wrap_future(future)
+        answer = asyncio.wrap_future(future)
+        gone = asyncio.ensure_future(_until_disconnected(request))
+        try:
+            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not answer.done():  # the client left: drop its queued work (a running batch finishes)
+            answer.cancel()
+            return _error(499, "the client closed the connection")
+        try:
+            logits = answer.result()
+        except ShuttingDownError as exc:  # not started before the shutdown deadline
+            return _error(503, str(exc), retry)
         outputs = await run_in_threadpool(predictor.format, prepared, logits)
         return {"task": task.name, "outputs": outputs}
 
@@ -291,7 +480,13 @@ def create_app(
         response_model=TaskInfo,
         status_code=201,
         summary="add a task from a checkpoint on the server's disk",
-        responses={409: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+        responses={
+            401: {"model": ErrorResponse, "description": "no or a wrong admin token"},
+            403: {"model": ErrorResponse, "description": "task admin disabled"},
+            409: {"model": ErrorResponse, "description": "the name is served already"},
+            415: {"model": ErrorResponse, "description": "the body is not JSON"},
+            507: {"model": ErrorResponse, "description": "max_tasks tasks are served already"},
+        },
     )
     async def add_task(
         name: str,
@@ -303,29 +498,47 @@ def create_app(
             ),
         ],
     ):
-        if not settings.allow_admin:
+        if not settings.admin_enabled:  # the _Guard middleware refuses first; kept for direct calls
             return _error(403, "adding and removing tasks is disabled on this server")
         path = body if isinstance(body, str) else body.path
-        try:
-            task = await run_in_threadpool(predictor.add_task, name, path)
-        except TaskExistsError as exc:
-            return _error(409, str(exc))
-        except (ValueError, OSError) as exc:  # CheckpointError is a ValueError too: the path's fault
-            if isinstance(exc, InvalidTaskNameError):
-                loc = ["path", "name"]
-            else:
-                loc = ["body"] if isinstance(body, str) else ["body", "path"]
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return _validation_error(loc, message)
+        loc = ["body"] if isinstance(body, str) else ["body", "path"]
+        bad = _bad_unicode(name, ["path", "name"]) or _bad_unicode(path, loc)
+        if bad:
+            return _validation_error(*bad)
+        if not _usable_checkpoint(path):  # one answer for missing, unreadable, file or folder
+            return _validation_error(
+                loc, f"cannot serve {path!r}: not a checkpoint folder this server can read"
+            )
+        async with admin_lock:
+            if len(predictor.task_names) >= settings.max_tasks:
+                return _error(
+                    507, f"this server serves {settings.max_tasks} tasks, its limit; remove one before adding"
+                )
+            try:
+                task = await run_in_threadpool(predictor.add_task, name, path)
+            except TaskExistsError as exc:
+                return _error(409, str(exc))
+            except (ValueError, OSError) as exc:  # CheckpointError is a ValueError too: the path's fault
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                return _validation_error(
+                    ["path", "name"] if isinstance(exc, InvalidTaskNameError) else loc, message
+                )
+            except Exception as exc:  # a checkpoint the validator let through: still the path's fault
+                logger.exception("adding task %r from %s failed", name, path)
+                return _validation_error(loc, f"cannot load the checkpoint {path!r} ({type(exc).__name__})")
         return task.info()
 
     @app.delete(
         "/v1/tasks/{name}",
         summary="remove a task (requests already accepted are still answered)",
-        responses={404: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+        responses={
+            401: {"model": ErrorResponse, "description": "no or a wrong admin token"},
+            403: {"model": ErrorResponse, "description": "task admin disabled"},
+            404: {"model": ErrorResponse, "description": "unknown task"},
+        },
     )
     async def remove_task(name: str):
-        if not settings.allow_admin:
+        if not settings.admin_enabled:
             return _error(403, "adding and removing tasks is disabled on this server")
         try:
             task = predictor.remove_task(name)
@@ -334,3 +547,21 @@ def create_app(
         return {"removed": task.name, "tasks": predictor.task_names}
 
     return app
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server with a bounded, answer-everything shutdown (SIGTERM, Ctrl-C, should_exit).
+
+    uvicorn stops accepting connections and, after `timeout_graceful_shutdown`, cancels the
+    requests still running, which would end them in 500s. So the shutdown first drains the batcher:
+    no new work, the queue answered until a deadline short of uvicorn's timeout, then every request
+    not started gets 503 (with Retry-After); the batch running then is the last."""
+
+    def __init__(self, config: uvicorn.Config, batcher: MicroBatcher | None = None) -> None:
+        super().__init__(config)
+        self.batcher = batcher or config.app.state.batcher
+
+    async def shutdown(self, sockets=None) -> None:
+        timeout = self.config.timeout_graceful_shutdown
+        self.batcher.drain(None if timeout is None else max(0.0, min(0.8 * timeout, timeout - 1.0)))
+        await super().shutdown(sockets)

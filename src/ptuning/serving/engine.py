@@ -534,7 +534,9 @@ class MicroBatcher:
     fewer than `max_batch_size` model rows, waiting up to `max_wait_ms` for more to arrive, and runs
     them all in one `compute` (mixed tasks). `max_queue` bounds the inputs accepted and not yet
     answered: past it `submit` raises QueueFullError. `close()` refuses new work, answers
-    everything accepted, then stops the worker.
+    everything accepted, then stops the worker. `drain(within)` refuses new work and, `within`
+    seconds later, fails the requests not started yet with ShuttingDownError (a bounded shutdown).
+    A request whose future was cancelled (its client left) is dropped when it reaches the front.
     """
 
     def __init__(
@@ -555,8 +557,17 @@ class MicroBatcher:
         self._cond = threading.Condition()
         self._pending = 0  # inputs accepted and not yet answered
         self._closing = False
+        self._deadline: float | None = None  # set by drain(): queued work not started by then is refused
         self._thread: threading.Thread | None = None
-        self.stats = {"batches": 0, "mixed_batches": 0, "requests": 0, "rows": 0, "errors": 0}
+        self.stats = {
+            "batches": 0,
+            "mixed_batches": 0,
+            "requests": 0,
+            "rows": 0,
+            "errors": 0,
+            "cancelled": 0,
+            "refused_at_shutdown": 0,
+        }
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -576,6 +587,15 @@ class MicroBatcher:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def drain(self, within: float | None = None) -> None:
+        """Refuse new requests now; answer queued ones for `within` seconds, then fail those not
+        started with ShuttingDownError (None: answer them all). Returns at once."""
+        with self._cond:
+            self._closing = True
+            if within is not None:
+                self._deadline = time.monotonic() + max(0.0, within)
+            self._cond.notify_all()
 
     def __enter__(self) -> MicroBatcher:
         return self.start()
@@ -620,9 +640,33 @@ class MicroBatcher:
 
     # --- the worker -----------------------------------------------------------------------------
 
+    def _drop_cancelled(self) -> None:
+        """Forget queued jobs whose caller cancelled them (called with the lock held)."""
+        while self._queue and self._queue[0].future.cancelled():
+            job = self._queue.popleft()
+            self._pending -= job.inputs
+            self.stats["cancelled"] += 1
+
+    def _refuse_expired(self) -> None:
+        """After drain()'s deadline: fail every queued job (called with the lock held)."""
+        if self._deadline is None or time.monotonic() < self._deadline:
+            return
+        while self._queue:
+            job = self._queue.popleft()
+            self._pending -= job.inputs
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(ShuttingDownError("the server is shutting down; retry later"))
+                self.stats["refused_at_shutdown"] += 1
+            else:
+                self.stats["cancelled"] += 1
+
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:
-            while not self._queue:
+            while True:
+                self._refuse_expired()
+                self._drop_cancelled()
+                if self._queue:
+                    break
                 if self._closing:
                     return None
                 self._cond.wait()
@@ -630,6 +674,7 @@ class MicroBatcher:
             rows = batch[0].rows
             deadline = time.monotonic() + self.max_wait
             while rows < self.max_batch_size:
+                self._drop_cancelled()
                 if self._queue:
                     if rows + self._queue[0].rows > self.max_batch_size:
                         break

@@ -1,0 +1,298 @@
+"""The one checkpoint validator that every loader runs (eval, predict, serve, adding a task).
+
+A checkpoint is checked in three steps, each before the next allocates anything:
+  1. `validate_config`: `ptuning_config.json` is UTF-8 JSON, an object, with the known keys of the
+     right types, ranges and enums (unknown extra keys are tolerated, for newer writers);
+  2. `read_header`: `prompt.safetensors` is a safetensors file whose header parses (read by the
+     safetensors library, without loading the tensors): truncated files, huge header lengths and
+     shapes that claim more bytes than the file holds are refused here;
+  3. `check_tensors`: the header's names, dtypes and shapes are those the config and the backbone
+     call for (`expected_tensors`); then `load_finite` loads the tensors and refuses NaN and infinity.
+Every failure is a `CheckpointError` of one line naming the file and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .backbones import geometry
+from .config import METHODS
+from .data.spec import TASK_TYPES
+
+CONFIG_NAME = "ptuning_config.json"
+WEIGHTS_NAME = "prompt.safetensors"
+MAX_PREFIX_LEN = 4096
+MAX_PROJECTION_HIDDEN = 16384
+MAX_LABELS = 100_000
+FLOAT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, malformed, or made for another backbone."""
+
+
+# --- step 1: the config -------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class _Schema:
+    """Checks of one config object; each failure names the file, the key and what was expected."""
+
+    def __init__(self, path: Path, data: Mapping[str, Any], prefix: str = "") -> None:
+        self.path, self.data, self.prefix = path, data, prefix
+
+    def fail(self, key: str, expected: str) -> CheckpointError:
+        got = f"got {_show(self.data[key])}" if key in self.data else "it is missing"
+        return CheckpointError(f"{self.path}: '{self.prefix}{key}' must be {expected}; {got}")
+
+    def present(self, key: str, required: bool) -> bool:
+        if key not in self.data:
+            if required:
+                raise self.fail(key, "present")
+            return False
+        return True
+
+    def string(self, key: str, *, required: bool = True, nonempty: bool = True) -> None:
+        if self.present(key, required):
+            value = self.data[key]
+            if not isinstance(value, str) or (nonempty and not value):
+                raise self.fail(key, "a non-empty string" if nonempty else "a string")
+
+    def enum(self, key: str, choices: tuple[str, ...], *, required: bool = True) -> None:
+        if self.present(key, required) and self.data[key] not in choices:
+            raise self.fail(key, f"one of {', '.join(choices)}")
+
+    def integer(self, key: str, low: int, high: int, *, required: bool = False, null: bool = False) -> None:
+        if self.present(key, required):
+            value = self.data[key]
+            if value is None and null:
+                return
+            if not _is_int(value) or not low <= value <= high:
+                raise self.fail(key, f"an integer from {low} to {high}" + (" or null" if null else ""))
+
+    def number(self, key: str, low: float, high: float, *, required: bool = False) -> None:
+        if self.present(key, required):
+            value = self.data[key]
+            if not _is_number(value) or not low <= value <= high:
+                raise self.fail(key, f"a number from {low} to {high}")
+
+    def boolean(self, key: str, *, required: bool = False) -> None:
+        if self.present(key, required) and not isinstance(self.data[key], bool):
+            raise self.fail(key, "true or false")
+
+    def strings(self, key: str, *, required: bool = False, max_items: int = MAX_LABELS) -> None:
+        if self.present(key, required):
+            value = self.data[key]
+            if (
+                not isinstance(value, list)
+                or len(value) > max_items
+                or not all(isinstance(v, str) for v in value)
+            ):
+                raise self.fail(key, f"a list of at most {max_items} strings")
+
+    def object(self, key: str) -> _Schema:
+        self.present(key, True)
+        if not isinstance(self.data[key], dict):
+            raise self.fail(key, "a JSON object")
+        return _Schema(self.path, self.data[key], f"{self.prefix}{key}.")
+
+
+def read_config_file(directory: str | Path) -> dict[str, Any]:
+    """The parsed JSON object of `ptuning_config.json` (no schema checks)."""
+    path = Path(directory) / CONFIG_NAME
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise CheckpointError(f"{directory} is not a ptuning checkpoint: {CONFIG_NAME} is missing") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{path}: not UTF-8 text (byte {exc.start}); expected a JSON object") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply; expected a flat JSON object") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got a JSON {type(data).__name__}")
+    return data
+
+
+def validate_config(directory: str | Path) -> dict[str, Any]:
+    """The checkpoint's config after the schema checks (raises CheckpointError naming the key)."""
+    path = Path(directory) / CONFIG_NAME
+    config = read_config_file(directory)
+    top = _Schema(path, config)
+    top.string("backbone", nonempty=False)  # empty for a model built from an in-memory backbone
+    top.string("backbone_fingerprint")
+    top.boolean("prefix_folded")
+    prompt = top.object("prompt_config")
+    prompt.enum("method", METHODS)
+    method = prompt.data["method"]
+    prompt.integer("prefix_len", 0 if method == "fine-tune" else 1, MAX_PREFIX_LEN)
+    prompt.boolean("prefix_projection")
+    prompt.integer("projection_hidden", 1, MAX_PROJECTION_HIDDEN)
+    prompt.number("prompt_dropout", 0.0, 1.0)
+    prompt.number("head_dropout", 0.0, 1.0)
+    prompt.number("init_std", 0.0, 1e6)
+    prompt.integer("prompt_layers", 1, 10_000, null=True)
+    prompt.enum("pooling", ("cls", "mean"), required=False)
+    task = top.object("task")
+    task.string("name")
+    task.enum("task_type", TASK_TYPES)
+    task.strings("labels")
+    task.string("metric", required=False)
+    task.integer("num_choices", 0, 1000)
+    task.strings("notes")
+    kind = task.data["task_type"]
+    labels = task.data.get("labels", [])
+    if kind in ("classification", "token_classification"):
+        if not labels:
+            raise task.fail("labels", f"a non-empty list of label names for a {kind} task")
+        if len(set(labels)) != len(labels):
+            raise task.fail("labels", "a list of distinct label names")
+    return config
+
+
+# --- step 2: the safetensors header -------------------------------------------------------------
+
+
+def read_header(directory: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (safetensors dtype, shape) from the file's header, without loading any tensor."""
+    from safetensors import safe_open
+
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_NAME}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes); expected a safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {
+                name: (handle.get_slice(name).get_dtype(), tuple(handle.get_slice(name).get_shape()))
+                for name in handle.keys()  # noqa: SIM118 (a safe_open handle is not a dict)
+            }
+    except Exception as exc:  # safetensors raises its own error type, or OSError
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({reason}); expected the file `ptuning train` writes"
+        ) from None
+
+
+# --- step 3: names, dtypes, shapes, values ------------------------------------------------------
+
+
+def expected_tensors(config: Mapping[str, Any], backbone) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every tensor a checkpoint with this (validated) config holds for `backbone`."""
+    from .config import PromptConfig
+
+    prompt = PromptConfig.from_dict(config["prompt_config"])
+    task = config["task"]
+    g = geometry(backbone.config)
+    hidden = g.hidden_size
+    kind = task["task_type"]
+    labels = len(task.get("labels", ()))
+    if kind == "question_answering":
+        head = 2
+    elif kind in ("regression", "multiple_choice"):
+        head = 1
+    else:
+        head = labels
+    name = "qa_outputs" if kind == "question_answering" else "classifier"
+    shapes: dict[str, tuple[int, ...]] = {f"head.{name}.weight": (head, hidden), f"head.{name}.bias": (head,)}
+    P = prompt.prefix_len
+    if prompt.deep:
+        layers = min(prompt.prompt_layers or g.num_layers, g.num_layers)
+        out = layers * 2 * g.num_heads * g.head_dim
+        if prompt.prefix_projection and not config.get("prefix_folded"):
+            h = prompt.projection_hidden
+            shapes.update(
+                {
+                    "prefix_encoder.embedding.weight": (P, hidden),
+                    "prefix_encoder.mlp.0.weight": (h, hidden),
+                    "prefix_encoder.mlp.0.bias": (h,),
+                    "prefix_encoder.mlp.2.weight": (out, h),
+                    "prefix_encoder.mlp.2.bias": (out,),
+                }
+            )
+        else:
+            shapes["prefix_encoder.embedding.weight"] = (P, out)
+    elif prompt.method == "prompt-tuning":
+        width = backbone.get_input_embeddings().weight.shape[1]
+        shapes["input_prompt.embedding"] = (P, width)
+    if not prompt.freezes_backbone:
+        for key, tensor in backbone.state_dict().items():
+            shapes[f"backbone.{key}"] = tuple(tensor.shape)
+    return shapes
+
+
+def check_tensors(
+    directory: str | Path,
+    header: Mapping[str, tuple[str, tuple[int, ...]]],
+    expected: Mapping[str, tuple[int, ...]],
+) -> None:
+    """The header's names, dtypes and shapes against those expected (raises CheckpointError)."""
+    path = Path(directory) / WEIGHTS_NAME
+    missing = sorted(set(expected) - set(header))
+    if missing:
+        raise CheckpointError(
+            f"{path}: tensor {missing[0]!r} is missing ({len(missing)} missing); "
+            f"expected the tensors of the {CONFIG_NAME} beside it"
+        )
+    unexpected = sorted(set(header) - set(expected))
+    if unexpected:
+        raise CheckpointError(
+            f"{path}: unexpected tensor {unexpected[0]!r} ({len(unexpected)} unexpected); "
+            f"expected only the tensors of the {CONFIG_NAME} beside it"
+        )
+    for name, shape in expected.items():
+        dtype, got = header[name]
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has dtype {dtype}; expected a float dtype ({', '.join(FLOAT_DTYPES)})"
+            )
+        if tuple(got) != tuple(shape):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has shape {list(got)}, but {CONFIG_NAME} and the backbone call "
+                f"for {list(shape)} (prefix_len, labels or prompt_layers do not match the weights)"
+            )
+
+
+def load_finite(directory: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checked file; NaN or infinity anywhere is a CheckpointError."""
+    from safetensors.torch import load_file
+
+    path = Path(directory) / WEIGHTS_NAME
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{path}: cannot read the tensors ({reason})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} holds NaN or infinite values; expected finite numbers "
+                "(the training run diverged or the file was damaged)"
+            )
+    return state
