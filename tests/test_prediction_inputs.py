@@ -97,7 +97,7 @@ def test_conll_and_squad_inputs(tmp_path):
     }
     path = _write(tmp_path / "dev.json", json.dumps(squad))
     read = read_prediction_inputs(path, QA, InputFormat("squad"))
-    assert read.items == [{"id": "q1", "question": "Where?", "context": "John lives in Paris."}]
+    assert read.items == [{"question": "Where?", "context": "John lives in Paris."}]  # the id apart
     assert read.ids == ["q1"]
     del squad["data"][0]["paragraphs"][0]["qas"][0]["question"]
     message = _error(_write(tmp_path / "bad.json", json.dumps(squad)), spec=QA, fmt=InputFormat("squad"))
@@ -110,7 +110,18 @@ def test_recorded_inputs_and_the_fallback_of_older_checkpoints(tmp_path):
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
-    config = {"task": {"name": "x", "task_type": "classification"}, "inputs": PAIR_FORMAT.to_dict()}
+    from dataclasses import asdict
+
+    from ptuning.config import PromptConfig
+
+    config = {  # a complete config, as the checkpoint validator wants one
+        "backbone": "tiny",
+        "backbone_fingerprint": "0123456789abcdef",
+        "prefix_folded": True,
+        "prompt_config": PromptConfig().to_dict(),
+        "task": asdict(TaskSpec("x", "classification", ("a", "b"))),
+        "inputs": PAIR_FORMAT.to_dict(),
+    }
     (folder / CONFIG_NAME).write_text(json.dumps({**config, "max_seq_length": 48}))
     assert recorded_inputs(folder) == (PAIR_FORMAT, 48)
     del config["inputs"]

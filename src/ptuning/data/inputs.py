@@ -137,8 +137,13 @@ def _id_of(record: _Record, raw: Any, id_column: str | None) -> Any:
 
 def _generic_item(record: _Record, raw: Any, spec: TaskSpec, fmt: InputFormat) -> Any:
     """A raw line/row -> the input form of `ptuning.inference.parse_input`, reading trained columns."""
-    if not isinstance(raw, dict) or spec.task_type not in ("classification", "regression"):
+    if not isinstance(raw, dict):
         return raw
+    if spec.task_type not in ("classification", "regression"):
+        from ptuning.inference import FIELDS
+
+        # a file's other keys (an id, gold tags or answers) are not the model's input
+        return {key: value for key, value in raw.items() if key in FIELDS[spec.task_type]}
     names = [(fmt.text_column, "text"), (fmt.text_pair_column, "text_pair")]
     item = {}
     for column, generic in names:
