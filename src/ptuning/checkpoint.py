@@ -122,6 +122,11 @@ def load_checkpoint(directory, *, backbone=None):
     from .modeling import PromptModel
 
     config = read_config(directory)
+    if config.get("prompt_config", {}).get("method") == "handcrafted":
+        raise CheckpointError(
+            f"{directory} is a handcrafted-prompt checkpoint (a template, no prompt weights); load it with "
+            "ptuning.handcrafted.load_handcrafted"
+        )
     tokenizer = None
     if backbone is None or isinstance(backbone, str | os.PathLike):
         name = str(backbone) if backbone is not None else config["backbone"]

@@ -100,6 +100,12 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path, **kwargs) -> Predictor:
+        from .handcrafted import is_handcrafted
+
+        if is_handcrafted(path):  # a template + verbalizer: same `predict`, no prompt model
+            from .handcrafted.run import HandcraftedPredictor
+
+            return HandcraftedPredictor.from_checkpoint(path, **kwargs)
         model, tokenizer = PromptModel.from_pretrained(path)
         return cls(model, tokenizer, **kwargs)
 

@@ -27,7 +27,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .backbones import DEFAULT_BACKBONE
 from .checkpoint import atomic_write_text, load_training_state, save_checkpoint
-from .config import PromptConfig, default_learning_rate
+from .config import HANDCRAFTED, PromptConfig, default_learning_rate
 from .data import (
     encode,
     load_task,
@@ -83,6 +83,8 @@ class TrainConfig:
     text_pair_column: str | None = None
     label_column: str = "label"
     tag_column: int = -1
+    template: str | None = None  # --method handcrafted: None = the built-in task's default
+    verbalizer: str | None = None
     output_dir: str = "outputs/run"
     resume: bool = False
     bf16: bool = False
@@ -377,6 +379,10 @@ def _rank() -> int:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json."""
+    if cfg.method == HANDCRAFTED:
+        from .handcrafted.run import train_handcrafted
+
+        return train_handcrafted(cfg)
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     checkpoint_dir = output / CHECKPOINTS
@@ -489,7 +495,13 @@ def evaluate_checkpoint(
     validation_file: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of a saved checkpoint on a task's split (default: the task it was trained on)."""
-    model, tokenizer = PromptModel.from_pretrained(checkpoint)
+    from .handcrafted import is_handcrafted, load_handcrafted
+
+    handcrafted = is_handcrafted(checkpoint)
+    if handcrafted:
+        model, tokenizer = load_handcrafted(checkpoint, max_length=max_seq_length), None
+    else:
+        model, tokenizer = PromptModel.from_pretrained(checkpoint)
     spec = model.spec
     if validation_file:
         cfg = (
@@ -516,6 +528,11 @@ def evaluate_checkpoint(
             f"checkpoint labels {list(spec.labels)} do not match task {data.spec.name!r} labels {list(data.spec.labels)}"
         )
     examples = subsample(getattr(data, split), max_eval_samples, EVAL_SUBSET_SEED)
+    if handcrafted:
+        from .handcrafted.run import evaluate_examples
+
+        metrics = evaluate_examples(model, examples, batch_size)
+        return {"task": data.spec.name, "split": split, "examples": len(examples), **metrics}
     eval_set = EvalSet(spec, examples, tokenizer, max_seq_length)
     args = TrainingArguments(
         output_dir=str(Path(checkpoint) / ".eval"),

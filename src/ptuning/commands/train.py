@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import METHODS
+from ..config import HANDCRAFTED, TRAIN_METHODS
 
 DESCRIPTION = """Train P-Tuning v2 (or a baseline) on a built-in task or on your own files, evaluate on the
 validation split every epoch, keep the best checkpoint, and write into --output-dir:
@@ -48,7 +48,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="minilm",
         help="minilm, mpnet-base, a model folder or a hub id (default: minilm)",
     )
-    what.add_argument("--method", choices=METHODS, default="p-tuning-v2", help="(default: p-tuning-v2)")
+    what.add_argument(
+        "--method",
+        choices=TRAIN_METHODS,
+        default="p-tuning-v2",
+        help="(default: p-tuning-v2; handcrafted: a template + verbalizer, zero-shot unless "
+        "--max-train-samples N > 0 fits a per-label bias)",
+    )
+    what.add_argument(
+        "--template",
+        default=None,
+        help='handcrafted: the template, with {text}, {text_pair} and one {mask} slot, e.g. "{text} It was '
+        "{mask}.\" (default: the built-in task's)",
+    )
+    what.add_argument(
+        "--verbalizer",
+        default=None,
+        help="handcrafted: label=word pairs, several words joined by |, e.g. negative=terrible,positive=great "
+        "(default: the built-in task's)",
+    )
     what.add_argument(
         "--prefix-len",
         type=int,
@@ -153,6 +171,13 @@ def config_from_args(args: argparse.Namespace):
 
         raise UserError("--cache-shallow-layers needs --prompt-layers k (prompts in the top k layers only)")
     max_train = args.max_train_samples
+    if args.method == HANDCRAFTED:
+        _check_handcrafted(args)
+        max_train = max_train or 0  # zero-shot unless a few-shot size is given
+    elif args.template is not None or args.verbalizer is not None:
+        from ..cli import UserError
+
+        raise UserError("--template and --verbalizer go with --method handcrafted")
     if max_train is None and args.task == MAIN_JOB["task"] and not args.train_file:
         max_train = MAIN_JOB["max_train_samples"]
     return TrainConfig(
@@ -187,10 +212,27 @@ def config_from_args(args: argparse.Namespace):
         text_pair_column=args.text_pair_column,
         label_column=args.label_column,
         tag_column=args.tag_column,
+        template=args.template,
+        verbalizer=args.verbalizer,
         output_dir=args.output_dir or f"outputs/{args.task}-{args.method}",
         resume=args.resume,
         progress=not args.quiet,
     )
+
+
+def _check_handcrafted(args: argparse.Namespace) -> None:
+    """Parse --template and --verbalizer before any data or model loads (one-line errors)."""
+    from ..data import KNOWN_TASKS
+    from ..handcrafted import Template, Verbalizer, resolve_prompt
+
+    builtin = KNOWN_TASKS.get(args.task) if not args.train_file else None
+    if builtin is not None:
+        resolve_prompt(builtin.spec, args.template, args.verbalizer)
+        return
+    if args.template is not None:
+        Template.parse(args.template)
+    if args.verbalizer is not None:
+        Verbalizer.parse(args.verbalizer)
 
 
 def run(args: argparse.Namespace) -> int:

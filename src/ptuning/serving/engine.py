@@ -505,6 +505,11 @@ def check_servable(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} is a fine-tune checkpoint: it carries its own backbone weights, so it "
             "cannot share the frozen backbone; serve it alone with `ptuning predict`"
         )
+    if method == "handcrafted":
+        raise CheckpointError(
+            f"checkpoint {path} is a handcrafted prompt (a template scored through the backbone's MLM head or "
+            "by similarity, not a prefix): serve it alone with `ptuning predict`"
+        )
     return config
 
 
