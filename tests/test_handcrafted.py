@@ -255,3 +255,16 @@ def test_few_shot_fits_a_bias_on_a_tiny_mlm(capsys, tmp_path, shared_data, tiny_
     scorer = load_handcrafted(out)
     np.testing.assert_allclose(scorer.bias, metrics["handcrafted"]["bias"])
     assert scorer.template.source == "{text} ? {mask} , {text_pair}"
+
+
+def test_bench_row(tiny_mlm_dir):
+    from ptuning.benchmark import QUICK, BenchConfig, format_table, measure_method
+
+    cfg = BenchConfig(backbone=str(tiny_mlm_dir), threads=1, methods=("handcrafted",), **QUICK)
+    row = measure_method(cfg, "handcrafted")
+    assert row["status"] == "ok", row.get("trace")
+    assert row["scoring"] == "mlm" and row["trainable_params"] == 0 and row["step_ms"] == 0.0
+    assert 0 < row["checkpoint_bytes"] < 2000 and row["infer_ms"] > 0 and row["infer_plain_ms"] > 0
+    table = format_table({"config": cfg.__dict__, "environment": {"device": "cpu", "dtype": "fp32"},
+                          "rows": [row], "ratios_vs_fine_tune": {}, "targets": {}})  # fmt: skip
+    assert "| handcrafted | 0 |" in table
