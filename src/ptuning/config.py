@@ -16,6 +16,7 @@ DEFAULT_LEARNING_RATES: dict[str, float] = {
     "prefix-tuning": 1e-3,
     "prompt-tuning": 3e-2,
     "fine-tune": 3e-5,
+    "handcrafted": 0.0,  # nothing trains by gradient (the few-shot label bias is fitted by L-BFGS)
 }
 
 
