@@ -26,7 +26,9 @@ examples:
   ptuning train --task rte --epochs 20 --prefix-len 32 --max-train-samples 1000
   ptuning train --task conll03 --method prompt-tuning --lr 3e-2
   ptuning train --train-file my.csv --validation-file dev.csv --text-column review --label-column stars
-  ptuning train --output-dir outputs/x --resume        # continue after a crash"""
+  ptuning train --output-dir outputs/x --resume        # continue after a crash
+  ptuning train --method handcrafted --max-train-samples 0   # zero-shot template + verbalizer
+  ptuning train --method handcrafted --template "{text} It was {mask}." --verbalizer 'negative=bad,positive=good'"""
 
 # The main job, measured on 2 CPU cores: see README.md. More data did not help: 20,000 examples gave
 # 83.0% dev accuracy against 82.8% for 6,000, and fine-tuning every weight on the same 6,000 gave 83.0%.
