@@ -268,3 +268,45 @@ def test_bench_row(tiny_mlm_dir):
     table = format_table({"config": cfg.__dict__, "environment": {"device": "cpu", "dtype": "fp32"},
                           "rows": [row], "ratios_vs_fine_tune": {}, "targets": {}})  # fmt: skip
     assert "| handcrafted | 0 |" in table
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "electra", "distilbert", "deberta-v2", "mpnet"])
+def test_mlm_scoring_on_every_architecture(tmp_path, model_type):
+    folder = save_tiny_backbone(model_type, tmp_path / model_type, mlm=True)
+    template = Template.parse("{text} It was {mask}.")
+    verbalizer = Verbalizer.parse("negative=terrible,positive=great", SST2)
+    scorer = HandcraftedScorer.from_backbone(str(folder), SST2, template, verbalizer)
+    assert scorer.scoring == "mlm"
+    scores, _ = scorer.scores(EXAMPLES[:2])
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    batch = tokenizer(f"{EXAMPLES[1]['text']} It was [MASK].", return_tensors="pt")
+    if model_type in ("distilbert", "roberta", "mpnet"):  # no token types (zeros for roberta: the same)
+        batch.pop("token_type_ids", None)
+    with torch.no_grad():
+        logits = model(**batch).logits[0]
+    position = batch["input_ids"][0].tolist().index(tokenizer.mask_token_id)
+    log_probs = torch.log_softmax(logits[position].double(), dim=-1)
+    words = [tokenizer.convert_tokens_to_ids(w) for w in ("terrible", "great")]
+    np.testing.assert_allclose(scores[1], log_probs[words].numpy(), atol=1e-5)
+
+
+def test_your_own_files_need_a_template_and_verbalizer(capsys, tmp_path, tiny_mlm_dir):
+    data = tmp_path / "reviews.csv"
+    data.write_text("review,stars\nloved it,good\nawful,bad\nfine film,good\nboring,bad\n")
+    common = (
+        "train", "--method", "handcrafted", "--backbone", str(tiny_mlm_dir), "--train-file", str(data),
+        "--validation-file", str(data), "--text-column", "review", "--label-column", "stars", "--quiet",
+        "--output-dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    code, _, err = _cli(capsys, *common)
+    assert code == 2 and "has no default handcrafted prompt; give --template and --verbalizer" in err
+    code, _, err = _cli(
+        capsys, *common, "--template", "{text} It was {mask}.", "--verbalizer", "good=great,bad=awful"
+    )
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["eval_examples"] == 4 and metrics["handcrafted"]["verbalizer"] == {
+        "bad": ["awful"],
+        "good": ["great"],
+    }
