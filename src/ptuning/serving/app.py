@@ -72,7 +72,12 @@ class ServeSettings:
 class PredictRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"task": "sst2", "inputs": ["a gripping, funny film"]}]},
+        json_schema_extra={
+            "examples": [
+                {"task": "sst2", "inputs": ["a gripping, funny film"]},
+                {"tasks": ["sst2", "conll"], "inputs": ["John loved Paris"]},
+            ]
+        },
     )
     task: str | None = Field(default=None, description="name of a served task (GET /v1/tasks)")
     tasks: list[str] | None = Field(
