@@ -20,7 +20,13 @@ from ptuning.report import (
 )
 
 PNGS = ("learning_curves.png", "metric_vs_params.png", "prompt_length.png")
-PARAMS = {"fine-tune": 22_713_986, "prompt-tuning": 6_914, "prefix-tuning": 2_500_000, "p-tuning-v2": 74_498}
+PARAMS = {
+    "fine-tune": 22_713_986,
+    "prompt-tuning": 6_914,
+    "prefix-tuning": 2_500_000,
+    "p-tuning-v2": 74_498,
+    "handcrafted": 0,
+}
 
 
 def _synthetic_rows(protocol: Protocol, skip: set[str] = frozenset()) -> list[dict]:
@@ -29,9 +35,13 @@ def _synthetic_rows(protocol: Protocol, skip: set[str] = frozenset()) -> list[di
     for cell in cells(protocol):
         if cell.key in skip:
             continue
-        base = {"fine-tune": 0.80, "prompt-tuning": 0.60, "prefix-tuning": 0.74, "p-tuning-v2": 0.79}[
-            cell.method
-        ]
+        base = {
+            "fine-tune": 0.80,
+            "prompt-tuning": 0.60,
+            "prefix-tuning": 0.74,
+            "p-tuning-v2": 0.79,
+            "handcrafted": 0.65,
+        }[cell.method]
         score = base + rng.uniform(-0.02, 0.02) + 0.001 * cell.prefix_len
         rows.append(
             {
@@ -74,6 +84,13 @@ def test_render_from_synthetic_results(tmp_path):
     assert "78.3" in text and "RoBERTa-large" in text  # the paper's figures, labelled
     assert "different backbone" in text
     assert "## Does the claim hold here?" in text
+    # handcrafted: zero-shot, one run, only on the classification tasks
+    assert "| PT-2 − FT | handcrafted (zero-shot) |" in text
+    assert [c.key for c in cells(protocol) if c.method == "handcrafted"] == [
+        "main/sst2/handcrafted/P16/seed0",
+        "main/rte/handcrafted/P16/seed0",
+    ]
+    assert raw_table_n(tmp_path, "sst2", "handcrafted") == 1
     assert f"not run: `{missing}`" in text
     for name in PNGS:
         assert (tmp_path / name).stat().st_size > 1000, name
@@ -81,6 +98,10 @@ def test_render_from_synthetic_results(tmp_path):
     assert raw["missing"] == [missing] and raw["command"] == "ptuning report --jobs 2"
     assert raw["table"]["sst2"]["p-tuning-v2"]["n"] >= 1
     assert [s["prefix_len"] for s in raw["sweep"]] == sorted({protocol.prefix_len, *protocol.sweep_lengths})
+
+
+def raw_table_n(folder, task, method):
+    return json.loads((folder / "results.json").read_text())["table"][task][method]["n"]
 
 
 def test_aggregate_mean_and_spread():

@@ -39,7 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# name -> (kind, options). kind "ours" builds a PromptModel; "peft" wraps a HF sequence classifier.
+# name -> (kind, options). kind "ours" builds a PromptModel; "peft" wraps a HF sequence classifier;
+# "handcrafted" is a template + verbalizer (nothing trains: inference and checkpoint size only).
 METHOD_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "fine-tune": ("ours", {"method": "fine-tune"}),
     "p-tuning-v2": ("ours", {"method": "p-tuning-v2"}),
@@ -48,6 +49,7 @@ METHOD_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "prompt-tuning": ("ours", {"method": "prompt-tuning"}),
     "peft-prefix-tuning": ("peft", {"peft_type": "prefix"}),
     "peft-prompt-tuning": ("peft", {"peft_type": "prompt"}),
+    "handcrafted": ("handcrafted", {}),
 }
 ALL_METHODS = tuple(METHOD_SPECS)
 
@@ -190,6 +192,60 @@ def _median_ms(fn: Callable[[], Any], reps: int, device: str) -> tuple[float, li
     return statistics.median(times), times
 
 
+def _measure_handcrafted(cfg: BenchConfig, device: str) -> dict[str, Any]:
+    """A template + verbalizer: nothing trains (step 0 ms, 0 parameters; the few-shot label bias is
+    fitted in closed form, not by steps). Inference: the scorer on the batch, each row ending in the
+    mask token, against the plain backbone's forward pass; the checkpoint is its JSON file."""
+    import torch
+
+    from .data.spec import TaskSpec
+    from .handcrafted import HandcraftedScorer, Template, Verbalizer, save_handcrafted
+
+    labels = tuple(f"l{i}" for i in range(cfg.num_labels))
+    words = ("terrible", "great", "okay", "bad", "good", "fine", "awful", "nice")
+    spec = TaskSpec("bench", "classification", labels, "accuracy")
+    verbalizer = Verbalizer(
+        tuple((label, (words[i] if i < len(words) else f"word{i}",)) for i, label in enumerate(labels))
+    )
+    scorer = HandcraftedScorer.from_backbone(
+        cfg.backbone, spec, Template.parse("{text} It was {mask}."), verbalizer, max_length=cfg.seq_len
+    )
+    scorer.model.to(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ids = torch.randint(1000, 20000, (cfg.batch_size, cfg.seq_len), generator=gen)
+    ids[:, -2] = scorer.tokenizer.mask_token_id if scorer.tokenizer.mask_token_id is not None else ids[:, -2]
+    features = [{"input_ids": row.tolist(), "attention_mask": [1] * cfg.seq_len} for row in ids]
+    batch = scorer._batch(features)
+    encoder = scorer.model.base_model if scorer.scoring == "mlm" else scorer.model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    with _RssSampler() as sampler, torch.inference_mode(), autocast:
+        base = sampler.current()
+        for _ in range(2):
+            scorer._score_batch(features)
+            encoder(**batch)
+        with_prompt, plain = [], []
+        for _ in range(cfg.infer_reps):
+            with_prompt.append(_median_ms(lambda: scorer._score_batch(features), 1, device)[0])
+            plain.append(_median_ms(lambda: encoder(**batch), 1, device)[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = save_handcrafted(scorer, tmp)["checkpoint_bytes"]
+    infer_ms, plain_ms = statistics.median(with_prompt), statistics.median(plain)
+    return {
+        "status": "ok",
+        "scoring": scorer.scoring,
+        "step_ms": 0.0,
+        "step_ms_all": [],
+        "base_mb": base / 2**20,
+        "peak_mb": sampler.peak / 2**20,
+        "train_mb": 0.0,
+        "trainable_params": 0,
+        "infer_ms": infer_ms,
+        "infer_plain_ms": plain_ms,
+        "infer_ratio": infer_ms / plain_ms,
+        "checkpoint_bytes": checkpoint,
+    }
+
+
 def measure_method(cfg: BenchConfig, name: str) -> dict[str, Any]:
     """Measure one method in this process (the worker's body). Errors become the row's result."""
     import torch
@@ -199,6 +255,14 @@ def measure_method(cfg: BenchConfig, name: str) -> dict[str, Any]:
     if cfg.threads and device == "cpu":
         torch.set_num_threads(cfg.threads)
     kind, options = METHOD_SPECS[name]
+    if kind == "handcrafted":
+        try:
+            row.update(_measure_handcrafted(cfg, device))
+        except Exception as exc:
+            row.update(
+                status="error", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-1500:]
+            )
+        return row
     try:
         torch.manual_seed(cfg.seed)
         build = _build_ours if kind == "ours" else _build_peft

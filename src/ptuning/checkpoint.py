@@ -221,8 +221,14 @@ def load_checkpoint(directory, *, backbone=None):
     `ptuning.validation` (config schema, safetensors header, names/dtypes/shapes, finite values)
     before its tensors are loaded; the header is read before the backbone is.
     """
+    from .handcrafted import is_handcrafted
     from .modeling import PromptModel
 
+    if is_handcrafted(directory):
+        raise CheckpointError(
+            f"{directory} is a handcrafted-prompt checkpoint (a template, no prompt weights); load it with "
+            "ptuning.handcrafted.load_handcrafted"
+        )
     config = validate_config(directory)
     header = read_header(directory)
     tokenizer = None

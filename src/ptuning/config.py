@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 METHODS: tuple[str, ...] = ("p-tuning-v2", "prefix-tuning", "prompt-tuning", "fine-tune")
+# A handcrafted template + verbalizer (ptuning.handcrafted): no prompt model, so not a PromptConfig method.
+HANDCRAFTED = "handcrafted"
+TRAIN_METHODS: tuple[str, ...] = (*METHODS, HANDCRAFTED)
 
 # Learning rates in the ranges the papers used (P-Tuning v2: 5e-3..1e-2; fine-tuning 1e-5..5e-5).
 DEFAULT_LEARNING_RATES: dict[str, float] = {
@@ -13,6 +16,7 @@ DEFAULT_LEARNING_RATES: dict[str, float] = {
     "prefix-tuning": 1e-3,
     "prompt-tuning": 3e-2,
     "fine-tune": 3e-5,
+    "handcrafted": 0.0,  # nothing trains by gradient (the few-shot label bias is fitted by L-BFGS)
 }
 
 

@@ -141,7 +141,12 @@ class Predictor:
     def from_checkpoint(cls, path, *, max_length: int | None = None, **kwargs) -> Predictor:
         """`max_length` None: the length the checkpoint was trained with (256 if it did not record one)."""
         from .checkpoint import recorded_inputs
+        from .handcrafted import is_handcrafted
 
+        if is_handcrafted(path):  # a template + verbalizer: same `predict`, no prompt model
+            from .handcrafted.run import HandcraftedPredictor
+
+            return HandcraftedPredictor.from_checkpoint(path, max_length=max_length, **kwargs)
         model, tokenizer = PromptModel.from_pretrained(path)
         max_length = max_length or recorded_inputs(path)[1] or 256
         return cls(model, tokenizer, max_length=max_length, **kwargs)

@@ -77,6 +77,9 @@ class Protocol:
     secondary_methods: tuple[str, ...] = ()
     # after the first seed, these tasks' cells run first (the ones the claims are about)
     priority_tasks: tuple[str, ...] = ()
+    # methods run zero-shot (no training examples), once (first seed: they are deterministic), on the
+    # tasks they apply to: "handcrafted" on the classification tasks with a default template
+    zero_shot_methods: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,6 +114,7 @@ PROTOCOLS: dict[str, Protocol] = {
         ),
         secondary_methods=("prefix-tuning",),
         priority_tasks=("conll03", "squad"),
+        zero_shot_methods=("handcrafted",),
     ),
     "full": Protocol(
         name="full",
@@ -229,6 +233,12 @@ def cells(protocol: Protocol, tasks: Iterable[str] | None = None) -> list[Cell]:
                     else:
                         (later if round_ > 0 else secondary_first).append(cell)
         if round_ == 0:
+            out += [
+                Cell(setting.task, method, setting.seeds[0], setting.prefix_len or protocol.prefix_len)
+                for setting in ordered
+                for method in protocol.zero_shot_methods
+                if zero_shot_applies(method, setting.task)
+            ]
             if wanted is None or protocol.sweep_task in wanted:
                 sweep = next(t for t in protocol.tasks if t.task == protocol.sweep_task)
                 for length in protocol.sweep_lengths:
@@ -236,6 +246,13 @@ def cells(protocol: Protocol, tasks: Iterable[str] | None = None) -> list[Cell]:
                         out.append(Cell(sweep.task, "p-tuning-v2", sweep.seeds[0], length, "sweep"))
             out += secondary_first
     return out + later
+
+
+def zero_shot_applies(method: str, task: str) -> bool:
+    """Handcrafted prompts need a default template and verbalizer, which classification tasks have."""
+    from .handcrafted.templates import DEFAULT_PROMPTS
+
+    return method != "handcrafted" or task in DEFAULT_PROMPTS
 
 
 def setting_of(protocol: Protocol, task: str) -> TaskSetting:
@@ -313,7 +330,7 @@ def run_cell(
         batch_size=setting.batch_size,
         eval_batch_size=64,
         max_seq_length=setting.max_seq_length,
-        max_train_samples=setting.max_train_samples,
+        max_train_samples=0 if cell.method in protocol.zero_shot_methods else setting.max_train_samples,
         max_eval_samples=setting.max_eval_samples,
         seed=cell.seed,
         pooling=setting.pooling,
@@ -647,8 +664,11 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "",
         "## Results (dev, x100, mean ± standard deviation over seeds)",
         "",
-        "| task (metric) | " + " | ".join(protocol.methods) + " | PT-2 − FT |",
-        "|---|" + "---|" * (len(protocol.methods) + 1),
+        "| task (metric) | "
+        + " | ".join(protocol.methods)
+        + " | PT-2 − FT |"
+        + "".join(f" {m} (zero-shot) |" for m in protocol.zero_shot_methods),
+        "|---|" + "---|" * (len(protocol.methods) + 1 + len(protocol.zero_shot_methods)),
     ]
     for t in protocol.tasks:
         row = table.get(t.task, {})
@@ -659,7 +679,16 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
             f"| {TASK_TITLES.get(t.task, t.task)} ({METRIC_TITLES.get(t.task, '')}) | "
             + " | ".join(_fmt(row.get(m)) for m in protocol.methods)
             + f" | {gap} |"
+            + "".join(f" {_fmt(row.get(m))} |" for m in protocol.zero_shot_methods)
         )
+    if protocol.zero_shot_methods:
+        lines += [
+            "",
+            "Zero-shot columns: a handcrafted template and verbalizer (the task's default, "
+            "`ptuning.handcrafted.DEFAULT_PROMPTS`), no training example, no trainable parameter, on the "
+            "same evaluation examples; one run (deterministic). On this backbone, which has no "
+            "masked-LM head, label words are scored by embedding similarity (see README).",
+        ]
     lines += ["", "Trainable parameters and mean training seconds per run (this machine):", ""]
     lines += ["| task | " + " | ".join(protocol.methods) + " |", "|---|" + "---|" * len(protocol.methods)]
     for t in protocol.tasks:

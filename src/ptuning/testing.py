@@ -72,15 +72,25 @@ def tiny_backbone(model_type: str, vocab_size: int = 1000, seed: int = 0):
     return AutoModel.from_config(config, attn_implementation=attn).eval()
 
 
-def save_tiny_backbone(model_type: str, folder: str | Path, seed: int = 0) -> Path:
-    """A local model folder with a tiny random encoder and the MiniLM tokenizer (vocab 30,522)."""
+def tiny_mlm(model_type: str, vocab_size: int = 1000, seed: int = 0):
+    """A tiny random encoder with its masked-language-model head (`AutoModelForMaskedLM`)."""
+    from transformers import AutoModelForMaskedLM
+
+    torch.manual_seed(seed)
+    return AutoModelForMaskedLM.from_config(tiny_config(model_type, vocab_size)).eval()
+
+
+def save_tiny_backbone(model_type: str, folder: str | Path, seed: int = 0, *, mlm: bool = False) -> Path:
+    """A local model folder with a tiny random encoder and the MiniLM tokenizer (vocab 30,522);
+    `mlm=True` saves it with a masked-LM head (what `--method handcrafted` scores with)."""
     from transformers import AutoTokenizer
 
     from .backbones import resolve
 
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(resolve("minilm"))
-    model = tiny_backbone(model_type, vocab_size=len(tokenizer), seed=seed)
+    build = tiny_mlm if mlm else tiny_backbone
+    model = build(model_type, vocab_size=len(tokenizer), seed=seed)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

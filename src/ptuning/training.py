@@ -27,7 +27,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .backbones import DEFAULT_BACKBONE
 from .checkpoint import CONFIG_NAME, atomic_write_text, load_training_state, save_checkpoint
-from .config import PromptConfig, default_learning_rate
+from .config import HANDCRAFTED, PromptConfig, default_learning_rate
 from .data import (
     encode,
     load_task,
@@ -87,6 +87,8 @@ class TrainConfig:
     text_pair_column: str | None = None
     label_column: str = "label"
     tag_column: int = -1
+    template: str | None = None  # --method handcrafted: None = the built-in task's default
+    verbalizer: str | None = None
     output_dir: str = "outputs/run"
     resume: bool = False
     overwrite: bool = False  # replace a checkpoint of another task or other data in output_dir
@@ -441,6 +443,10 @@ def _rank() -> int:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json."""
+    if cfg.method == HANDCRAFTED:
+        from .handcrafted.run import train_handcrafted
+
+        return train_handcrafted(cfg)
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     if check_output_dir(cfg) and _rank() == 0:
@@ -640,11 +646,16 @@ def evaluate_checkpoint(
     `max_seq_length` defaults to the recorded one (else 128). Labels are matched by name, so a file
     or task with the same labels in another order scores correctly."""
     from .checkpoint import recorded_inputs
+    from .handcrafted import is_handcrafted, load_handcrafted
 
-    recorded, recorded_length = recorded_inputs(checkpoint)
+    handcrafted = is_handcrafted(checkpoint)  # a template: it records no input columns or length
+    recorded, recorded_length = (InputFormat(), None) if handcrafted else recorded_inputs(checkpoint)
     inputs = inputs or recorded
     max_seq_length = max_seq_length or recorded_length or 128
-    model, tokenizer = PromptModel.from_pretrained(checkpoint)
+    if handcrafted:
+        model, tokenizer = load_handcrafted(checkpoint, max_length=max_seq_length), None
+    else:
+        model, tokenizer = PromptModel.from_pretrained(checkpoint)
     spec = model.spec
     if validation_file:
         data = load_user_task(
@@ -665,6 +676,11 @@ def evaluate_checkpoint(
         raise DataError(f"unknown split {split!r}; expected 'validation' or 'train'")
     check_labels(spec, data.spec, validation_file or f"task {data.spec.name!r}")
     examples = subsample(getattr(data, split), max_eval_samples, EVAL_SUBSET_SEED)
+    if handcrafted:
+        from .handcrafted.run import evaluate_examples
+
+        metrics = evaluate_examples(model, examples, batch_size)
+        return {"task": data.spec.name, "split": split, "examples": len(examples), **metrics}
     eval_set = EvalSet(spec, examples, tokenizer, max_seq_length)
     args = TrainingArguments(
         output_dir=str(Path(checkpoint) / ".eval"),

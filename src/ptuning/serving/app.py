@@ -3,6 +3,7 @@
   GET    /health              liveness, backbone, task count, inputs pending, batch counters
   GET    /v1/tasks            the served tasks: name, task type, labels, prompt length, method
   POST   /v1/predict          {"task": NAME, "inputs": [...]} -> {"task": NAME, "outputs": [...]}
+                              {"tasks": [A, B], "inputs": [...]} -> {"tasks": [A, B], "outputs": {A: [...], B: [...]}}
   POST   /v1/tasks/{name}     {"path": CHECKPOINT_DIR} adds a task while serving (201)
   DELETE /v1/tasks/{name}     removes a task; requests already accepted still get answers
   GET    /docs, /openapi.json the OpenAPI documentation
@@ -101,9 +102,19 @@ class ServeSettings:
 class PredictRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"task": "sst2", "inputs": ["a gripping, funny film"]}]},
+        json_schema_extra={
+            "examples": [
+                {"task": "sst2", "inputs": ["a gripping, funny film"]},
+                {"tasks": ["sst2", "conll"], "inputs": ["John loved Paris"]},
+            ]
+        },
     )
-    task: str = Field(description="name of a served task (GET /v1/tasks)")
+    task: str | None = Field(default=None, description="name of a served task (GET /v1/tasks)")
+    tasks: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="instead of `task`: several served tasks, each answering every input (one batched pass)",
+    )
     inputs: list[str | dict[str, Any]] = Field(
         min_length=1,
         description="inputs as for `ptuning predict`: a string, or an object with the task type's fields "
@@ -112,8 +123,11 @@ class PredictRequest(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    task: str
-    outputs: list[dict[str, Any]] = Field(description="one answer per input, as `ptuning predict` writes")
+    task: str | None = None
+    tasks: list[str] | None = None
+    outputs: list[dict[str, Any]] | dict[str, list[dict[str, Any]]] = Field(
+        description="one answer per input, as `ptuning predict` writes; for `tasks`: {task: answers}"
+    )
 
 
 class TaskInfo(BaseModel):
@@ -426,7 +440,8 @@ def create_app(
     @app.post(
         "/v1/predict",
         response_model=PredictResponse,
-        summary="predict with one task",
+        summary="predict with one task, or with several tasks for the same inputs",
+        response_model_exclude_none=True,
         responses={
             404: {"model": ErrorResponse, "description": "unknown task"},
             413: {"model": ErrorResponse, "description": "too many inputs or characters"},
@@ -434,13 +449,23 @@ def create_app(
         },
     )
     async def predict(body: PredictRequest, request: Request):
-        bad = _bad_unicode(body.task, ["body", "task"]) or _bad_unicode(body.inputs, ["body", "inputs"])
+        bad = (
+            _bad_unicode(body.task, ["body", "task"])
+            or _bad_unicode(body.tasks, ["body", "tasks"])
+            or _bad_unicode(body.inputs, ["body", "inputs"])
+        )
         if bad:
             return _validation_error(*bad)
+        if (body.task is None) == (body.tasks is None):
+            where = ["body", "task"] if body.task is None else ["body", "tasks"]
+            return _validation_error(where, "give either 'task' (one task) or 'tasks' (a list of tasks)")
+        names = [body.task] if body.task is not None else body.tasks
         try:
-            task = predictor.task(body.task)
+            served = predictor.tasks_for(names)
         except UnknownTaskError as exc:
             return _error(404, str(exc), known_tasks=exc.known)
+        except ValueError as exc:
+            return _validation_error(["body", "tasks"], str(exc))
         if len(body.inputs) > settings.max_inputs:
             return _error(
                 413, f"{len(body.inputs)} inputs in one request; the limit is {settings.max_inputs}"
@@ -449,31 +474,44 @@ def create_app(
             size = _characters(item)
             if size > settings.max_chars:
                 return _error(413, f"input {index} has {size} characters; the limit is {settings.max_chars}")
+        if len(body.inputs) * len(served) > settings.max_queue:
+            return _error(
+                413,
+                f"{len(body.inputs)} inputs x {len(served)} tasks in one request; the queue holds {settings.max_queue}",
+            )
         if batcher.closing:
             return _error(503, "the server is shutting down", retry)
         try:
-            prepared = await run_in_threadpool(predictor.prepare, task, body.inputs)
+            prepared = [await run_in_threadpool(predictor.prepare, task, body.inputs) for task in served]
         except DataError as exc:
             return _data_error(exc)
         try:
-            future = batcher.submit(prepared)
+            futures = batcher.submit_many(prepared)  # queued together: one batch when the rows fit
         except (QueueFullError, ShuttingDownError) as exc:
             return _error(503, str(exc), retry)
-        answer = asyncio.wrap_future(future)
+        answers = [asyncio.wrap_future(future) for future in futures]
+        everything = asyncio.gather(*answers, return_exceptions=True)
         gone = asyncio.ensure_future(_until_disconnected(request))
         try:
-            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({everything, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
-        if not answer.done():  # the client left: drop its queued work (a running batch finishes)
-            answer.cancel()
+        if not everything.done():  # the client left: drop its queued work (a running batch finishes)
+            everything.cancel()
             return _error(499, "the client closed the connection")
-        try:
-            logits = answer.result()
-        except ShuttingDownError as exc:  # not started before the shutdown deadline
-            return _error(503, str(exc), retry)
-        outputs = await run_in_threadpool(predictor.format, prepared, logits)
-        return {"task": task.name, "outputs": outputs}
+        logits = everything.result()
+        for result in logits:
+            if isinstance(result, ShuttingDownError):  # not started before the shutdown deadline
+                return _error(503, str(result), retry)
+            if isinstance(result, BaseException):
+                raise result
+        outputs = [
+            await run_in_threadpool(predictor.format, prepared_task, output)
+            for prepared_task, output in zip(prepared, logits, strict=True)
+        ]
+        if body.task is not None:
+            return {"task": body.task, "outputs": outputs[0]}
+        return {"tasks": names, "outputs": dict(zip(names, outputs, strict=True))}
 
     @app.post(
         "/v1/tasks/{name}",

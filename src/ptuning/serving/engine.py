@@ -169,7 +169,8 @@ class MultiTaskPredictor:
 
     Build it with `from_checkpoints({"sst2": "outputs/sst2", ...})`, or from a loaded backbone and
     tokenizer and `add_task`. `predict(name, inputs)` answers one task; `predict_many([(name,
-    inputs), ...])` runs several tasks' requests in mixed batches. Answers are those of `ptuning
+    inputs), ...])` runs several tasks' requests in mixed batches; `predict_tasks([name, ...],
+    inputs)` answers every listed task for the same inputs in one batched pass. Answers are those of `ptuning
     predict` (`ptuning.inference.format_outputs`). Thread safety: `prepare` may be called from any
     thread (the shared tokenizer is locked); `compute` should run in one thread at a time (the
     `MicroBatcher` worker); `add_task`/`remove_task` may run while it computes.
@@ -340,6 +341,24 @@ class MultiTaskPredictor:
         """Several tasks' requests at once, in mixed-task batches of up to `max_batch_size` rows."""
         prepared = [self.prepare(name, inputs) for name, inputs in requests]
         return [self.format(r, logits) for r, logits in zip(prepared, self.compute(prepared), strict=True)]
+
+    def predict_tasks(self, tasks: Sequence[str], inputs: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+        """Every task in `tasks` for the same inputs, in one batched pass (each row its task's prefix,
+        up to `max_batch_size` rows a pass): {task: answers}, in the order of `tasks`."""
+        served = self.tasks_for(tasks)
+        prepared = [self.prepare(task, inputs) for task in served]
+        outputs = self.compute(prepared)
+        return {r.task.name: self.format(r, logits) for r, logits in zip(prepared, outputs, strict=True)}
+
+    def tasks_for(self, names: Sequence[str]) -> list[ServedTask]:
+        """The served tasks of `names`: UnknownTaskError for the first unknown one, ValueError for
+        an empty list or a name listed twice."""
+        if isinstance(names, str) or not names:
+            raise ValueError("expected a non-empty list of task names")
+        duplicates = [name for i, name in enumerate(names) if name in names[:i]]
+        if duplicates:
+            raise ValueError(f"task {duplicates[0]!r} is listed twice")
+        return [self.task(name) for name in names]
 
     @torch.inference_mode()
     def compute(self, requests: Sequence[PreparedRequest], *, max_batch_size: int | None = None) -> list:
@@ -512,6 +531,11 @@ def check_servable(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} is a fine-tune checkpoint: it carries its own backbone weights, so it "
             "cannot share the frozen backbone; serve it alone with `ptuning predict`"
         )
+    if method == "handcrafted":
+        raise CheckpointError(
+            f"checkpoint {path} is a handcrafted prompt (a template scored through the backbone's MLM head or "
+            "by similarity, not a prefix): serve it alone with `ptuning predict`"
+        )
     return config
 
 
@@ -616,8 +640,13 @@ class MicroBatcher:
 
     def submit(self, request: PreparedRequest) -> Future:
         """Queue a prepared request; the future gives `compute`'s output for it."""
-        inputs = len(request.examples)
-        job = _Job(request, Future(), request.num_rows, inputs)
+        return self.submit_many([request])[0]
+
+    def submit_many(self, requests: Sequence[PreparedRequest]) -> list[Future]:
+        """Queue several requests at once (all or none), so that the worker takes them into one batch
+        when their rows fit `max_batch_size`: one input's requests to several tasks."""
+        jobs = [_Job(r, Future(), r.num_rows, len(r.examples)) for r in requests]
+        inputs = sum(job.inputs for job in jobs)
         with self._cond:
             if self._closing:
                 raise ShuttingDownError("the server is shutting down")
@@ -628,9 +657,9 @@ class MicroBatcher:
                     f"the queue is full ({self._pending} inputs waiting, limit {self.max_queue}); retry later"
                 )
             self._pending += inputs
-            self._queue.append(job)
+            self._queue.extend(jobs)
             self._cond.notify()
-        return job.future
+        return [job.future for job in jobs]
 
     def predict(self, task: str, inputs: Sequence[Any], timeout: float | None = None) -> list[dict[str, Any]]:
         """Blocking convenience: prepare, queue, wait, format."""
