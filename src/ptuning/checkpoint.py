@@ -34,6 +34,7 @@ from .validation import (
     check_tensors,
     expected_tensors,
     load_finite,
+    read_config_file,
     read_header,
     validate_config,
 )
@@ -175,7 +176,10 @@ def recorded_inputs(directory) -> tuple[InputFormat, int | None]:
     """The input format and max sequence length a checkpoint was trained with. Checkpoints from
     before they were recorded: train_config.json beside them where present, else the defaults
     (`InputFormat()`, and None: the command's own default length)."""
-    config = read_config(directory)
+    from .handcrafted import is_handcrafted
+
+    # a handcrafted checkpoint (a template, no weights) is outside the prompt-weights schema
+    config = read_config_file(directory) if is_handcrafted(directory) else read_config(directory)
     source: Any = config
     if "inputs" not in config and "max_seq_length" not in config:
         saved = Path(directory) / "train_config.json"

@@ -648,8 +648,8 @@ def evaluate_checkpoint(
     from .checkpoint import recorded_inputs
     from .handcrafted import is_handcrafted, load_handcrafted
 
-    handcrafted = is_handcrafted(checkpoint)  # a template: it records no input columns or length
-    recorded, recorded_length = (InputFormat(), None) if handcrafted else recorded_inputs(checkpoint)
+    handcrafted = is_handcrafted(checkpoint)
+    recorded, recorded_length = recorded_inputs(checkpoint)
     inputs = inputs or recorded
     max_seq_length = max_seq_length or recorded_length or 128
     if handcrafted:

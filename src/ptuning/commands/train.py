@@ -307,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
             "global_steps",
             "epochs_done",
         )
-        summary = {k: metrics[k] for k in keys}
+        summary = {k: metrics[k] for k in keys if k in metrics}  # handcrafted runs take no steps
         summary.update(metrics["validation"])  # "epoch": the kept (best) checkpoint's
         print(json.dumps(summary, indent=2))
         print(

@@ -20,9 +20,9 @@ from ..checkpoint import (
     CheckpointError,
     atomic_write_text,
     check_backbone,
-    read_config,
 )
 from ..checkpoint import spec_from_config as _spec
+from ..validation import read_config_file
 from .scorer import HandcraftedScorer, load_scoring_backbone
 from .templates import Template, Verbalizer
 
@@ -70,7 +70,7 @@ def load_handcrafted(
     directory, *, backbone: str | None = None, max_length: int | None = None
 ) -> HandcraftedScorer:
     """The scorer of a checkpoint, on its backbone (loaded by the saved name, or `backbone`)."""
-    config = read_config(directory)
+    config = read_config_file(directory)  # JSON checks only: the weights schema is not a template's
     part = config.get("handcrafted")
     if config.get("prompt_config", {}).get("method") != METHOD or not isinstance(part, dict):
         raise CheckpointError(f"{directory} is not a handcrafted-prompt checkpoint")
