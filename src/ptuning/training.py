@@ -87,6 +87,9 @@ class TrainConfig:
     resume: bool = False
     bf16: bool = False
     cache_shallow_layers: bool = False  # compute the frozen layers below prompt_layers once (shallow_cache)
+    init_from: str | None = None  # start from this checkpoint's prompt, head fresh (ptuning.transfer)
+    task_sampling: str = "proportional"  # several tasks (task "a,b"): ptuning.task_sampling's rule
+    sampling_temperature: float = 2.0  # T of the "temperature" rule
     logging_steps: int = 20
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -376,7 +379,13 @@ def _rank() -> int:
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json."""
+    """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json.
+
+    Several comma-separated tasks train one shared prompt (`ptuning.multitask`)."""
+    if "," in cfg.task and not (cfg.train_file or cfg.validation_file):
+        from .multitask import train_multitask
+
+        return train_multitask(cfg)
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     checkpoint_dir = output / CHECKPOINTS
@@ -392,6 +401,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     eval_examples = subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED)
 
     model, tokenizer = PromptModel.from_backbone(cfg.backbone, spec, cfg.prompt_config())
+    if cfg.init_from:
+        from .transfer import init_prompt_from
+
+        print(f"prompt initialised from {init_prompt_from(model, cfg.init_from)} (head fresh)")
     train_features = encode(spec, train_examples, tokenizer, cfg.max_seq_length, for_training=True)
     eval_set = EvalSet(spec, eval_examples, tokenizer, cfg.max_seq_length)
     shallow_cache = None
