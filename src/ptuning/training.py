@@ -146,6 +146,10 @@ class EvalSet:
         count = len(predictions[0] if isinstance(predictions, tuple) else predictions)
         if count != len(self.features):  # under DDP: a duplicate or a drop in the gathered predictions
             raise RuntimeError(f"evaluation returned {count} predictions for {len(self.features)} features")
+        if spec.task_type == "question_answering" and spec.null_answers:
+            from .data.squad2 import squad2_metrics
+
+            return squad2_metrics(self.examples, self.features, *predictions)
         if spec.task_type == "question_answering":
             start, end = predictions
             answers = postprocess_qa(self.examples, self.features, start, end)
