@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +188,48 @@ def test_train_and_eval_from_the_cli(task, keys, tmp_path, tiny_bert_dir, capsys
     assert main(["eval", "--checkpoint", str(out), "--data-dir", str(DATA)]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated[metrics["metric"]] == pytest.approx(metrics["validation"][metrics["metric"]])
-    assert (
-        main(["train", "--task", task, "--data-dir", str(tmp_path / "none"), "--output-dir", str(out)]) == 2
-    )
+    missing = ["train", "--task", task, "--data-dir", str(tmp_path / "none"), "--output-dir", str(out)]
+    assert main(missing) == 2
     assert f"{tmp_path / 'none'}/" in capsys.readouterr().err
+
+    saved = json.loads((out / "ptuning_config.json").read_text())["task"]
+    if task == "squad2":  # predict answers with the threshold tuned on dev
+        assert saved["null_answers"] and saved["null_threshold"] == metrics["validation"]["null_threshold"]
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text(json.dumps(PREDICT_INPUTS[task]) + "\n")
+    predictions = tmp_path / "predictions.jsonl"
+    assert (
+        main(["predict", "--checkpoint", str(out), "--input", str(inputs), "--output", str(predictions)]) == 0
+    )
+    row = json.loads(predictions.read_text())
+    assert PREDICT_KEYS[task] <= set(row)
+    if task == "conll05":
+        assert len(row["tags"]) == 3
+        inputs.write_text(json.dumps({"tokens": ["It", "rained"], "predicate": 2}) + "\n")
+        assert main(["predict", "--checkpoint", str(out), "--input", str(inputs)]) == 2
+        assert "input 0: field 'predicate' must be a word index below 2" in capsys.readouterr().err
+
+
+PREDICT_INPUTS = {
+    "wic": {"text": "bank: the [bank] of the river", "text_pair": "a [bank] loan"},
+    "conll05": {"tokens": ["Prices", "fell", "sharply"], "predicate": 1},
+    "squad2": {"question": "Who wrote it?", "context": "The Moon orbits the Earth."},
+}
+PREDICT_KEYS = {"wic": {"label", "probabilities"}, "conll05": {"tags", "entities"}, "squad2": {"answer"}}
+
+
+def test_squad2_prediction_answers_nothing_past_the_threshold():
+    from ptuning.data import get_task_spec
+    from ptuning.inference import format_outputs
+
+    spec = get_task_spec("squad2")
+    example = {"id": "0", "question": "q", "context": "Paris is big."}
+    feature = {"example_id": "0", "offset_mapping": [None, None, (0, 5), (6, 8), (9, 12), None]}
+    start = np.array([[2.0, 0, 3.0, 0, 0, 0]])
+    end = np.array([[2.0, 0, 3.0, 0, 0, 0]])  # null 4 against "Paris" 6
+    answer = format_outputs(spec, [example], [feature], (start, end), [False])[0]["answer"]
+    assert answer == "Paris"
+    start[0, 0] = end[0, 0] = 3.5  # null 7 > 6
+    assert format_outputs(spec, [example], [feature], (start, end), [False])[0]["answer"] == ""
+    lenient = replace(spec, null_threshold=1.5)  # 7 - 6 = 1 is not above 1.5
+    assert format_outputs(lenient, [example], [feature], (start, end), [False])[0]["answer"] == "Paris"

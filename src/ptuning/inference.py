@@ -64,7 +64,12 @@ def parse_input(spec: TaskSpec, item: Any, index: int) -> dict[str, Any]:
         tokens = _field(item, "tokens", list, index)
         if not tokens:
             raise DataError(f"input {index}: field 'tokens' is empty")
-        return {"tokens": tokens}
+        predicate = item.get("predicate")  # semantic role labelling: the predicate's word index
+        if predicate is None:
+            return {"tokens": tokens}
+        if not isinstance(predicate, int) or isinstance(predicate, bool) or not 0 <= predicate < len(tokens):
+            raise DataError(f"input {index}: field 'predicate' must be a word index below {len(tokens)}")
+        return {"tokens": tokens, "predicate": predicate}
     return {
         "id": str(index),
         "question": _field(item, "question", str, index),
@@ -141,6 +146,13 @@ def format_outputs(spec: TaskSpec, examples, features, logits, flags) -> list[di
     if kind == "question_answering":
         starts, ends = logits
         answers = postprocess_qa(examples, features, starts, ends)
+        if spec.null_answers:  # SQuAD 2.0: nothing when the null score beats the span by the threshold
+            from .data.squad2 import null_scores, span_scores
+
+            nulls, spans = null_scores(features, starts, ends), span_scores(features, starts, ends)
+            for ex in examples:
+                if ex["id"] not in nulls or nulls[ex["id"]] - spans[ex["id"]] > spec.null_threshold:
+                    answers[ex["id"]] = {"text": "", "start": 0, "end": 0}
         results = [
             {
                 "answer": answers[ex["id"]]["text"],

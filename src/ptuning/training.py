@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -454,6 +454,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     eval_metrics = trainer.evaluate()  # the best checkpoint is loaded at the end of training
     model = trainer.accelerator.unwrap_model(trainer.model)
     metrics: dict[str, Any] = {}
+    if spec.null_answers and "eval_null_threshold" in eval_metrics:  # predict answers as evaluated
+        model.spec = replace(model.spec, null_threshold=float(eval_metrics["eval_null_threshold"]))
     if trainer.is_world_process_zero():
         sizes = save_checkpoint(model, output, fold=True)
         count = model.count_parameters()
