@@ -70,7 +70,14 @@ def encode(
         return _encode_tokens(spec, examples, tokenizer, max_length)
     if spec.task_type == "question_answering":
         stride = min(128, max_length // 4) if doc_stride is None else doc_stride
-        return _encode_qa(examples, tokenizer, max_length, stride, keep_mapping=not for_training)
+        return _encode_qa(
+            examples,
+            tokenizer,
+            max_length,
+            stride,
+            keep_mapping=not for_training,
+            null_answers=spec.null_answers,
+        )
     raise ValueError(f"unsupported task type {spec.task_type!r}")
 
 
@@ -229,7 +236,13 @@ def _answer_span(
 
 
 def _encode_qa(
-    examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int, stride: int, *, keep_mapping: bool
+    examples: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    max_length: int,
+    stride: int,
+    *,
+    keep_mapping: bool,
+    null_answers: bool = False,
 ) -> list[Feature]:
     """Question + context windows: only the context is truncated, windows overlap by `stride` tokens."""
     if max_length < 32:
@@ -263,7 +276,7 @@ def _encode_qa(
                 start = answers["answer_start"][0]
                 span = _answer_span(sequence_ids, offsets, start, start + len(answers["text"][0]))
                 feature["start_positions"], feature["end_positions"] = span
-            elif answers is not None:  # an unanswerable question (SQuAD 2.0): the CLS token
+            elif answers is not None and null_answers:  # an unanswerable question (SQuAD 2.0): the CLS token
                 feature["start_positions"], feature["end_positions"] = 0, 0
             if keep_mapping:
                 feature["example_id"] = example["id"]
