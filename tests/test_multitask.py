@@ -112,6 +112,7 @@ def test_two_tasks_share_the_prompt_and_save_every_head(tiny_bert_dir, tmp_path,
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tasks"] == ["conll03", "sst2"] and set(metrics["per_task"]) == {"conll03", "sst2"}
     assert json.loads((out / "multitask.json").read_text()) == {"tasks": ["conll03", "sst2"]}
+    assert json.loads((out / "sst2" / "train_config.json").read_text())["max_seq_length"] == 32
     ner = load_file(str(out / "conll03" / "prompt.safetensors"))
     sst = load_file(str(out / "sst2" / "prompt.safetensors"))
     torch.testing.assert_close(ner["prefix_encoder.embedding.weight"], sst["prefix_encoder.embedding.weight"])

@@ -251,6 +251,8 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
     for spec, n_train, n_eval in zip(specs, train_examples, eval_examples, strict=True):
         task_model = model.model(spec.name)
         task_sizes = save_checkpoint(task_model, output / spec.name, fold=True)
+        # the settings `ptuning eval` reads (max_seq_length), as beside a single-task checkpoint
+        _write_json(output / spec.name / "train_config.json", asdict(replace(cfg, task=spec.name)))
         validation = {
             k.removeprefix(f"eval_{spec.name}_"): v
             for k, v in final.items()

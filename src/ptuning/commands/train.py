@@ -17,7 +17,7 @@ validation split every epoch, keep the best checkpoint, and write into --output-
 With no options it runs the main job: P-Tuning v2 on SST-2 with MiniLM on the CPU, sized to
 finish in about 5 minutes on 2 cores.
 
-tasks: sst2 rte mrpc cola stsb qnli boolq cb copa superglue-rte wsc multirc conll03 conll04 squad
+tasks: sst2 rte mrpc cola stsb qnli boolq cb copa superglue-rte wsc multirc wic conll03 conll04 conll05 squad squad2
 your own data: --train-file/--validation-file (CSV, TSV, JSONL for classification or regression,
 CoNLL columns for --task-type token_classification, SQuAD JSON for --task-type question_answering).
 
