@@ -149,3 +149,27 @@ def test_two_tasks_share_the_prompt_and_save_every_head(tiny_bert_dir, tmp_path,
     assert "prompt initialised from" in capsys.readouterr().out
     assert main([*args[:-1], str(tmp_path / "nothing-here")]) == 2
     assert "not a ptuning checkpoint" in capsys.readouterr().err
+
+
+def test_several_user_files(tiny_bert_dir, tmp_path, capsys):
+    files = {}
+    for name, labels in (("reviews", ("bad", "good")), ("topics", ("art", "sport", "war"))):
+        for split in ("train", "dev"):
+            rows = [f"text {i} {labels[i % len(labels)]},{labels[i % len(labels)]}" for i in range(12)]
+            path = tmp_path / f"{name}-{split}.csv"
+            path.write_text("text,label\n" + "\n".join(rows) + "\n")
+            files[name, split] = str(path)
+    out = tmp_path / "user"
+    args = [
+        "train", "--train-file", f"{files['reviews', 'train']},{files['topics', 'train']}",
+        "--validation-file", f"{files['reviews', 'dev']},{files['topics', 'dev']}", "--task", "reviews,topics",
+        "--backbone", str(tiny_bert_dir), "--output-dir", str(out), "--max-steps", "2", "--batch-size", "4",
+        "--max-seq-length", "32", "--prefix-len", "4", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tasks"] == ["reviews", "topics"]
+    topics = PromptModel.from_pretrained(out / "topics")[0]
+    assert topics.spec.labels == ("art", "sport", "war")
+    assert main([*args[:6], "reviews", *args[7:]]) == 2
+    assert "name the 2 tasks with --task a,b" in capsys.readouterr().err

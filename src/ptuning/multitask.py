@@ -16,6 +16,7 @@ tasks), ``metrics.json`` (every task's dev metrics) and ``train_config.json``. `
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from .training import (
 )
 from .transfer import MULTITASK_FILE, init_prompt_from
 
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 TASK_KEY = "task"  # index of a feature's task, and of a batch's task
 
 
@@ -60,6 +62,31 @@ def task_names(task: str) -> list[str]:
     if len(set(names)) != len(names):
         raise DataError(f"--task {task!r} names a task twice")
     return names
+
+
+def task_configs(cfg: TrainConfig) -> list[TrainConfig]:
+    """One config per task: the built-in tasks of ``--task a,b``, or the user files of ``--train-file
+    a.csv,b.csv --validation-file a-dev.csv,b-dev.csv`` (same --task-type and columns; named by
+    ``--task`` when it lists one name per file, else by the training files' stems)."""
+    if not (cfg.train_file or cfg.validation_file):
+        return [replace(cfg, task=name) for name in task_names(cfg.task)]
+    trains = [f.strip() for f in (cfg.train_file or "").split(",") if f.strip()]
+    validations = [f.strip() for f in (cfg.validation_file or "").split(",") if f.strip()]
+    if len(trains) != len(validations):
+        raise DataError(
+            f"--train-file lists {len(trains)} files and --validation-file {len(validations)}: give one of each per task"
+        )
+    default = cfg.task == TrainConfig.task  # --task not given (as in `load_data`): the files' stems
+    names = [Path(f).stem for f in trains] if default else task_names(cfg.task)
+    if len(names) != len(trains) or len(set(names)) != len(names) or not all(map(_NAME.match, names)):
+        raise DataError(
+            f"name the {len(trains)} tasks with --task a,b,... (one distinct name of letters, digits, - or _ "
+            f"per --train-file; the names become sub-folders)"
+        )
+    return [
+        replace(cfg, task=name, train_file=train, validation_file=validation)
+        for name, train, validation in zip(names, trains, validations, strict=True)
+    ]
 
 
 class MultiTaskModel(nn.Module):
@@ -172,8 +199,9 @@ class MultiTaskTrainer(PromptTrainer):
 
 
 def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
-    """Train one shared prompt on the tasks of ``cfg.task`` (comma-separated); see the module docstring."""
-    names = task_names(cfg.task)
+    """Train one shared prompt on several tasks (`task_configs`); see the module docstring."""
+    configs = task_configs(cfg)
+    names = [task_cfg.task for task_cfg in configs]
     if cfg.task_sampling not in SAMPLING_RULES:
         raise DataError(f"unknown --task-sampling {cfg.task_sampling!r}; known: {', '.join(SAMPLING_RULES)}")
     if cfg.task_sampling == "temperature" and cfg.sampling_temperature <= 0:
@@ -191,7 +219,7 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
         else None
     )
 
-    datas = [load_data(replace(cfg, task=name)) for name in names]
+    datas = [load_data(task_cfg) for task_cfg in configs]
     specs = [data.spec for data in datas]
     train_examples = [subsample(data.train, cfg.max_train_samples, cfg.seed) for data in datas]
     eval_examples = [subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED) for data in datas]

@@ -385,8 +385,8 @@ def _rank() -> int:
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json.
 
-    Several comma-separated tasks train one shared prompt (`ptuning.multitask`)."""
-    if "," in cfg.task and not (cfg.train_file or cfg.validation_file):
+    Several comma-separated tasks (or training files) train one shared prompt (`ptuning.multitask`)."""
+    if "," in cfg.task or "," in (cfg.train_file or ""):
         from .multitask import train_multitask
 
         return train_multitask(cfg)
