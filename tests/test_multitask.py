@@ -128,6 +128,20 @@ def test_two_tasks_share_the_prompt_and_save_every_head(tiny_bert_dir, tmp_path,
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["accuracy"] == pytest.approx(metrics["per_task"]["sst2"]["validation"]["accuracy"])
 
+    # both tasks served from one backbone, unchanged, as ordinary checkpoints
+    from ptuning.inference import Predictor
+    from ptuning.serving import MultiTaskPredictor
+
+    served = MultiTaskPredictor.from_checkpoints({"ner": out / "conll03", "sentiment": out / "sst2"})
+    ner, sentiment = served.predict_many(
+        [("ner", ["EU rejects German call"]), ("sentiment", ["a fine film"])]
+    )
+    assert (
+        ner[0]["tags"]
+        == Predictor.from_checkpoint(out / "conll03").predict(["EU rejects German call"])[0]["tags"]
+    )
+    assert sentiment[0]["label"] in ("negative", "positive")
+
     # --init-from the multi-task folder: prompt loaded (the sst2 sub-checkpoint's), head fresh
     model = PromptModel.from_pretrained(out / "sst2")[0]
     fresh = PromptModel(model.backbone, model.spec, model.prompt_config, backbone_name=str(tiny_bert_dir))

@@ -233,3 +233,13 @@ def test_squad2_prediction_answers_nothing_past_the_threshold():
     assert format_outputs(spec, [example], [feature], (start, end), [False])[0]["answer"] == ""
     lenient = replace(spec, null_threshold=1.5)  # 7 - 6 = 1 is not above 1.5
     assert format_outputs(lenient, [example], [feature], (start, end), [False])[0]["answer"] == "Paris"
+
+
+def test_srl_truncation_flag_counts_the_predicate_marker(tokenizer):
+    from ptuning.inference import _too_long
+
+    spec = load_task("conll05", DATA).spec
+    words = ["cat"] * 10  # [CLS] + 10 + [SEP] = 12 tokens; the marker adds "cat" [SEP]
+    assert not _too_long(spec, {"tokens": words}, tokenizer, 12)
+    assert _too_long(spec, {"tokens": words, "predicate": 3}, tokenizer, 12)
+    assert not _too_long(spec, {"tokens": words, "predicate": 3}, tokenizer, 14)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .data import encode, make_collator, postprocess_qa, spans_from_tags, word_predictions
+from .data.features import predicate_marker
 from .data.spec import DataError, TaskSpec
 from .modeling import PromptModel
 
@@ -87,7 +88,8 @@ def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool
             len(tokenizer(example["context"], c)["input_ids"]) > max_length for c in example["choices"]
         )
     if kind == "token_classification":
-        return len(tokenizer(example["tokens"], is_split_into_words=True)["input_ids"]) > max_length
+        words = list(example["tokens"]) + predicate_marker(tokenizer, example)
+        return len(tokenizer(words, is_split_into_words=True)["input_ids"]) > max_length
     return False  # QA slides a window over long contexts
 
 

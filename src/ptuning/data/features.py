@@ -175,7 +175,7 @@ def _encode_tokens(
     features: list[Feature] = []
     for chunk in _chunks(examples):
         encoding = tokenizer(
-            [list(ex["tokens"]) + _predicate_marker(tokenizer, ex) for ex in chunk],
+            [list(ex["tokens"]) + predicate_marker(tokenizer, ex) for ex in chunk],
             is_split_into_words=True,
             truncation=True,
             max_length=max_length,
@@ -198,7 +198,7 @@ def _encode_tokens(
     return features
 
 
-def _predicate_marker(tokenizer: Any, example: dict[str, Any]) -> list[str]:
+def predicate_marker(tokenizer: Any, example: dict[str, Any]) -> list[str]:
     """``[separator, predicate word]`` for an example with a ``predicate`` index, else nothing."""
     predicate = example.get("predicate")
     if predicate is None:
