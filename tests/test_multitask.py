@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,3 +188,21 @@ def test_several_user_files(tiny_bert_dir, tmp_path, capsys):
     assert topics.spec.labels == ("art", "sport", "war")
     assert main([*args[:6], "reviews", *args[7:]]) == 2
     assert "name the 2 tasks with --task a,b" in capsys.readouterr().err
+
+
+def test_question_answering_beside_classification(tiny_bert_dir, tmp_path):
+    """Label names switch per task (start/end positions for QA); squad2 keeps its tuned null threshold."""
+    data = Path(__file__).parent / "data"
+    out = tmp_path / "qa"
+    args = [
+        "train", "--task", "squad2,wic", "--data-dir", str(data), "--backbone", str(tiny_bert_dir),
+        "--output-dir", str(out), "--epochs", "1", "--batch-size", "4", "--max-seq-length", "64",
+        "--prefix-len", "4", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    squad = metrics["per_task"]["squad2"]["validation"]
+    assert {"f1", "has_ans_f1", "no_ans_f1", "loss"} <= set(squad)
+    assert "loss" in metrics["per_task"]["wic"]["validation"]
+    saved = json.loads((out / "squad2" / "ptuning_config.json").read_text())["task"]
+    assert saved["null_threshold"] == squad["null_threshold"]

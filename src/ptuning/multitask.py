@@ -278,14 +278,16 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
     per_task: dict[str, Any] = {}
     for spec, n_train, n_eval in zip(specs, train_examples, eval_examples, strict=True):
         task_model = model.model(spec.name)
-        task_sizes = save_checkpoint(task_model, output / spec.name, fold=True)
-        # the settings `ptuning eval` reads (max_seq_length), as beside a single-task checkpoint
-        _write_json(output / spec.name / "train_config.json", asdict(replace(cfg, task=spec.name)))
         validation = {
             k.removeprefix(f"eval_{spec.name}_"): v
             for k, v in final.items()
             if k.startswith(f"eval_{spec.name}_")
         }
+        if spec.null_answers and "null_threshold" in validation:  # as single-task training does
+            task_model.spec = replace(task_model.spec, null_threshold=float(validation["null_threshold"]))
+        task_sizes = save_checkpoint(task_model, output / spec.name, fold=True)
+        # the settings `ptuning eval` reads (max_seq_length), as beside a single-task checkpoint
+        _write_json(output / spec.name / "train_config.json", asdict(replace(cfg, task=spec.name)))
         per_task[spec.name] = {
             "task": spec.name,
             "task_type": spec.task_type,
