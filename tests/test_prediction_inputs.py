@@ -166,7 +166,7 @@ def test_predict_cli_bad_input_files_exit_2(tmp_path, demo_checkpoints, capsys):
         assert f"{name}, line 1" in err
 
 
-PATH_IN_DOCS = re.compile(r"outputs/([A-Za-z0-9_.-]*)")
+PATH_IN_DOCS = re.compile(r"outputs/([A-Za-z0-9_.+-]*)")
 METHOD_SUFFIX = re.compile(r"-(p-tuning-v2|prefix-tuning|prompt-tuning|fine-tune)$")
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .data import encode, make_collator, postprocess_qa, spans_from_tags, word_predictions
+from .data.features import predicate_marker
 from .data.spec import DataError, TaskSpec
 from .modeling import PromptModel
 
@@ -34,7 +35,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "classification": ("text", "text_pair"),
     "regression": ("text", "text_pair"),
     "multiple_choice": ("context", "choices"),
-    "token_classification": ("tokens",),
+    "token_classification": ("tokens", "predicate"),  # predicate: SRL's word index (conll05)
     "question_answering": ("question", "context"),
 }
 
@@ -100,7 +101,13 @@ def parse_input(spec: TaskSpec, item: Any, index: int) -> dict[str, Any]:
             )
         return {"context": _field(item, "context", str, index), "choices": choices}
     if kind == "token_classification":
-        return {"tokens": _field(item, "tokens", list, index)}
+        tokens = _field(item, "tokens", list, index)
+        predicate = item.get("predicate")  # semantic role labelling: the predicate's word index
+        if predicate is None:
+            return {"tokens": tokens}
+        if not isinstance(predicate, int) or isinstance(predicate, bool) or not 0 <= predicate < len(tokens):
+            raise DataError(f"input {index}: field 'predicate' must be a word index below {len(tokens)}")
+        return {"tokens": tokens, "predicate": predicate}
     return {
         "id": str(index),
         "question": _field(item, "question", str, index),
@@ -121,7 +128,8 @@ def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool
             len(tokenizer(example["context"], c, **cut)["input_ids"]) > max_length for c in example["choices"]
         )
     if kind == "token_classification":
-        return len(tokenizer(example["tokens"], is_split_into_words=True, **cut)["input_ids"]) > max_length
+        words = list(example["tokens"]) + predicate_marker(tokenizer, example)
+        return len(tokenizer(words, is_split_into_words=True, **cut)["input_ids"]) > max_length
     return False  # QA slides a window over long contexts
 
 
@@ -190,6 +198,13 @@ def format_outputs(spec: TaskSpec, examples, features, logits, flags) -> list[di
     if kind == "question_answering":
         starts, ends = logits
         answers = postprocess_qa(examples, features, starts, ends)
+        if spec.null_answers:  # SQuAD 2.0: nothing when the null score beats the span by the threshold
+            from .data.squad2 import null_scores, span_scores
+
+            nulls, spans = null_scores(features, starts, ends), span_scores(features, starts, ends)
+            for ex in examples:
+                if ex["id"] not in nulls or nulls[ex["id"]] - spans[ex["id"]] > spec.null_threshold:
+                    answers[ex["id"]] = {"text": "", "start": 0, "end": 0}
         results = [
             {
                 "answer": answers[ex["id"]]["text"],

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +94,17 @@ class TrainConfig:
     overwrite: bool = False  # replace a checkpoint of another task or other data in output_dir
     bf16: bool = False
     cache_shallow_layers: bool = False  # compute the frozen layers below prompt_layers once (shallow_cache)
+    init_from: str | None = None  # start from this checkpoint's prompt, head fresh (ptuning.transfer)
+    task_sampling: str = "proportional"  # several tasks (task "a,b"): ptuning.task_sampling's rule
+    sampling_temperature: float = 2.0  # T of the "temperature" rule
     logging_steps: int = 20
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task is None:
-            self.task = Path(self.train_file).stem if self.train_file else "sst2"
+        if self.task is None:  # several comma-separated files: several tasks (ptuning.multitask)
+            files = self.train_file.split(",") if self.train_file else []
+            self.task = ",".join(Path(f).stem for f in files) if files else "sst2"
 
     def input_format(self) -> InputFormat:
         """How this run's data files are laid out (recorded in the checkpoint)."""
@@ -203,6 +207,10 @@ class EvalSet:
         count = len(predictions[0] if isinstance(predictions, tuple) else predictions)
         if count != len(self.features):  # under DDP: a duplicate or a drop in the gathered predictions
             raise RuntimeError(f"evaluation returned {count} predictions for {len(self.features)} features")
+        if spec.task_type == "question_answering" and spec.null_answers:
+            from .data.squad2 import squad2_metrics
+
+            return squad2_metrics(self.examples, self.features, *predictions)
         if spec.task_type == "question_answering":
             start, end = predictions
             answers = postprocess_qa(self.examples, self.features, start, end)
@@ -442,11 +450,17 @@ def _rank() -> int:
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json."""
+    """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json.
+
+    Several comma-separated tasks (or training files) train one shared prompt (`ptuning.multitask`)."""
     if cfg.method == HANDCRAFTED:
         from .handcrafted.run import train_handcrafted
 
         return train_handcrafted(cfg)
+    if "," in cfg.task or "," in (cfg.train_file or ""):
+        from .multitask import train_multitask
+
+        return train_multitask(cfg)
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     if check_output_dir(cfg) and _rank() == 0:
@@ -465,6 +479,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     eval_examples = subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED)
 
     model, tokenizer = PromptModel.from_backbone(cfg.backbone, spec, cfg.prompt_config())
+    if cfg.init_from:
+        from .transfer import init_prompt_from
+
+        print(f"prompt initialised from {init_prompt_from(model, cfg.init_from)} (head fresh)")
     train_features = encode(spec, train_examples, tokenizer, cfg.max_seq_length, for_training=True)
     eval_set = EvalSet(spec, eval_examples, tokenizer, cfg.max_seq_length)
     shallow_cache = None
@@ -511,6 +529,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     eval_metrics = trainer.evaluate()  # the best checkpoint is loaded at the end of training
     model = trainer.accelerator.unwrap_model(trainer.model)
     metrics: dict[str, Any] = {}
+    if spec.null_answers and "eval_null_threshold" in eval_metrics:  # predict answers as evaluated
+        model.spec = replace(model.spec, null_threshold=float(eval_metrics["eval_null_threshold"]))
     if trainer.is_world_process_zero():
         sizes = save_checkpoint(
             model, output, fold=True, inputs=cfg.input_format(), max_seq_length=cfg.max_seq_length

@@ -70,7 +70,14 @@ def encode(
         return _encode_tokens(spec, examples, tokenizer, max_length)
     if spec.task_type == "question_answering":
         stride = min(128, max_length // 4) if doc_stride is None else doc_stride
-        return _encode_qa(examples, tokenizer, max_length, stride, keep_mapping=not for_training)
+        return _encode_qa(
+            examples,
+            tokenizer,
+            max_length,
+            stride,
+            keep_mapping=not for_training,
+            null_answers=spec.null_answers,
+        )
     raise ValueError(f"unsupported task type {spec.task_type!r}")
 
 
@@ -159,19 +166,24 @@ def _encode_tokens(
     spec: TaskSpec, examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int
 ) -> list[Feature]:
     """Words are tokenized as pre-split words; the first sub-word of each word carries its tag id and
-    every other token -100. Words cut off by truncation get no label (see `word_predictions`)."""
+    every other token -100. Words cut off by truncation get no label (see `word_predictions`).
+
+    An example with a ``predicate`` (a word index: semantic role labelling) has that word marked as
+    the reference implementation does: the words, the separator token and the predicate word again
+    (``[CLS] words [SEP] predicate [SEP]``); the marker's tokens carry no word id and no label."""
     ids = _label_ids(spec)
     features: list[Feature] = []
     for chunk in _chunks(examples):
         encoding = tokenizer(
-            [list(ex["tokens"]) for ex in chunk],
+            [list(ex["tokens"]) + predicate_marker(tokenizer, ex) for ex in chunk],
             is_split_into_words=True,
             truncation=True,
             max_length=max_length,
         )
         for i, example in enumerate(chunk):
             feature = _model_inputs(encoding, i)
-            word_ids = encoding.word_ids(i)
+            n_words = len(example["tokens"])
+            word_ids = [w if w is not None and w < n_words else None for w in encoding.word_ids(i)]
             feature["word_ids"] = word_ids
             tags = example.get("tags")
             if tags is not None:
@@ -184,6 +196,17 @@ def _encode_tokens(
                 feature["labels"] = labels
             features.append(feature)
     return features
+
+
+def predicate_marker(tokenizer: Any, example: dict[str, Any]) -> list[str]:
+    """``[separator, predicate word]`` for an example with a ``predicate`` index, else nothing."""
+    predicate = example.get("predicate")
+    if predicate is None:
+        return []
+    tokens = example["tokens"]
+    if not isinstance(predicate, int) or not 0 <= predicate < len(tokens):
+        raise DataError(f"predicate {predicate!r} is not a word index below {len(tokens)}")
+    return [tokenizer.sep_token, tokens[predicate]]
 
 
 def _clip_questions(tokenizer: Any, questions: list[str], max_tokens: int) -> list[str]:
@@ -213,7 +236,13 @@ def _answer_span(
 
 
 def _encode_qa(
-    examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int, stride: int, *, keep_mapping: bool
+    examples: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    max_length: int,
+    stride: int,
+    *,
+    keep_mapping: bool,
+    null_answers: bool = False,
 ) -> list[Feature]:
     """Question + context windows: only the context is truncated, windows overlap by `stride` tokens."""
     if max_length < 32:
@@ -247,6 +276,8 @@ def _encode_qa(
                 start = answers["answer_start"][0]
                 span = _answer_span(sequence_ids, offsets, start, start + len(answers["text"][0]))
                 feature["start_positions"], feature["end_positions"] = span
+            elif answers is not None and null_answers:  # an unanswerable question (SQuAD 2.0): the CLS token
+                feature["start_positions"], feature["end_positions"] = 0, 0
             if keep_mapping:
                 feature["example_id"] = example["id"]
                 feature["offset_mapping"] = [

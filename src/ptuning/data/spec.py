@@ -40,6 +40,8 @@ class TaskSpec:
     labels: tuple[str, ...] = ()
     metric: str = "accuracy"  # the primary metric, used to pick the best checkpoint
     num_choices: int = 0  # multiple choice only
+    null_answers: bool = False  # question answering: a question may have no answer (SQuAD 2.0)
+    null_threshold: float = 0.0  # with null_answers: answer nothing when null - best span score exceeds it
     notes: tuple[str, ...] = field(default=(), compare=False)  # printed to users (e.g. how a split was made)
 
     def __post_init__(self) -> None:

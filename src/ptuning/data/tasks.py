@@ -791,6 +791,9 @@ def _build_registry() -> dict[str, BuiltinTask]:
             hub=HubSource("rajpurkar/squad", None, _squad_hub),
         ),
     ]  # fmt: skip
+    from ptuning.data import squad2, srl, wic  # newer tasks live in their own modules
+
+    tasks += [wic.TASK, squad2.TASK, srl.TASK]
     return {task.spec.name: task for task in tasks}
 
 
