@@ -254,7 +254,7 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
         train_dataset=[feature for task_features in features for feature in task_features],
         eval_dataset={name: eval_set.features for name, eval_set in eval_sets.items()},
         data_collator=TaskCollator([make_collator(spec, tokenizer) for spec in specs]),
-        callbacks=[clock, _tensorboard(output / "tensorboard")],
+        callbacks=[clock, *_tensorboard(output / "tensorboard")],
         eval_sets=eval_sets,
         batch_sampler=sampler,
     )
