@@ -636,6 +636,11 @@ def _recorded_user_data(checkpoint: Path, spec: TaskSpec, inputs: InputFormat):
             f"checkpoint {checkpoint} was trained on your own files, and {saved} does not say which: "
             "give --validation-file FILE"
         )
+    return _load_user_files(spec, train_file, validation_file, inputs)
+
+
+def _load_user_files(spec: TaskSpec, train_file: str, validation_file: str, inputs: InputFormat):
+    """A user task's files read with the input columns a checkpoint recorded."""
     return load_user_task(
         spec.task_type,
         train_file,
@@ -678,16 +683,7 @@ def evaluate_checkpoint(
         model, tokenizer = PromptModel.from_pretrained(checkpoint)
     spec = model.spec
     if validation_file:
-        data = load_user_task(
-            spec.task_type,
-            validation_file,
-            validation_file,
-            text_column=inputs.text_column,
-            text_pair_column=inputs.text_pair_column,
-            label_column=inputs.label_column,
-            tag_column=inputs.tag_column,
-            name=spec.name,
-        )
+        data = _load_user_files(spec, validation_file, validation_file, inputs)
     elif task is None and inputs.file_format != "builtin":
         data = _recorded_user_data(Path(checkpoint), spec, inputs)
     else:
