@@ -39,6 +39,14 @@ class BackboneError(ValueError):
     """A backbone name that cannot be resolved; the message says what to install or pass."""
 
 
+def backbone_limit(config) -> int:
+    """The longest token sequence the backbone's absolute position embeddings can take."""
+    limit = getattr(config, "max_position_embeddings", None) or 512
+    if config.model_type in ("roberta", "mpnet"):  # positions start after the padding index
+        limit -= (getattr(config, "pad_token_id", 1) or 1) + 1
+    return int(limit)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("PTUNING_CACHE", Path.home() / ".cache" / "ptuning"))
 

@@ -141,7 +141,7 @@ class Predictor:
         self.tokenizer = tokenizer
         self.spec = model.spec
         limit = getattr(tokenizer, "model_max_length", max_length) or max_length
-        self.max_length = min(max_length, limit, 512)
+        self.max_length = min(max_length, limit, 512, model.max_text_length)
         self.batch_size = batch_size
         self.collate = make_collator(self.spec, tokenizer)
 

@@ -10,7 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
-from .backbones import Geometry, fingerprint, geometry, load_backbone
+from .backbones import Geometry, backbone_limit, fingerprint, geometry, load_backbone
 from .config import PromptConfig
 from .data.spec import TaskSpec
 from .heads import build_head
@@ -116,6 +116,13 @@ class PromptModel(nn.Module):
         own = sum(p.numel() for m in self.prompt_modules().values() for p in m.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return ParameterCount(trainable=trainable, total=backbone + own, backbone=backbone)
+
+    @property
+    def max_text_length(self) -> int:
+        """The most tokens of text one sequence can hold: the backbone's positions, less the P input
+        vectors that prompt tuning puts before the text (deep prompts take no positions)."""
+        taken = self.input_prompt.prefix_len if self.input_prompt is not None else 0
+        return backbone_limit(self.backbone.config) - taken
 
     def fold_prefix(self) -> None:
         """Replace a reparameterized prefix encoder by its plain table (same outputs, no MLP)."""

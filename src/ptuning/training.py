@@ -483,8 +483,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         from .transfer import init_prompt_from
 
         print(f"prompt initialised from {init_prompt_from(model, cfg.init_from)} (head fresh)")
-    train_features = encode(spec, train_examples, tokenizer, cfg.max_seq_length, for_training=True)
-    eval_set = EvalSet(spec, eval_examples, tokenizer, cfg.max_seq_length)
+    length = min(cfg.max_seq_length, model.max_text_length)  # prompt tuning's P vectors take positions
+    train_features = encode(spec, train_examples, tokenizer, length, for_training=True)
+    eval_set = EvalSet(spec, eval_examples, tokenizer, length)
     shallow_cache = None
     if cfg.cache_shallow_layers:
         from .shallow_cache import attach_shallow_cache
@@ -518,7 +519,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         print(
             f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
             f"{count.describe()}; train {len(train_examples)} examples, eval {len(eval_examples)}; "
-            f"max_seq_length {cfg.max_seq_length}, prefix_len {cfg.prefix_len}, "
+            f"max_seq_length {cfg.max_seq_length}"
+            + (f" (text cut to {length}: the input prompt takes positions)" if length < cfg.max_seq_length else "")
+            + f", prefix_len {cfg.prefix_len}, "
             f"{_planned_length(cfg, steps_per_epoch)}, "
             f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}, pooling {cfg.pooling}"
             + (f"; resuming from {resume_from}" if resume_from else "")
@@ -701,7 +704,7 @@ def evaluate_checkpoint(
 
         metrics = evaluate_examples(model, examples, batch_size)
         return {"task": data.spec.name, "split": split, "examples": len(examples), **metrics}
-    eval_set = EvalSet(spec, examples, tokenizer, max_seq_length)
+    eval_set = EvalSet(spec, examples, tokenizer, min(max_seq_length, model.max_text_length))
     args = TrainingArguments(
         output_dir=str(Path(checkpoint) / ".eval"),
         per_device_eval_batch_size=batch_size,

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbones import fingerprint, load_backbone
+from ..backbones import backbone_limit, fingerprint, load_backbone
 from ..checkpoint import CheckpointError, read_config, recorded_inputs
 from ..data.features import make_collator
 from ..data.spec import TaskSpec
@@ -77,14 +77,6 @@ class QueueFullError(ServingError):
 
 class ShuttingDownError(ServingError):
     """The batcher is closing and accepts no new work."""
-
-
-def backbone_limit(config) -> int:
-    """The longest token sequence the backbone's absolute position embeddings can take."""
-    limit = getattr(config, "max_position_embeddings", None) or 512
-    if config.model_type in ("roberta", "mpnet"):  # positions start after the padding index
-        limit -= (getattr(config, "pad_token_id", 1) or 1) + 1
-    return int(limit)
 
 
 @dataclass(eq=False)
