@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 
 import torch
@@ -11,11 +12,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
 from .backbones import Geometry, backbone_limit, fingerprint, geometry, load_backbone
+from .checkpoint import check_backbone, is_handcrafted, load_state, save_checkpoint, spec_from_config
 from .config import PromptConfig
 from .data.spec import TaskSpec
+from .errors import CheckpointError
 from .heads import build_head
 from .injection import LayerPrefix, PrefixInjector
 from .prompts import InputPrompt, PrefixEncoder
+from .validation import check_tensors, expected_tensors, load_finite, read_header, validate_config
 
 
 @dataclass
@@ -131,18 +135,47 @@ class PromptModel(nn.Module):
 
     def save_pretrained(self, directory, *, fold: bool = True) -> dict[str, int]:
         """Write the prompt-only checkpoint (see `ptuning.checkpoint`); returns its byte counts."""
-        from .checkpoint import save_checkpoint
-
         return save_checkpoint(self, directory, fold=fold)
 
     @classmethod
     def from_pretrained(
         cls, directory, *, backbone=None
     ) -> tuple[PromptModel, PreTrainedTokenizerBase | None]:
-        """Load a checkpoint onto its backbone (loaded by name, or the `backbone` given)."""
-        from .checkpoint import load_checkpoint
+        """Load a checkpoint onto its backbone: (model in eval mode, tokenizer or None).
 
-        return load_checkpoint(directory, backbone=backbone)
+        `backbone`: None (load by the saved name), a name, or a loaded model. The checkpoint passes
+        `ptuning.validation` (config schema, safetensors header, names/dtypes/shapes, finite values)
+        before its tensors are loaded; the header is read before the backbone is.
+        """
+        if is_handcrafted(directory):
+            raise CheckpointError(
+                f"{directory} is a handcrafted-prompt checkpoint (a template, no prompt weights); load it with "
+                "ptuning.handcrafted.load_handcrafted"
+            )
+        config = validate_config(directory)
+        header = read_header(directory)
+        tokenizer = None
+        if backbone is None or isinstance(backbone, str | os.PathLike):
+            name = str(backbone) if backbone is not None else config["backbone"]
+            backbone, tokenizer = load_backbone(name)
+            label = name
+        else:
+            label = getattr(backbone.config, "_name_or_path", "") or backbone.config.model_type
+        backbone_print = fingerprint(backbone)
+        check_backbone(config, backbone_print, label, directory)
+        check_tensors(directory, header, expected_tensors(config, backbone))
+        state = load_finite(directory)
+        model = cls(
+            backbone,
+            spec_from_config(config),
+            PromptConfig.from_dict(config["prompt_config"]),
+            backbone_name=config["backbone"],
+            backbone_fingerprint=backbone_print,
+        )
+        if config.get("prefix_folded"):
+            model.fold_prefix()
+        load_state(model, directory, state)
+        return model.eval(), tokenizer  # ready for inference, as Hugging Face's from_pretrained
 
     # --- forward --------------------------------------------------------------------------
 
