@@ -59,7 +59,8 @@ def test_quick_bench_cli_writes_json(tiny_bert_dir, tmp_path, capsys):
     # PEFT's prefix tuning fails on BERT classification; the failure is a row, not a crashed run
     peft_row = rows["peft-prefix-tuning"]
     assert peft_row["status"] == "error", peft_row
-    assert peft_row["error"].startswith("ValueError: Model does not support past key values"), peft_row["error"]
+    message = peft_row["error"]
+    assert message.startswith("ValueError: Model does not support past key values"), message
     ratio_table = result["ratios_vs_fine_tune"]
     assert ratio_table["fine-tune"]["step_time"] == pytest.approx(1.0)
     assert set(ratio_table["p-tuning-v2"]) >= {"step_time", "peak_memory", "inference_prefix_overhead"}

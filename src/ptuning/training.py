@@ -516,12 +516,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if cfg.bf16 and not torch.cuda.is_available():
             print("note: --bf16 needs a GPU; this run trains in float32 on the CPU")
         count = model.count_parameters()
+        cut = ""
+        if length < cfg.max_seq_length:
+            cut = f" (text cut to {length}: the input prompt takes {cfg.prefix_len} positions)"
         print(
             f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
             f"{count.describe()}; train {len(train_examples)} examples, eval {len(eval_examples)}; "
-            f"max_seq_length {cfg.max_seq_length}"
-            + (f" (text cut to {length}: the input prompt takes positions)" if length < cfg.max_seq_length else "")
-            + f", prefix_len {cfg.prefix_len}, "
+            f"max_seq_length {cfg.max_seq_length}{cut}, prefix_len {cfg.prefix_len}, "
             f"{_planned_length(cfg, steps_per_epoch)}, "
             f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}, pooling {cfg.pooling}"
             + (f"; resuming from {resume_from}" if resume_from else "")
