@@ -19,11 +19,32 @@ if SHARED_DATA.is_dir():
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
+needs_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason="benchmark data folder ../shared/data is not present"
+)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("benchmark data folder ../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tasks(shared_data):
+    """`tasks(name)`: a built-in task loaded from the benchmark files once per session (SST-2 train is
+    67k lines); tests must not modify it."""
+    from ptuning.data import load_task
+
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = load_task(name, shared_data)
+        return cache[name]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, needs_data
 
 from ptuning.data import KNOWN_TASKS, DataError, TaskSpec, get_task_spec, load_task, load_user_task, subsample
-
-DATA = SHARED_DATA  # $PTUNING_DATA, else ../shared/data
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason="benchmark data folder ../shared/data is not present"
-)
 
 # Examples per split, from ../shared/data/README.md (QNLI, BoolQ, SQuAD: the deterministic split of the
 # only offline split; CoLA, STS-B: the file line counts, as the README defers to MANIFEST).
@@ -37,21 +32,6 @@ EXPECTED_COUNTS = {
 }
 # Built-in tasks without files in ../shared/data (tested on the hand-made files of tests/data).
 NOT_IN_SHARED_DATA = ("wic", "squad2", "conll05")
-
-
-@pytest.fixture(scope="module")
-def tasks():
-    """Built-in tasks loaded once per module (SST-2 train is 67k lines)."""
-    if not DATA.is_dir():
-        pytest.skip("benchmark data folder ../shared/data is not present")
-    cache: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = load_task(name, DATA)
-        return cache[name]
-
-    return get
 
 
 def one_line_error(excinfo: pytest.ExceptionInfo) -> str:
@@ -167,7 +147,7 @@ def test_split_of_dev_only_tasks_by_index(tasks, name: str, total: int) -> None:
     (note,) = data.spec.notes
     assert "index % 5 == 4" in note and f"{len(data.validation):,}" in note and f"{len(data.train):,}" in note
     # deterministic: a second load gives the same split
-    again = load_task(name, DATA)
+    again = load_task(name, SHARED_DATA)
     assert again.validation == data.validation and again.train[:50] == data.train[:50]
 
 
@@ -291,7 +271,7 @@ def test_mrpc_without_original_files_reads_train_tsv(tmp_path: Path) -> None:
     folder = tmp_path / "glue" / "MRPC"
     folder.mkdir(parents=True)
     for name in ("train.tsv", "dev.tsv"):
-        shutil.copy(DATA / "glue" / "MRPC" / name, folder / name)
+        shutil.copy(SHARED_DATA / "glue" / "MRPC" / name, folder / name)
     data = load_task("mrpc", tmp_path)
     assert (len(data.train), len(data.validation)) == (3_667, 408)  # this copy of train.tsv lacks a row
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import needs_data
 
 from ptuning.data import (
     MODEL_INPUT_KEYS,
@@ -16,18 +16,12 @@ from ptuning.data import (
     TaskSpec,
     encode,
     get_task_spec,
-    load_task,
     make_collator,
     postprocess_qa,
     spans_from_tags,
     word_predictions,
 )
 from ptuning.metrics import compute_metrics, normalize_answer
-
-DATA = SHARED_DATA  # $PTUNING_DATA, else ../shared/data
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason="benchmark data folder ../shared/data is not present"
-)
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +57,6 @@ def plain_tokenizer():
         sep_token="[SEP]",
         model_input_names=["input_ids", "attention_mask"],
     )
-
-
-@pytest.fixture(scope="module")
-def tasks():
-    if not DATA.is_dir():
-        pytest.skip("benchmark data folder ../shared/data is not present")
-    cache: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = load_task(name, DATA)
-        return cache[name]
-
-    return get
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from .errors import BackboneError as BackboneError  # re-exported: its home before ptuning.errors
+
 DEFAULT_BACKBONE = "minilm"
 
 PACKAGED: dict[str, str] = {
@@ -35,8 +37,12 @@ PACKAGED: dict[str, str] = {
 }
 
 
-class BackboneError(ValueError):
-    """A backbone name that cannot be resolved; the message says what to install or pass."""
+def backbone_limit(config) -> int:
+    """The longest token sequence the backbone's absolute position embeddings can take."""
+    limit = getattr(config, "max_position_embeddings", None) or 512
+    if config.model_type in ("roberta", "mpnet"):  # positions start after the padding index
+        limit -= (getattr(config, "pad_token_id", 1) or 1) + 1
+    return int(limit)
 
 
 def cache_dir() -> Path:

@@ -5,6 +5,7 @@ A checkpoint folder holds
   prompt.safetensors   the prompt parameters and the head (and, for fine-tune, the backbone)
 The reparameterization MLP is folded into the plain prefix table on export (`fold=True`), so
 inference needs no MLP; training checkpoints keep it (`fold=False`) so training can resume.
+This module reads and writes files only: `PromptModel.from_pretrained` builds a model from them.
 Every file is written to a temporary name and renamed, so a crash never leaves half a file; a
 write error (a full disk) is one CheckpointWriteError naming the file, with no temporary left.
 """
@@ -23,8 +24,8 @@ from typing import Any
 from safetensors.torch import save as safetensors_bytes
 
 from . import __version__
-from .backbones import fingerprint, load_backbone, parameter_bytes
-from .config import PromptConfig
+from .backbones import parameter_bytes
+from .config import HANDCRAFTED
 from .data.inputs import InputFormat
 from .data.spec import TaskSpec
 from .validation import (
@@ -32,7 +33,6 @@ from .validation import (
     WEIGHTS_NAME,
     CheckpointError,
     check_tensors,
-    expected_tensors,
     load_finite,
     read_config_file,
     read_header,
@@ -167,6 +167,17 @@ def save_checkpoint(
     return sizes
 
 
+def is_handcrafted(directory) -> bool:
+    """True when the folder holds a handcrafted-prompt checkpoint (a template, no weights)."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("prompt_config", {}).get("method") == HANDCRAFTED
+    except (ValueError, AttributeError, OSError, RecursionError):  # not JSON, not UTF-8, not an object
+        return False
+
+
 def read_config(directory) -> dict[str, Any]:
     """The checkpoint's config, checked against the schema (`ptuning.validation.validate_config`)."""
     return validate_config(directory)
@@ -176,8 +187,6 @@ def recorded_inputs(directory) -> tuple[InputFormat, int | None]:
     """The input format and max sequence length a checkpoint was trained with. Checkpoints from
     before they were recorded: train_config.json beside them where present, else the defaults
     (`InputFormat()`, and None: the command's own default length)."""
-    from .handcrafted import is_handcrafted
-
     # a handcrafted checkpoint (a template, no weights) is outside the prompt-weights schema
     config = read_config_file(directory) if is_handcrafted(directory) else read_config(directory)
     source: Any = config
@@ -218,47 +227,6 @@ def check_backbone(config: dict[str, Any], backbone_fingerprint: str, backbone_l
         )
 
 
-def load_checkpoint(directory, *, backbone=None):
-    """(PromptModel in eval mode, tokenizer or None).
-
-    `backbone`: None (load by the saved name), a name, or a loaded model. The checkpoint passes
-    `ptuning.validation` (config schema, safetensors header, names/dtypes/shapes, finite values)
-    before its tensors are loaded; the header is read before the backbone is.
-    """
-    from .handcrafted import is_handcrafted
-    from .modeling import PromptModel
-
-    if is_handcrafted(directory):
-        raise CheckpointError(
-            f"{directory} is a handcrafted-prompt checkpoint (a template, no prompt weights); load it with "
-            "ptuning.handcrafted.load_handcrafted"
-        )
-    config = validate_config(directory)
-    header = read_header(directory)
-    tokenizer = None
-    if backbone is None or isinstance(backbone, str | os.PathLike):
-        name = str(backbone) if backbone is not None else config["backbone"]
-        backbone, tokenizer = load_backbone(name)
-        label = name
-    else:
-        label = getattr(backbone.config, "_name_or_path", "") or backbone.config.model_type
-    backbone_print = fingerprint(backbone)
-    check_backbone(config, backbone_print, label, directory)
-    check_tensors(directory, header, expected_tensors(config, backbone))
-    state = load_finite(directory)
-    model = PromptModel(
-        backbone,
-        spec_from_config(config),
-        PromptConfig.from_dict(config["prompt_config"]),
-        backbone_name=config["backbone"],
-        backbone_fingerprint=backbone_print,
-    )
-    if config.get("prefix_folded"):
-        model.fold_prefix()
-    _load_state(model, directory, state)
-    return model.eval(), tokenizer  # ready for inference, as Hugging Face's from_pretrained
-
-
 def _expected_from_model(model) -> dict[str, tuple[int, ...]]:
     modules = dict(model.prompt_modules())
     if not model.prompt_config.freezes_backbone:
@@ -270,7 +238,8 @@ def _expected_from_model(model) -> dict[str, tuple[int, ...]]:
     }
 
 
-def _load_state(model, directory, state: dict) -> None:
+def load_state(model, directory, state: dict) -> None:
+    """Put a checkpoint's tensors (`state`, already validated) into the prompt modules of `model`."""
     weights = Path(directory) / WEIGHTS_NAME
     modules = model.prompt_modules()
     if not model.prompt_config.freezes_backbone:
@@ -289,4 +258,4 @@ def load_training_state(model, directory) -> None:
     config = validate_config(directory)
     check_backbone(config, model.backbone_fingerprint, model.backbone_name, directory)
     check_tensors(directory, read_header(directory), _expected_from_model(model))
-    _load_state(model, directory, load_finite(directory))
+    load_state(model, directory, load_finite(directory))

@@ -1,32 +1,36 @@
-"""The `ptuning` command: one subcommand per module in `ptuning.commands`.
+"""The `ptuning` command: one subcommand per module in `ptuning.commands`, registered below.
 
-Each command module defines `HELP` (one line), `DESCRIPTION`, `add_arguments(parser)` and
-`run(args) -> int`. Modules are imported only for the subcommand being run, so `--help` is fast.
+Each command module defines `DESCRIPTION`, `add_arguments(parser)` and `run(args) -> int`, and
+imports at module level only what building its parser needs (no torch, no transformers): its
+work's imports sit inside `run`. `ptuning --help` therefore loads no model code.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
+from types import ModuleType
+
+from . import __version__
+from .commands import bench, evaluate, info, predict, report, serve, train
+from .errors import UserError
+
+__all__ = ["COMMANDS", "UserError", "available_commands", "build_parser", "main"]
 
 # name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("ptuning.commands.info", "parameter counts of a backbone + method, and the known names"),
-    "train": (
-        "ptuning.commands.train",
-        "train a prompt (or fine-tune) on a task; writes a prompt-only checkpoint",
-    ),
-    "eval": ("ptuning.commands.evaluate", "evaluate a saved checkpoint on a task's validation split"),
-    "predict": ("ptuning.commands.predict", "predict with a saved checkpoint; writes JSON lines"),
-    "serve": ("ptuning.commands.serve", "serve many tasks' prompts over HTTP from one frozen backbone"),
-    "bench": ("ptuning.commands.bench", "measure step time, memory and size of each method side by side"),
-    "report": (
-        "ptuning.commands.report",
-        "run the reduced reproduction protocol and write a report with plots",
-    ),
+COMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "info": (info, "parameter counts of a backbone + method, and the known names"),
+    "train": (train, "train a prompt (or fine-tune) on a task; writes a prompt-only checkpoint"),
+    "eval": (evaluate, "evaluate a saved checkpoint on a task's validation split"),
+    "predict": (predict, "predict with a saved checkpoint; writes JSON lines"),
+    "serve": (serve, "serve many tasks' prompts over HTTP from one frozen backbone"),
+    "bench": (bench, "measure step time, memory and size of each method side by side"),
+    "report": (report, "run the reduced reproduction protocol and write a report with plots"),
 }
+
+# printed as one line with exit code 2 (data, backbone and checkpoint errors are UserErrors)
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 
 EPILOG = """examples:
   ptuning train                                   # P-Tuning v2, SST-2, MiniLM: the main job
@@ -38,21 +42,9 @@ checkpoints go to outputs/<task>-<method> (your own files: outputs/<train file s
 data: --data-dir DIR, else $PTUNING_DATA, else the Hugging Face hub (needs a network)."""
 
 
-class UserError(Exception):
-    """An error in what the user asked for: printed as one line, exit code 2."""
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .backbones import BackboneError
-    from .checkpoint import CheckpointError
-    from .data.spec import DataError
-
-    return (UserError, DataError, BackboneError, CheckpointError, FileNotFoundError)
-
-
-def available_commands() -> dict[str, tuple[str, str]]:
-    """Commands whose module is installed (serve/bench/report arrive with their issues)."""
-    return {name: value for name, value in COMMANDS.items() if importlib.util.find_spec(value[0]) is not None}
+def available_commands() -> dict[str, tuple[ModuleType, str]]:
+    """The subcommands, name -> (module, one-line help)."""
+    return dict(COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,12 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"ptuning {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in available_commands().items():
-        module = importlib.import_module(module_name)
+    for name, (module, help_text) in COMMANDS.items():
         child = sub.add_parser(
             name,
             help=help_text,
@@ -89,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._module.run(args) or 0)
-    except _user_errors() as exc:
+    except USER_ERRORS as exc:
         message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         print(f"ptuning {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -26,93 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import encode, make_collator, postprocess_qa, spans_from_tags, word_predictions
+from .data import encode, make_collator
 from .data.features import predicate_marker
-from .data.spec import DataError, TaskSpec
+from .data.inputs import FIELDS as FIELDS  # re-exported: the input rules above live in data.inputs
+from .data.inputs import parse_input
+from .data.spec import TaskSpec
+from .decode import format_outputs  # its home before decode.py
 from .modeling import PromptModel
-
-FIELDS: dict[str, tuple[str, ...]] = {
-    "classification": ("text", "text_pair"),
-    "regression": ("text", "text_pair"),
-    "multiple_choice": ("context", "choices"),
-    "token_classification": ("tokens", "predicate"),  # predicate: SRL's word index (conll05)
-    "question_answering": ("question", "context"),
-}
-
-
-def _check_text(text: str, what: str) -> None:
-    """`what` ("input 0: field 'text'") names the text in the DataError."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise DataError(
-            f"{what} is not valid Unicode text (unpaired surrogate U+{ord(text[exc.start]):04X} at "
-            f"character {exc.start}; invalid UTF-8?)"
-        ) from None
-    if not text.strip():
-        raise DataError(f"{what} is empty; expected text with at least one non-space character")
-
-
-def _field(item: dict, key: str, kind: type, index: int, *, optional: bool = False):
-    value = item.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
-        expected = "a list of strings" if kind is list else "a string"
-        raise DataError(f"input {index}: field {key!r} must be {expected}, got {type(value).__name__}")
-    if kind is list:
-        if not value:
-            raise DataError(f"input {index}: field {key!r} is empty; expected at least one item")
-        for position, text in enumerate(value):
-            _check_text(text, f"input {index}: field {key!r} item {position}")
-    else:
-        _check_text(value, f"input {index}: field {key!r}")
-    return value
-
-
-def parse_input(spec: TaskSpec, item: Any, index: int) -> dict[str, Any]:
-    """A raw input -> an example dict of `ptuning.data` (without a label)."""
-    kind = spec.task_type
-    if isinstance(item, str):
-        _check_text(item, f"input {index}: the text")
-        if kind in ("classification", "regression"):
-            return {"text": item, "text_pair": None}
-        if kind == "token_classification":
-            return {"tokens": item.split()}
-        raise DataError(f"input {index}: task {spec.name!r} ({kind}) needs an object, not a plain string")
-    if not isinstance(item, dict):
-        raise DataError(f"input {index}: expected a string or an object, got {type(item).__name__}")
-    unknown = [key for key in item if key not in FIELDS[kind]]
-    if unknown:
-        raise DataError(
-            f"input {index}: field {unknown[0]!r} is not a field of a {kind} input; "
-            f"expected {', '.join(FIELDS[kind])}"
-        )
-    if kind in ("classification", "regression"):
-        return {
-            "text": _field(item, "text", str, index),
-            "text_pair": _field(item, "text_pair", str, index, optional=True),
-        }
-    if kind == "multiple_choice":
-        choices = _field(item, "choices", list, index)
-        if spec.num_choices and len(choices) != spec.num_choices:
-            raise DataError(
-                f"input {index}: task {spec.name!r} expects {spec.num_choices} choices, got {len(choices)}"
-            )
-        return {"context": _field(item, "context", str, index), "choices": choices}
-    if kind == "token_classification":
-        tokens = _field(item, "tokens", list, index)
-        predicate = item.get("predicate")  # semantic role labelling: the predicate's word index
-        if predicate is None:
-            return {"tokens": tokens}
-        if not isinstance(predicate, int) or isinstance(predicate, bool) or not 0 <= predicate < len(tokens):
-            raise DataError(f"input {index}: field 'predicate' must be a word index below {len(tokens)}")
-        return {"tokens": tokens, "predicate": predicate}
-    return {
-        "id": str(index),
-        "question": _field(item, "question", str, index),
-        "context": _field(item, "context", str, index),
-    }
 
 
 def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool:
@@ -141,7 +61,7 @@ class Predictor:
         self.tokenizer = tokenizer
         self.spec = model.spec
         limit = getattr(tokenizer, "model_max_length", max_length) or max_length
-        self.max_length = min(max_length, limit, 512)
+        self.max_length = min(max_length, limit, 512, model.max_text_length)
         self.batch_size = batch_size
         self.collate = make_collator(self.spec, tokenizer)
 
@@ -185,65 +105,3 @@ class Predictor:
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         examples, features, flags = self.prepare(inputs)
         return format_outputs(self.spec, examples, features, self.logits(features), flags)
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def format_outputs(spec: TaskSpec, examples, features, logits, flags) -> list[dict[str, Any]]:
-    """Model outputs (aligned with `features`) -> one answer dict per example."""
-    kind = spec.task_type
-    if kind == "question_answering":
-        starts, ends = logits
-        answers = postprocess_qa(examples, features, starts, ends)
-        if spec.null_answers:  # SQuAD 2.0: nothing when the null score beats the span by the threshold
-            from .data.squad2 import null_scores, span_scores
-
-            nulls, spans = null_scores(features, starts, ends), span_scores(features, starts, ends)
-            for ex in examples:
-                if ex["id"] not in nulls or nulls[ex["id"]] - spans[ex["id"]] > spec.null_threshold:
-                    answers[ex["id"]] = {"text": "", "start": 0, "end": 0}
-        results = [
-            {
-                "answer": answers[ex["id"]]["text"],
-                "start": answers[ex["id"]]["start"],
-                "end": answers[ex["id"]]["end"],
-            }
-            for ex in examples
-        ]
-    elif kind == "token_classification":
-        predicted = [row.argmax(-1) for row in logits]
-        word_ids = [f["word_ids"] for f in features]
-        per_word = word_predictions(word_ids, predicted, num_words=[len(ex["tokens"]) for ex in examples])
-        results = []
-        for ex, ids in zip(examples, per_word, strict=True):
-            tags = [spec.labels[i] for i in ids]
-            results.append(
-                {"tokens": ex["tokens"], "tags": tags, "entities": spans_from_tags(ex["tokens"], tags)}
-            )
-    elif kind == "regression":
-        results = [{"score": float(np.asarray(row).reshape(-1)[0])} for row in logits]
-    elif kind == "multiple_choice":
-        results = []
-        for row in logits:
-            probs = _softmax(np.asarray(row))
-            results.append(
-                {"label": int(probs.argmax()), "probabilities": [round(float(p), 6) for p in probs]}
-            )
-    else:
-        results = []
-        for row in logits:
-            probs = _softmax(np.asarray(row))
-            results.append(
-                {
-                    "label": spec.labels[int(probs.argmax())],
-                    "probabilities": {
-                        name: round(float(p), 6) for name, p in zip(spec.labels, probs, strict=True)
-                    },
-                }
-            )
-    for result, flag in zip(results, flags, strict=True):
-        result["truncated"] = flag
-    return results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 
 import torch
@@ -10,12 +11,15 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
-from .backbones import Geometry, fingerprint, geometry, load_backbone
+from .backbones import Geometry, backbone_limit, fingerprint, geometry, load_backbone
+from .checkpoint import check_backbone, is_handcrafted, load_state, save_checkpoint, spec_from_config
 from .config import PromptConfig
 from .data.spec import TaskSpec
+from .errors import CheckpointError
 from .heads import build_head
 from .injection import LayerPrefix, PrefixInjector
 from .prompts import InputPrompt, PrefixEncoder
+from .validation import check_tensors, expected_tensors, load_finite, read_header, validate_config
 
 
 @dataclass
@@ -117,6 +121,13 @@ class PromptModel(nn.Module):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return ParameterCount(trainable=trainable, total=backbone + own, backbone=backbone)
 
+    @property
+    def max_text_length(self) -> int:
+        """The most tokens of text one sequence can hold: the backbone's positions, less the P input
+        vectors that prompt tuning puts before the text (deep prompts take no positions)."""
+        taken = self.input_prompt.prefix_len if self.input_prompt is not None else 0
+        return backbone_limit(self.backbone.config) - taken
+
     def fold_prefix(self) -> None:
         """Replace a reparameterized prefix encoder by its plain table (same outputs, no MLP)."""
         if self.prefix_encoder is not None and self.prefix_encoder.projection:
@@ -124,18 +135,47 @@ class PromptModel(nn.Module):
 
     def save_pretrained(self, directory, *, fold: bool = True) -> dict[str, int]:
         """Write the prompt-only checkpoint (see `ptuning.checkpoint`); returns its byte counts."""
-        from .checkpoint import save_checkpoint
-
         return save_checkpoint(self, directory, fold=fold)
 
     @classmethod
     def from_pretrained(
         cls, directory, *, backbone=None
     ) -> tuple[PromptModel, PreTrainedTokenizerBase | None]:
-        """Load a checkpoint onto its backbone (loaded by name, or the `backbone` given)."""
-        from .checkpoint import load_checkpoint
+        """Load a checkpoint onto its backbone: (model in eval mode, tokenizer or None).
 
-        return load_checkpoint(directory, backbone=backbone)
+        `backbone`: None (load by the saved name), a name, or a loaded model. The checkpoint passes
+        `ptuning.validation` (config schema, safetensors header, names/dtypes/shapes, finite values)
+        before its tensors are loaded; the header is read before the backbone is.
+        """
+        if is_handcrafted(directory):
+            raise CheckpointError(
+                f"{directory} is a handcrafted-prompt checkpoint (a template, no prompt weights); load it with "
+                "ptuning.handcrafted.load_handcrafted"
+            )
+        config = validate_config(directory)
+        header = read_header(directory)
+        tokenizer = None
+        if backbone is None or isinstance(backbone, str | os.PathLike):
+            name = str(backbone) if backbone is not None else config["backbone"]
+            backbone, tokenizer = load_backbone(name)
+            label = name
+        else:
+            label = getattr(backbone.config, "_name_or_path", "") or backbone.config.model_type
+        backbone_print = fingerprint(backbone)
+        check_backbone(config, backbone_print, label, directory)
+        check_tensors(directory, header, expected_tensors(config, backbone))
+        state = load_finite(directory)
+        model = cls(
+            backbone,
+            spec_from_config(config),
+            PromptConfig.from_dict(config["prompt_config"]),
+            backbone_name=config["backbone"],
+            backbone_fingerprint=backbone_print,
+        )
+        if config.get("prefix_folded"):
+            model.fold_prefix()
+        load_state(model, directory, state)
+        return model.eval(), tokenizer  # ready for inference, as Hugging Face's from_pretrained
 
     # --- forward --------------------------------------------------------------------------
 

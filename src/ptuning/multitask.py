@@ -227,12 +227,13 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
     model, tokenizer = MultiTaskModel.build(cfg.backbone, specs, cfg.prompt_config())
     if cfg.init_from:
         print(f"prompt initialised from {init_prompt_from(model.model(names[0]), cfg.init_from)}")
+    length = min(cfg.max_seq_length, model.model(names[0]).max_text_length)  # input prompts take positions
     features = [
-        [{**feature, TASK_KEY: index} for feature in encode(spec, examples, tokenizer, cfg.max_seq_length)]
+        [{**feature, TASK_KEY: index} for feature in encode(spec, examples, tokenizer, length)]
         for index, (spec, examples) in enumerate(zip(specs, train_examples, strict=True))
     ]
     eval_sets = {
-        spec.name: EvalSet(spec, examples, tokenizer, cfg.max_seq_length)
+        spec.name: EvalSet(spec, examples, tokenizer, length)
         for spec, examples in zip(specs, eval_examples, strict=True)
     }
     global_batch = cfg.batch_size * cfg.grad_accum

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cli import UserError
+from .errors import UserError
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -44,7 +44,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 class ShallowCacheError(UserError, ValueError):
     """The model or configuration cannot use a shallow-layer cache; the message says why.
 
-    A `ptuning.cli.UserError`, so `ptuning train` prints it as one line."""
+    A `ptuning.errors.UserError`, so `ptuning train` prints it as one line."""
 
 
 def _key(ids: torch.Tensor, types_: torch.Tensor | None) -> bytes:

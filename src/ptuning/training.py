@@ -483,8 +483,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         from .transfer import init_prompt_from
 
         print(f"prompt initialised from {init_prompt_from(model, cfg.init_from)} (head fresh)")
-    train_features = encode(spec, train_examples, tokenizer, cfg.max_seq_length, for_training=True)
-    eval_set = EvalSet(spec, eval_examples, tokenizer, cfg.max_seq_length)
+    length = min(cfg.max_seq_length, model.max_text_length)  # prompt tuning's P vectors take positions
+    train_features = encode(spec, train_examples, tokenizer, length, for_training=True)
+    eval_set = EvalSet(spec, eval_examples, tokenizer, length)
     shallow_cache = None
     if cfg.cache_shallow_layers:
         from .shallow_cache import attach_shallow_cache
@@ -515,10 +516,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if cfg.bf16 and not torch.cuda.is_available():
             print("note: --bf16 needs a GPU; this run trains in float32 on the CPU")
         count = model.count_parameters()
+        cut = ""
+        if length < cfg.max_seq_length:
+            cut = f" (text cut to {length}: the input prompt takes {cfg.prefix_len} positions)"
         print(
             f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
             f"{count.describe()}; train {len(train_examples)} examples, eval {len(eval_examples)}; "
-            f"max_seq_length {cfg.max_seq_length}, prefix_len {cfg.prefix_len}, "
+            f"max_seq_length {cfg.max_seq_length}{cut}, prefix_len {cfg.prefix_len}, "
             f"{_planned_length(cfg, steps_per_epoch)}, "
             f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}, pooling {cfg.pooling}"
             + (f"; resuming from {resume_from}" if resume_from else "")
@@ -697,7 +701,7 @@ def evaluate_checkpoint(
 
         metrics = evaluate_examples(model, examples, batch_size)
         return {"task": data.spec.name, "split": split, "examples": len(examples), **metrics}
-    eval_set = EvalSet(spec, examples, tokenizer, max_seq_length)
+    eval_set = EvalSet(spec, examples, tokenizer, min(max_seq_length, model.max_text_length))
     args = TrainingArguments(
         output_dir=str(Path(checkpoint) / ".eval"),
         per_device_eval_batch_size=batch_size,

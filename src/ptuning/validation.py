@@ -24,6 +24,7 @@ import torch
 from .backbones import geometry
 from .config import METHODS
 from .data.spec import TASK_TYPES
+from .errors import CheckpointError as CheckpointError  # re-exported: its home before ptuning.errors
 
 CONFIG_NAME = "ptuning_config.json"
 WEIGHTS_NAME = "prompt.safetensors"
@@ -31,10 +32,6 @@ MAX_PREFIX_LEN = 4096
 MAX_PROJECTION_HIDDEN = 16384
 MAX_LABELS = 100_000
 FLOAT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, malformed, or made for another backbone."""
 
 
 # --- step 1: the config -------------------------------------------------------------------------

@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..checkpoint import atomic_write_text, recorded_inputs
-    from ..cli import UserError
     from ..data.inputs import read_prediction_inputs
+    from ..errors import UserError
     from ..inference import Predictor
 
     if bool(args.input) == bool(args.texts):

@@ -133,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def collect_prompts(prompts: list[str], prompt_dirs: list[str]) -> list[tuple[str, str]]:
     """(name, checkpoint folder) pairs from --prompt and --prompts-dir."""
     from ..checkpoint import CONFIG_NAME
-    from ..cli import UserError
+    from ..errors import UserError
 
     pairs: list[tuple[str, str]] = []
     for spec in prompts:
@@ -165,7 +165,7 @@ def collect_prompts(prompts: list[str], prompt_dirs: list[str]) -> list[tuple[st
 
 
 def bind(host: str, port: int) -> socket.socket:
-    from ..cli import UserError
+    from ..errors import UserError
 
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
@@ -205,7 +205,7 @@ def allowed_hosts(host: str, extra: list[str]) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..cli import UserError
+    from ..errors import UserError
     from ..serving import InvalidTaskNameError, MultiTaskPredictor
     from ..serving.app import GracefulServer, ServeSettings, create_app
 

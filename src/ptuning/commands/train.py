@@ -207,7 +207,7 @@ def config_from_args(args: argparse.Namespace):
     from ..training import TrainConfig
 
     if getattr(args, "cache_shallow_layers", False) and args.prompt_layers is None:
-        from ..cli import UserError
+        from ..errors import UserError
 
         raise UserError("--cache-shallow-layers needs --prompt-layers k (prompts in the top k layers only)")
     task = args.task or (None if args.train_file else MAIN_JOB["task"])
@@ -216,7 +216,7 @@ def config_from_args(args: argparse.Namespace):
         _check_handcrafted(args)
         max_train = max_train or 0  # zero-shot unless a few-shot size is given
     elif args.template is not None or args.verbalizer is not None:
-        from ..cli import UserError
+        from ..errors import UserError
 
         raise UserError("--template and --verbalizer go with --method handcrafted")
     if max_train is None and task == MAIN_JOB["task"] and not args.train_file:
@@ -278,7 +278,7 @@ def _write_failure(exc: BaseException, output_dir: str) -> Exception | None:
     import errno
     import shutil
 
-    from ..cli import UserError
+    from ..errors import UserError
 
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return UserError(f"no space left on device writing {exc.filename or output_dir}")

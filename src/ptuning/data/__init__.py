@@ -1,5 +1,6 @@
 """Task data: built-in tasks and user files (`tasks`), tokenizer features and batching (`features`)."""
 
+from ptuning.data import squad2, srl, wic
 from ptuning.data.features import (
     MODEL_INPUT_KEYS,
     encode,
@@ -9,7 +10,19 @@ from ptuning.data.features import (
     word_predictions,
 )
 from ptuning.data.spec import DataError, TaskSpec
-from ptuning.data.tasks import KNOWN_TASKS, TaskData, get_task_spec, load_task, load_user_task, subsample
+from ptuning.data.tasks import (
+    KNOWN_TASKS,
+    TaskData,
+    get_task_spec,
+    load_task,
+    load_user_task,
+    register_task,
+    subsample,
+)
+
+# the newer built-in tasks, each in its own module on the readers of `tasks`, listed after the others
+for _module in (wic, squad2, srl):
+    register_task(_module.TASK)
 
 __all__ = [
     "KNOWN_TASKS",

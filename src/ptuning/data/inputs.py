@@ -94,8 +94,6 @@ def read_prediction_inputs(
     """Inputs of `path` for a task of `spec` trained on files of format `fmt` (see the module doc).
 
     `id_column`: copied to each prediction; every input must have it. None: `id` where present."""
-    from ptuning.inference import parse_input
-
     path = Path(path)
     suffix = path.suffix.lower()
     kind = spec.task_type
@@ -136,12 +134,10 @@ def _id_of(record: _Record, raw: Any, id_column: str | None) -> Any:
 
 
 def _generic_item(record: _Record, raw: Any, spec: TaskSpec, fmt: InputFormat) -> Any:
-    """A raw line/row -> the input form of `ptuning.inference.parse_input`, reading trained columns."""
+    """A raw line/row -> the input form of `parse_input`, reading trained columns."""
     if not isinstance(raw, dict):
         return raw
     if spec.task_type not in ("classification", "regression"):
-        from ptuning.inference import FIELDS
-
         # a file's other keys (an id, gold tags or answers) are not the model's input
         return {key: value for key, value in raw.items() if key in FIELDS[spec.task_type]}
     names = [(fmt.text_column, "text"), (fmt.text_pair_column, "text_pair")]
@@ -234,3 +230,89 @@ def _squad_records(path: Path) -> list[tuple[_Record, Any]]:
                 qa = _Record(qa.source, f"question id {qid}", qa.data)
                 records.append((qa, {"id": qid, "question": qa.get("question"), "context": context}))
     return records
+
+
+# --- one raw input (a string or an object) -> an example: the rules of `ptuning.inference` ---
+
+FIELDS: dict[str, tuple[str, ...]] = {
+    "classification": ("text", "text_pair"),
+    "regression": ("text", "text_pair"),
+    "multiple_choice": ("context", "choices"),
+    "token_classification": ("tokens", "predicate"),  # predicate: SRL's word index (conll05)
+    "question_answering": ("question", "context"),
+}
+
+
+def _check_text(text: str, what: str) -> None:
+    """`what` ("input 0: field 'text'") names the text in the DataError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(
+            f"{what} is not valid Unicode text (unpaired surrogate U+{ord(text[exc.start]):04X} at "
+            f"character {exc.start}; invalid UTF-8?)"
+        ) from None
+    if not text.strip():
+        raise DataError(f"{what} is empty; expected text with at least one non-space character")
+
+
+def _field(item: dict, key: str, kind: type, index: int, *, optional: bool = False):
+    value = item.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
+        expected = "a list of strings" if kind is list else "a string"
+        raise DataError(f"input {index}: field {key!r} must be {expected}, got {type(value).__name__}")
+    if kind is list:
+        if not value:
+            raise DataError(f"input {index}: field {key!r} is empty; expected at least one item")
+        for position, text in enumerate(value):
+            _check_text(text, f"input {index}: field {key!r} item {position}")
+    else:
+        _check_text(value, f"input {index}: field {key!r}")
+    return value
+
+
+def parse_input(spec: TaskSpec, item: Any, index: int) -> dict[str, Any]:
+    """A raw input -> an example dict of `ptuning.data` (without a label)."""
+    kind = spec.task_type
+    if isinstance(item, str):
+        _check_text(item, f"input {index}: the text")
+        if kind in ("classification", "regression"):
+            return {"text": item, "text_pair": None}
+        if kind == "token_classification":
+            return {"tokens": item.split()}
+        raise DataError(f"input {index}: task {spec.name!r} ({kind}) needs an object, not a plain string")
+    if not isinstance(item, dict):
+        raise DataError(f"input {index}: expected a string or an object, got {type(item).__name__}")
+    unknown = [key for key in item if key not in FIELDS[kind]]
+    if unknown:
+        raise DataError(
+            f"input {index}: field {unknown[0]!r} is not a field of a {kind} input; "
+            f"expected {', '.join(FIELDS[kind])}"
+        )
+    if kind in ("classification", "regression"):
+        return {
+            "text": _field(item, "text", str, index),
+            "text_pair": _field(item, "text_pair", str, index, optional=True),
+        }
+    if kind == "multiple_choice":
+        choices = _field(item, "choices", list, index)
+        if spec.num_choices and len(choices) != spec.num_choices:
+            raise DataError(
+                f"input {index}: task {spec.name!r} expects {spec.num_choices} choices, got {len(choices)}"
+            )
+        return {"context": _field(item, "context", str, index), "choices": choices}
+    if kind == "token_classification":
+        tokens = _field(item, "tokens", list, index)
+        predicate = item.get("predicate")  # semantic role labelling: the predicate's word index
+        if predicate is None:
+            return {"tokens": tokens}
+        if not isinstance(predicate, int) or isinstance(predicate, bool) or not 0 <= predicate < len(tokens):
+            raise DataError(f"input {index}: field 'predicate' must be a word index below {len(tokens)}")
+        return {"tokens": tokens, "predicate": predicate}
+    return {
+        "id": str(index),
+        "question": _field(item, "question", str, index),
+        "context": _field(item, "context", str, index),
+    }

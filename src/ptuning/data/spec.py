@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ptuning.errors import DataError as DataError  # re-exported: its home before ptuning.errors
+
 TaskType = Literal[
     "classification",  # single sentence or sentence pair -> one of `labels`
     "regression",  # sentence pair -> a float (STS-B)
@@ -20,10 +22,6 @@ TASK_TYPES: tuple[str, ...] = (
     "token_classification",
     "question_answering",
 )
-
-
-class DataError(ValueError):
-    """Bad user input: the message names the file, the line or record, and what was expected."""
 
 
 @dataclass(frozen=True)

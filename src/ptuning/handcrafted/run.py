@@ -20,8 +20,9 @@ from transformers import set_seed
 
 from ..checkpoint import atomic_write_text
 from ..data import subsample
+from ..data.inputs import parse_input
 from ..data.spec import DataError, TaskSpec
-from ..inference import format_outputs, parse_input
+from ..decode import format_outputs
 from ..metrics import compute_metrics
 from .scorer import HandcraftedScorer
 from .store import load_handcrafted, save_handcrafted

@@ -29,17 +29,6 @@ from .templates import Template, Verbalizer
 METHOD = "handcrafted"
 
 
-def is_handcrafted(directory) -> bool:
-    """True when the folder holds a handcrafted-prompt checkpoint."""
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("prompt_config", {}).get("method") == METHOD
-    except (ValueError, AttributeError, OSError, RecursionError):  # not JSON, not UTF-8, not an object
-        return False
-
-
 def save_handcrafted(scorer: HandcraftedScorer, directory) -> dict[str, int]:
     """Write the checkpoint; returns its byte counts like `ptuning.checkpoint.save_checkpoint`."""
     directory = Path(directory)

@@ -35,10 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbones import fingerprint, load_backbone
+from ..backbones import backbone_limit, fingerprint, load_backbone
 from ..checkpoint import CheckpointError, read_config, recorded_inputs
 from ..data.features import make_collator
 from ..data.spec import TaskSpec
+from ..errors import ServingError
 from ..inference import Predictor, format_outputs
 from ..injection import LayerPrefix, PrefixInjector
 from ..modeling import PromptModel
@@ -46,10 +47,6 @@ from ..modeling import PromptModel
 DEFAULT_MAX_LENGTH = 256  # tokens per sequence for checkpoints that did not record their length
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class ServingError(Exception):
-    """Base class of the errors the engine reports to its callers."""
 
 
 class UnknownTaskError(ServingError, KeyError):
@@ -77,14 +74,6 @@ class QueueFullError(ServingError):
 
 class ShuttingDownError(ServingError):
     """The batcher is closing and accepts no new work."""
-
-
-def backbone_limit(config) -> int:
-    """The longest token sequence the backbone's absolute position embeddings can take."""
-    limit = getattr(config, "max_position_embeddings", None) or 512
-    if config.model_type in ("roberta", "mpnet"):  # positions start after the padding index
-        limit -= (getattr(config, "pad_token_id", 1) or 1) + 1
-    return int(limit)
 
 
 @dataclass(eq=False)

@@ -1,0 +1,34 @@
+"""The errors ptuning raises on purpose: one base, one class per kind of fault.
+
+Every message is one line that names what was wrong (the file and line or record where there is
+one) and what was expected. The command line prints a `UserError` (data, backbone and checkpoint
+errors included) as ``ptuning <command>: error: <message>`` and exits with code 2; the HTTP server
+answers a `ServingError` with its own status code. This module imports nothing, so any layer (the
+library, the server, the command line) can raise these without importing another.
+"""
+
+from __future__ import annotations
+
+
+class PtuningError(Exception):
+    """Base class of the errors ptuning raises on purpose."""
+
+
+class UserError(PtuningError):
+    """An error in what the user asked for (flags, names, their combination): one line, exit code 2."""
+
+
+class DataError(UserError, ValueError):
+    """Bad user input: the message names the file, the line or record, and what was expected."""
+
+
+class BackboneError(UserError, ValueError):
+    """A backbone name that cannot be resolved; the message says what to install or pass."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that is missing, malformed, or made for another backbone."""
+
+
+class ServingError(PtuningError):
+    """Base class of the errors the serving engine reports to its callers."""
