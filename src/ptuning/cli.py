@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "ptuning.commands.train",
         "train a prompt (or fine-tune) on a task; writes a prompt-only checkpoint",
     ),
+    "tune": (
+        "ptuning.commands.tune",
+        "search a method's hyperparameters with Optuna; writes best_config.json for train --config",
+    ),
     "eval": ("ptuning.commands.evaluate", "evaluate a saved checkpoint on a task's validation split"),
     "predict": ("ptuning.commands.predict", "predict with a saved checkpoint; writes JSON lines"),
     "serve": ("ptuning.commands.serve", "serve many tasks' prompts over HTTP from one frozen backbone"),
@@ -87,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["train"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = argv[1:]  # the command's own options, for --config FILE (ptuning.settings_file)
     try:
         return int(args._module.run(args) or 0)
     except _user_errors() as exc:
