@@ -84,11 +84,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         args = apply_settings_file(args, add_arguments)
+        if args.method == HANDCRAFTED:
+            raise UserError("--method handcrafted has no hyperparameters to search (nothing trains by gradient)")
         space, notes = space_for(args.method, args.space, max_steps=args.max_steps)
     except (SettingsError, SpaceError) as exc:
         raise UserError(str(exc)) from None
-    if args.method == HANDCRAFTED:
-        raise UserError("--method handcrafted has no hyperparameters to search (nothing trains by gradient)")
     if args.trials < 1:
         raise UserError(f"--trials must be >= 1, got {args.trials}")
     if args.timeout is not None and args.timeout <= 0:
