@@ -102,7 +102,10 @@ def test_train_config_reproduces_the_best_trial(search, tmp_path):
     assert mine == theirs
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["validation"]["accuracy"] == summary["best_value"]  # same seed, same settings
-    assert metrics["validation"]["loss"] == json.loads((trial_dir / "metrics.json").read_text())["validation"]["loss"]
+    assert (
+        metrics["validation"]["loss"]
+        == json.loads((trial_dir / "metrics.json").read_text())["validation"]["loss"]
+    )
 
 
 def _args_with_config(path: Path, *flags: str):
@@ -126,9 +129,15 @@ def test_command_line_options_override_the_config_file(tmp_path):
     ("content", "expected"),
     [
         ('{\n  "prefix_len": 8,\n  "learning_rate": 0.1\n}', ":3: unknown setting 'learning_rate'"),
-        ('{\n  "prefix_len": "eight"\n}', ':2: prefix_len (--prefix-len) expects a whole number, got "eight"'),
+        (
+            '{\n  "prefix_len": "eight"\n}',
+            ':2: prefix_len (--prefix-len) expects a whole number, got "eight"',
+        ),
         ('{\n  "method": "lora"\n}', ":2: method (--method) expects one of"),
-        ('{\n  "prefix_projection": 1\n}', ":2: prefix_projection (--prefix-projection) expects true or false"),
+        (
+            '{\n  "prefix_projection": 1\n}',
+            ":2: prefix_projection (--prefix-projection) expects true or false",
+        ),
         ('{\n  "seed": null\n}', ":2: seed (--seed) expects a value, got null"),
         ('{\n  "config": "other.json"\n}', ":2: unknown setting 'config'"),
         ('{\n  "prefix_len": 8,\n}', ":3: not valid JSON"),
@@ -211,7 +220,10 @@ def test_search_killed_mid_trial_resumes(tiny_bert_dir, shared_data, tmp_path):
     args = _tune(tiny_bert_dir, out, "--trials", "1", "--max-train-samples", "400", "--max-steps", "50")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ptuning", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "ptuning", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 240
     try:  # kill it once the first trial is training

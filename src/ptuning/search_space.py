@@ -91,7 +91,13 @@ def describe_spaces() -> str:
 
 
 def _format(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+    return (
+        str(value).lower()
+        if isinstance(value, bool)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )
 
 
 def _number(name: str, kind: type, text: str, where: str) -> Any:
@@ -181,7 +187,9 @@ def space_for(method: str, override: str | None, *, max_steps: int = -1) -> tupl
     if method == "fine-tune":
         wrong = [name for name in given if name in PROMPT_ONLY]
         if wrong:
-            raise SpaceError(f"--space {override!r}: fine-tune has no prompt to search {', '.join(wrong)} for")
+            raise SpaceError(
+                f"--space {override!r}: fine-tune has no prompt to search {', '.join(wrong)} for"
+            )
     if method != "p-tuning-v2" and "prefix_projection" in given:
         raise SpaceError(
             f"--space {override!r}: prefix_projection is searched for p-tuning-v2 only "
@@ -190,7 +198,9 @@ def space_for(method: str, override: str | None, *, max_steps: int = -1) -> tupl
     space.update(given)
     if max_steps > 0 and "epochs" in space:
         if "epochs" in given:
-            raise SpaceError(f"--space {override!r}: epochs cannot be searched with --max-steps (it fixes the length)")
+            raise SpaceError(
+                f"--space {override!r}: epochs cannot be searched with --max-steps (it fixes the length)"
+            )
         del space["epochs"]
         notes.append("epochs not searched: --max-steps fixes the training length")
     return space, notes

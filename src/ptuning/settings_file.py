@@ -53,7 +53,9 @@ def _value(action: argparse.Action, value: Any, where: str) -> Any:
     flag = action.option_strings[-1] if action.option_strings else action.dest
     if action.nargs == 0:  # store_true
         if not isinstance(value, bool):
-            raise SettingsError(f"{where}: {action.dest} ({flag}) expects true or false, got {json.dumps(value)}")
+            raise SettingsError(
+                f"{where}: {action.dest} ({flag}) expects true or false, got {json.dumps(value)}"
+            )
         return value
     if value is None:
         if action.default is not None:
@@ -86,7 +88,7 @@ def read_settings(
     except json.JSONDecodeError as exc:
         raise SettingsError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise SettingsError(f"{path}:1: expected a JSON object of settings, e.g. {{\"prefix_len\": 16}}")
+        raise SettingsError(f'{path}:1: expected a JSON object of settings, e.g. {{"prefix_len": 16}}')
     actions = _actions(_parser(add_arguments))
     known = [dest for dest in actions if dest not in refuse]
     settings = {}

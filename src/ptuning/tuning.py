@@ -132,7 +132,9 @@ def open_study(cfg: TuneConfig) -> optuna.Study:
     if recorded is None:
         study.set_user_attr("fixed", cfg.fixed)
     else:
-        changed = sorted(key for key in set(recorded) | set(cfg.fixed) if recorded.get(key) != cfg.fixed.get(key))
+        changed = sorted(
+            key for key in set(recorded) | set(cfg.fixed) if recorded.get(key) != cfg.fixed.get(key)
+        )
         if changed:
             key = changed[0]
             raise TuneError(

@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         args = apply_settings_file(args, add_arguments)
         if args.method == HANDCRAFTED:
-            raise UserError("--method handcrafted has no hyperparameters to search (nothing trains by gradient)")
+            raise UserError(
+                "--method handcrafted has no hyperparameters to search (nothing trains by gradient)"
+            )
         space, notes = space_for(args.method, args.space, max_steps=args.max_steps)
     except (SettingsError, SpaceError) as exc:
         raise UserError(str(exc)) from None
