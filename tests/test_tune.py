@@ -240,3 +240,22 @@ def test_search_killed_mid_trial_resumes(tiny_bert_dir, shared_data, tmp_path):
     # the killed trial stays RUNNING until its heartbeat is stale (then Optuna retries it); one more finished
     assert [row["state"] for row in rows] == ["RUNNING", "COMPLETE"]
     assert json.loads((out / "best_config.json").read_text())["max_steps"] == 50
+
+
+def test_a_trial_is_pruned_from_its_dev_metric(tiny_bert_dir, shared_data, tmp_path):
+    """PruneCallback reports every evaluation to the trial and stops training once Optuna prunes it."""
+    import optuna
+
+    from ptuning.training import TrainConfig, train
+    from ptuning.tuning import PruneCallback
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    trial = study.ask()  # an accuracy is always below 2: pruned at the first evaluation
+    cfg = TrainConfig(
+        task="sst2", backbone=str(tiny_bert_dir), max_train_samples=32, max_eval_samples=8, batch_size=8,
+        max_seq_length=32, prefix_len=2, epochs=3, output_dir=str(tmp_path / "pruned"), progress=False,
+    )  # fmt: skip
+    with pytest.raises(optuna.TrialPruned, match="eval_accuracy .* at step 4"):
+        train(cfg, callbacks=[PruneCallback(trial)])
+    assert list(study.trials[0].intermediate_values) == [4]  # one epoch of 4 steps, then stopped
+    assert not (tmp_path / "pruned" / "metrics.json").exists()
