@@ -259,3 +259,15 @@ def test_a_trial_is_pruned_from_its_dev_metric(tiny_bert_dir, shared_data, tmp_p
         train(cfg, callbacks=[PruneCallback(trial)])
     assert list(study.trials[0].intermediate_values) == [4]  # one epoch of 4 steps, then stopped
     assert not (tmp_path / "pruned" / "metrics.json").exists()
+
+
+def test_a_search_that_failed_on_its_data_is_one_line_and_starts_again(
+    tiny_bert_dir, shared_data, tmp_path, capsys
+):
+    out = tmp_path / "nodata"
+    assert main(_tune(tiny_bert_dir, out, "--trials", "1", "--data-dir", str(tmp_path / "missing"))) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1 and "ptuning tune: error:" in captured.err
+    # nothing trained: the same folder takes the corrected search without --resume or --overwrite
+    assert main(_tune(tiny_bert_dir, out, "--trials", "1")) == 0
+    assert [row["state"] for row in _rows(out)] == ["FAIL", "COMPLETE"]

@@ -99,28 +99,20 @@ def settings_of(fixed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     return {**fixed, **{PARAMETERS[name][0]: value for name, value in params.items()}}
 
 
-def open_study(cfg: TuneConfig) -> optuna.Study:
-    """The study in `<output_dir>/study.db`: new, or (with resume) the one there."""
-    db = cfg.output_dir / STUDY_DB
-    if db.exists() and not cfg.resume:
-        if not cfg.overwrite:
-            raise TuneError(
-                f"{cfg.output_dir} already holds a search ({db}): give --resume to continue it, "
-                "--overwrite to start afresh, or another --output-dir"
-            )
-        db.unlink()
-        shutil.rmtree(cfg.output_dir / TRIALS_DIR, ignore_errors=True)
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+def _storage(db: Path) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(
+        return optuna.storages.RDBStorage(
             f"sqlite:///{db.resolve()}",
             engine_kwargs={"connect_args": {"timeout": 60}},  # several processes wait for the lock
             heartbeat_interval=HEARTBEAT_S,
             grace_period=GRACE_S,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
-    study = optuna.create_study(
+
+
+def _create(storage: optuna.storages.RDBStorage) -> optuna.Study:
+    return optuna.create_study(
         storage=storage,
         study_name=STUDY_NAME,
         direction="maximize",  # every task metric here is better higher (training.py's greater_is_better)
@@ -128,8 +120,27 @@ def open_study(cfg: TuneConfig) -> optuna.Study:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
         load_if_exists=True,
     )
+
+
+def open_study(cfg: TuneConfig) -> optuna.Study:
+    """The study in `<output_dir>/study.db`: new, or (with resume) the one there. A study whose trials
+    all failed (a data error before any training) is taken up again without --resume."""
+    db = cfg.output_dir / STUDY_DB
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    storage = _storage(db)
+    study = _create(storage)
+    started = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
+    if started and not cfg.resume:
+        if not cfg.overwrite:
+            raise TuneError(
+                f"{cfg.output_dir} already holds a search ({db}, {len(started)} trials): give --resume to "
+                "continue it, --overwrite to start afresh, or another --output-dir"
+            )
+        optuna.delete_study(study_name=STUDY_NAME, storage=storage)
+        shutil.rmtree(cfg.output_dir / TRIALS_DIR, ignore_errors=True)
+        study, started = _create(storage), []
     recorded = study.user_attrs.get("fixed")
-    if recorded is None:
+    if recorded is None or not started:
         study.set_user_attr("fixed", cfg.fixed)
     else:
         changed = sorted(
@@ -153,6 +164,17 @@ def run_search(cfg: TuneConfig, build: Callable[[argparse.Namespace], TrainConfi
 
     `build` turns a trial's settings (an argparse namespace of `ptuning train` options) into its
     TrainConfig."""
+    # Optuna's own log lines ("study created", a failed trial's traceback) stay off stderr: we print
+    # each trial, and a failure is the command's one-line error
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        return _search(cfg, build)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _search(cfg: TuneConfig, build: Callable[[argparse.Namespace], TrainConfig]) -> optuna.Study:
     study = open_study(cfg)
     done = finished_trials(study)
     if done:
@@ -179,11 +201,17 @@ def run_search(cfg: TuneConfig, build: Callable[[argparse.Namespace], TrainConfi
                 objective,
                 n_trials=cfg.trials - done,
                 timeout=cfg.timeout,
-                # counts the trials of every process sharing the study
-                callbacks=[optuna.study.MaxTrialsCallback(cfg.trials, states=FINISHED)],
+                # MaxTrialsCallback counts the trials of every process sharing the study
+                callbacks=[optuna.study.MaxTrialsCallback(cfg.trials, states=FINISHED), _print_trial],
                 gc_after_trial=True,
             )
     return study
+
+
+def _print_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    value = f" {trial.user_attrs.get('metric', 'value')} {trial.value:.4f}" if trial.value is not None else ""
+    best = f" (best so far: trial {study.best_trial.number})" if value and study.best_trial else ""
+    print(f"trial {trial.number} {trial.state.name.lower()}{value}{best}")
 
 
 def trials_table(study: optuna.Study):
