@@ -271,3 +271,6 @@ def test_a_search_that_failed_on_its_data_is_one_line_and_starts_again(
     # nothing trained: the same folder takes the corrected search without --resume or --overwrite
     assert main(_tune(tiny_bert_dir, out, "--trials", "1")) == 0
     assert [row["state"] for row in _rows(out)] == ["FAIL", "COMPLETE"]
+    notes = json.loads((out / "search.json").read_text())["notes"]
+    assert any("no parameter importances: they need >= 2 complete trials" in note for note in notes)
+    assert (out / "optimization_history.png").is_file() and not (out / "param_importances.png").exists()
