@@ -74,6 +74,7 @@ class PruneCallback(TrainerCallback):
         if self.finished or value is None or state.global_step in self.reported:
             return
         self.reported.add(state.global_step)
+        self.trial.set_user_attr("metric", args.metric_for_best_model.removeprefix("eval_"))
         self.trial.report(float(value), step=state.global_step)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"{args.metric_for_best_model} {value:.4g} at step {state.global_step}")
@@ -191,7 +192,7 @@ def _search(cfg: TuneConfig, build: Callable[[argparse.Namespace], TrainConfig])
             metrics = train(train_cfg, callbacks=[PruneCallback(trial)])
         finally:
             shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)  # optimizer states: not needed after
-        trial.set_user_attr("metric", metrics["metric"])
+        trial.set_user_attr("metric", metrics["metric"])  # also where no evaluation ran before the end
         return float(metrics["validation"][metrics["metric"]])
 
     if done < cfg.trials:
@@ -209,6 +210,7 @@ def _search(cfg: TuneConfig, build: Callable[[argparse.Namespace], TrainConfig])
 
 
 def _print_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    # a pruned trial's value is the last metric it reported
     value = f" {trial.user_attrs.get('metric', 'value')} {trial.value:.4f}" if trial.value is not None else ""
     best = f" (best so far: trial {study.best_trial.number})" if value and study.best_trial else ""
     print(f"trial {trial.number} {trial.state.name.lower()}{value}{best}")
@@ -256,7 +258,7 @@ def write_results(study: optuna.Study, cfg: TuneConfig) -> dict[str, Any]:
         )
     else:
         summary["notes"].append("no trial completed: no best_config.json")
-    summary["plots"], plot_notes = _plots(study, out, len(complete))
+    summary["plots"], plot_notes = _plots(study, out, len(complete), summary.get("metric") or "value")
     summary["notes"].extend(plot_notes)
     for note in summary["notes"]:
         print(f"note: {note}")
@@ -264,7 +266,7 @@ def write_results(study: optuna.Study, cfg: TuneConfig) -> dict[str, Any]:
     return summary
 
 
-def _plots(study: optuna.Study, out: Path, complete: int) -> tuple[list[str], list[str]]:
+def _plots(study: optuna.Study, out: Path, complete: int, metric: str) -> tuple[list[str], list[str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,7 +283,7 @@ def _plots(study: optuna.Study, out: Path, complete: int) -> tuple[list[str], li
         with warnings.catch_warnings():  # "experimental"; importances of near-equal trials
             warnings.simplefilter("ignore")
             try:
-                axes = plot(study)
+                axes = plot(study, target_name=f"dev {metric}")
             except (ValueError, RuntimeError) as exc:  # e.g. importances of parameters that never varied
                 notes.append(f"no {name}: {str(exc).splitlines()[0]}")
                 continue
