@@ -205,6 +205,7 @@ def test_bad_space_is_one_line_exit_2(space, expected, capsys):
         (["--max-steps", "5", "--space", "epochs=1,2"], "epochs cannot be searched with --max-steps"),
         (["--method", "handcrafted"], "no hyperparameters to search"),
         (["--trials", "0"], "--trials must be >= 1"),
+        (["--timeout", "0"], "--timeout must be > 0 seconds"),
         (["--task", "conll03,conll04"], "one task at a time"),
     ],
 )
@@ -274,3 +275,14 @@ def test_a_search_that_failed_on_its_data_is_one_line_and_starts_again(
     notes = json.loads((out / "search.json").read_text())["notes"]
     assert any("no parameter importances: they need >= 2 complete trials" in note for note in notes)
     assert (out / "optimization_history.png").is_file() and not (out / "param_importances.png").exists()
+
+
+def test_tune_reads_fixed_settings_from_a_config_file(tmp_path, capsys):
+    path = tmp_path / "fixed.json"
+    path.write_text('{\n  "task": "sst2",\n  "trials": "many"\n}')
+    assert main(["tune", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f'ptuning tune: error: {path}:3: trials (--trials) expects a whole number, got "many"'
+    path.write_text('{"method": "fine-tune", "space": "prefix_len=4,8"}')  # the file's method meets the space
+    assert main(["tune", "--config", str(path)]) == 2
+    assert "fine-tune has no prompt" in capsys.readouterr().err
