@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -286,3 +287,21 @@ def test_tune_reads_fixed_settings_from_a_config_file(tmp_path, capsys):
     path.write_text('{"method": "fine-tune", "space": "prefix_len=4,8"}')  # the file's method meets the space
     assert main(["tune", "--config", str(path)]) == 2
     assert "fine-tune has no prompt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study(tiny_bert_dir, shared_data, tmp_path):
+    out = tmp_path / "shared"
+    args = [sys.executable, "-m", "ptuning", *_tune(tiny_bert_dir, out, "--trials", "4", "--resume")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    numbers = [int(row["number"]) for row in _rows(out) if row["state"] == "COMPLETE"]
+    # each process stops once the study holds 4 finished trials; one may be mid-trial then (a 5th)
+    assert 4 <= len(numbers) <= 5 and numbers == list(range(len(numbers)))
+    ran = [{int(n) for n in re.findall(r"^trial (\d+) complete", text, re.M)} for text in outputs]
+    assert ran[0] and ran[1] and not ran[0] & ran[1]  # both trained, never the same trial
