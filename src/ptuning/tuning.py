@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from filelock import FileLock
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
@@ -27,6 +28,7 @@ from .search_space import PARAMETERS, Choice, Range, Space
 from .training import CHECKPOINTS, TrainConfig, train
 
 STUDY_DB = "study.db"
+STUDY_LOCK = "study.db.lock"
 STUDY_NAME = "ptuning"
 BEST_CONFIG = "best_config.json"
 TRIALS_CSV = "trials.csv"
@@ -128,6 +130,12 @@ def open_study(cfg: TuneConfig) -> optuna.Study:
     all failed (a data error before any training) is taken up again without --resume."""
     db = cfg.output_dir / STUDY_DB
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    # processes starting together would race to create the tables ("table ... already exists")
+    with FileLock(cfg.output_dir / STUDY_LOCK):
+        return _open(cfg, db)
+
+
+def _open(cfg: TuneConfig, db: Path) -> optuna.Study:
     storage = _storage(db)
     study = _create(storage)
     started = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
