@@ -13,7 +13,7 @@ import sys
 from types import ModuleType
 
 from . import __version__
-from .commands import bench, evaluate, info, predict, report, serve, train
+from .commands import bench, evaluate, info, predict, report, serve, train, tune
 from .errors import UserError
 
 __all__ = ["COMMANDS", "UserError", "available_commands", "build_parser", "main"]
@@ -22,6 +22,10 @@ __all__ = ["COMMANDS", "UserError", "available_commands", "build_parser", "main"
 COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "info": (info, "parameter counts of a backbone + method, and the known names"),
     "train": (train, "train a prompt (or fine-tune) on a task; writes a prompt-only checkpoint"),
+    "tune": (
+        tune,
+        "search a method's hyperparameters with Optuna; writes best_config.json for train --config",
+    ),
     "eval": (evaluate, "evaluate a saved checkpoint on a task's validation split"),
     "predict": (predict, "predict with a saved checkpoint; writes JSON lines"),
     "serve": (serve, "serve many tasks' prompts over HTTP from one frozen backbone"),
@@ -35,6 +39,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 EPILOG = """examples:
   ptuning train                                   # P-Tuning v2, SST-2, MiniLM: the main job
   ptuning train --task conll03 --method fine-tune --epochs 3
+  ptuning tune --task rte --trials 20 --max-train-samples 1000   # Optuna search -> best_config.json
   ptuning eval --checkpoint outputs/sst2-p-tuning-v2
   ptuning predict --checkpoint outputs/sst2-p-tuning-v2 "a gripping, funny film"
   ptuning info --backbone minilm --method p-tuning-v2 --prefix-len 16
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["train"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = argv[1:]  # the command's own options, for --config FILE (ptuning.settings_file)
     try:
         return int(args._module.run(args) or 0)
     except USER_ERRORS as exc:

@@ -449,10 +449,11 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
+def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json.
 
-    Several comma-separated tasks (or training files) train one shared prompt (`ptuning.multitask`)."""
+    Several comma-separated tasks (or training files) train one shared prompt (`ptuning.multitask`).
+    `callbacks` join the Trainer's in a single-task run (`ptuning tune` prunes trials through one)."""
     if cfg.method == HANDCRAFTED:
         from .handcrafted.run import train_handcrafted
 
@@ -507,7 +508,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         data_collator=make_collator(spec, tokenizer),
         compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
         preprocess_logits_for_metrics=_reduce_logits(spec),
-        callbacks=[clock, *_tensorboard(output / "tensorboard")],
+        callbacks=[clock, *_tensorboard(output / "tensorboard"), *(callbacks or [])],
     )
     if trainer.is_world_process_zero():
         _write_json(output / "train_config.json", {**asdict(cfg), "task": spec.name})

@@ -34,7 +34,8 @@ examples:
   ptuning train --method handcrafted --max-train-samples 0   # zero-shot template + verbalizer
   ptuning train --method handcrafted --template "{text} It was {mask}." --verbalizer 'negative=bad,positive=good'
   ptuning train --task conll03,conll04      # one prompt, a head per task: outputs/conll03+conll04-p-tuning-v2
-  ptuning train --task conll04 --init-from outputs/conll03+conll04-p-tuning-v2   # then tune on one task"""
+  ptuning train --task conll04 --init-from outputs/conll03+conll04-p-tuning-v2   # then tune on one task
+  ptuning train --config outputs/tune-rte-p-tuning-v2/best_config.json --seed 1   # ptuning tune's best"""
 
 # The main job, measured on 2 CPU cores: see README.md. More data did not help: 20,000 examples gave
 # 83.0% dev accuracy against 82.8% for 6,000, and fine-tuning every weight on the same 6,000 gave 83.0%.
@@ -201,6 +202,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from the last complete checkpoint in --output-dir"
     )
     out.add_argument("--quiet", action="store_true", help="no progress bar")
+    out.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="a JSON object of these settings, option names as keys (\"prefix_len\": 16), e.g. the "
+        "best_config.json of `ptuning tune`; options given on the command line override it",
+    )
 
 
 def config_from_args(args: argparse.Namespace):
@@ -311,10 +319,22 @@ def _check_handcrafted(args: argparse.Namespace) -> None:
         Verbalizer.parse(args.verbalizer)
 
 
+def with_config_file(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` completed from --config FILE (the command line wins); bad files are one-line errors."""
+    from ..settings_file import SettingsError, apply_settings_file
+
+    try:
+        return apply_settings_file(args, add_arguments)
+    except SettingsError as exc:
+        from ..errors import UserError
+
+        raise UserError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training import train
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(with_config_file(args))
     try:
         metrics = train(cfg)
     except (OSError, RuntimeError) as exc:

@@ -1,0 +1,307 @@
+"""`ptuning tune` (Optuna search) and `ptuning train --config FILE`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ptuning.cli import build_parser, main
+from ptuning.commands import train as train_command
+from ptuning.search_space import Choice, Range, SpaceError, parse_space, space_for
+
+FIXED = [
+    "--task", "sst2", "--max-train-samples", "24", "--max-eval-samples", "12", "--max-steps", "3",
+    "--batch-size", "8", "--max-seq-length", "32", "--seed", "3",
+]  # fmt: skip
+# the default space minus the MLP, so every trial of the tiny model takes a second or two
+SPACE = ["--space", "lr=1e-3:1e-1,prefix_len=2,4,prefix_projection=false"]
+
+
+def _tune(backbone: Path, out: Path, *extra: str) -> list[str]:
+    return ["tune", "--backbone", str(backbone), "--output-dir", str(out), *FIXED, *SPACE, *extra]
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "trials.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def search(tiny_bert_dir, tmp_path_factory) -> Path:
+    """One trial, then --resume with --trials 2: the study gains exactly one more."""
+    if not Path(os.environ.get("PTUNING_DATA", "")).is_dir():
+        pytest.skip("benchmark data folder ../shared/data is not present")
+    out = tmp_path_factory.mktemp("search")
+    assert main(_tune(tiny_bert_dir, out, "--trials", "1")) == 0
+    first = _rows(out)
+    assert [row["state"] for row in first] == ["COMPLETE"]
+    assert main(_tune(tiny_bert_dir, out, "--trials", "2", "--resume")) == 0
+    rows = _rows(out)
+    assert [row["number"] for row in rows] == ["0", "1"]
+    assert rows[0] == first[0]  # the first trial was not run again
+    return out
+
+
+def test_two_trial_search_writes_table_config_and_plots(search, capsys):
+    rows = _rows(search)
+    assert all(row["state"] == "COMPLETE" for row in rows)
+    assert all(1e-3 <= float(row["lr"]) <= 1e-1 and row["prefix_len"] in ("2", "4") for row in rows)
+    summary = json.loads((search / "search.json").read_text())
+    best = max(rows, key=lambda row: float(row["value"]))
+    assert summary["best_value"] == pytest.approx(float(best["value"]))
+    assert summary["metric"] == "accuracy" and summary["finished"] == 2
+    config = json.loads((search / "best_config.json").read_text())
+    trial = summary["best_params"]
+    assert (config["lr"], config["prefix_len"], config["prefix_projection"]) == (
+        trial["lr"],
+        trial["prefix_len"],
+        trial["prefix_projection"],
+    )
+    assert (config["max_steps"], config["seed"], config["max_train_samples"]) == (3, 3, 24)  # fixed ones
+    assert not {"output_dir", "resume", "overwrite", "config", "quiet"} & set(config)
+    for png in ("optimization_history.png", "param_importances.png"):
+        assert (search / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((Path(summary["best_output_dir"]) / "metrics.json").read_text())
+    assert metrics["validation"]["accuracy"] == summary["best_value"]
+
+
+def test_search_is_not_replaced_without_resume(search, tiny_bert_dir, capsys):
+    assert main(_tune(tiny_bert_dir, search, "--trials", "2")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume" in err and "already holds a search" in err
+
+
+def test_resume_with_other_fixed_settings_is_refused(search, tiny_bert_dir, capsys):
+    args = _tune(tiny_bert_dir, search, "--trials", "3", "--resume")
+    args[args.index("--seed") + 1] = "4"
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "seed" in err and "other fixed settings" in err
+    assert len(_rows(search)) == 2
+
+
+def test_train_config_reproduces_the_best_trial(search, tmp_path):
+    summary = json.loads((search / "search.json").read_text())
+    out = tmp_path / "again"
+    args = ["train", "--config", str(search / "best_config.json"), "--output-dir", str(out), "--quiet"]
+    assert main(args) == 0
+    trial_dir = Path(summary["best_output_dir"])
+    ignore = ("output_dir", "progress", "overwrite", "resume")
+    mine, theirs = (
+        {k: v for k, v in json.loads((d / "train_config.json").read_text()).items() if k not in ignore}
+        for d in (out, trial_dir)
+    )
+    assert mine == theirs
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation"]["accuracy"] == summary["best_value"]  # same seed, same settings
+    assert (
+        metrics["validation"]["loss"]
+        == json.loads((trial_dir / "metrics.json").read_text())["validation"]["loss"]
+    )
+
+
+def _args_with_config(path: Path, *flags: str):
+    argv = ["train", "--config", str(path), *flags]
+    args = build_parser().parse_args(argv)
+    args._argv = argv[1:]
+    return train_command.config_from_args(train_command.with_config_file(args))
+
+
+def test_command_line_options_override_the_config_file(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"prefix_len": 8, "lr": 0.05, "task": "rte", "prefix_projection": True}))
+    cfg = _args_with_config(path)
+    assert (cfg.prefix_len, cfg.learning_rate, cfg.task, cfg.prefix_projection) == (8, 0.05, "rte", True)
+    # an explicit flag wins even where it equals the option's default (16)
+    cfg = _args_with_config(path, "--prefix-len", "16", "--task", "sst2")
+    assert (cfg.prefix_len, cfg.learning_rate, cfg.task) == (16, 0.05, "sst2")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{\n  "prefix_len": 8,\n  "learning_rate": 0.1\n}', ":3: unknown setting 'learning_rate'"),
+        (
+            '{\n  "prefix_len": "eight"\n}',
+            ':2: prefix_len (--prefix-len) expects a whole number, got "eight"',
+        ),
+        ('{\n  "method": "lora"\n}', ":2: method (--method) expects one of"),
+        (
+            '{\n  "prefix_projection": 1\n}',
+            ":2: prefix_projection (--prefix-projection) expects true or false",
+        ),
+        ('{\n  "seed": null\n}', ":2: seed (--seed) expects a value, got null"),
+        ('{\n  "config": "other.json"\n}', ":2: unknown setting 'config'"),
+        ('{\n  "prefix_len": 8,\n}', ":3: not valid JSON"),
+        ("[1, 2]", ":1: expected a JSON object of settings"),
+    ],
+)
+def test_bad_config_file_is_one_line(content, expected, tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"ptuning train: error: {path}{expected}"), err
+
+
+def test_space_syntax():
+    space = parse_space("lr=1e-3:1e-1,prefix_len=4,8,16,32,64,prompt_dropout=0:0.2,epochs=2")
+    assert space == {
+        "lr": Range(1e-3, 1e-1, log=True),
+        "prefix_len": Choice((4, 8, 16, 32, 64)),
+        "prompt_dropout": Range(0.0, 0.2, log=False),
+        "epochs": Choice((2.0,)),
+    }
+    assert parse_space("prefix_projection=false,true") == {"prefix_projection": Choice((False, True))}
+    space, notes = space_for("prompt-tuning", "prefix_len=4:64", max_steps=10)
+    assert space["prefix_len"] == Range(4, 64) and "epochs" not in space and notes
+    assert "prefix_projection" in space_for("p-tuning-v2", None)[0]
+    assert set(space_for("fine-tune", None)[0]) == {"lr", "epochs"}
+    with pytest.raises(SpaceError):
+        space_for("fine-tune", "prefix_len=4,8")
+
+
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        ("lr=abc", "lr expects a number, got 'abc'"),
+        ("lr=1e-1:1e-3", "needs low < high"),
+        ("lr=0:1e-1", "lr must be > 0"),
+        ("foo=1", "unknown parameter 'foo'"),
+        ("4,8", "expected name=values"),
+        ("prefix_len=4:8:16", "expects a range low:high"),
+        ("prefix_len=4.5,8", "prefix_len expects a whole number"),
+        ("prefix_len=", "prefix_len has an empty value"),
+        ("prefix_len=4,,8", "prefix_len has an empty value"),
+        ("prefix_len=0,8", "prefix_len must be >= 1"),
+        ("prefix_projection=0:1", "not a range"),
+        ("prefix_projection=maybe", "expects true or false"),
+        ("prompt_dropout=0:1.5", "prompt_dropout must be in [0, 1)"),
+        ("lr=1e-3:1e-2,lr=1e-2", "lr is given twice"),
+        ("prefix_len=4,8:16", "mixes a range and a list"),
+    ],
+)
+def test_bad_space_is_one_line_exit_2(space, expected, capsys):
+    assert main(["tune", "--task", "sst2", "--space", space]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"ptuning tune: error: --space {space!r}: ") and expected in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--method", "fine-tune", "--space", "prefix_len=4,8"], "fine-tune has no prompt"),
+        (["--method", "prompt-tuning", "--space", "prefix_projection=true"], "p-tuning-v2 only"),
+        (["--max-steps", "5", "--space", "epochs=1,2"], "epochs cannot be searched with --max-steps"),
+        (["--method", "handcrafted"], "no hyperparameters to search"),
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--timeout", "0"], "--timeout must be > 0 seconds"),
+        (["--task", "conll03,conll04"], "one task at a time"),
+    ],
+)
+def test_searches_that_cannot_run_are_one_line(args, expected, capsys):
+    assert main(["tune", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+@pytest.mark.slow
+def test_search_killed_mid_trial_resumes(tiny_bert_dir, shared_data, tmp_path):
+    out = tmp_path / "killed"
+    args = _tune(tiny_bert_dir, out, "--trials", "1", "--max-train-samples", "400", "--max-steps", "50")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ptuning", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    try:  # kill it once the first trial is training
+        while not (out / "trials" / "0" / "train_config.json").is_file():
+            assert proc.poll() is None, "the search ended before it could be killed"
+            assert time.monotonic() < deadline, "timed out waiting for the first trial"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (out / "trials" / "0" / "metrics.json").exists()  # killed mid-trial
+    assert main([*args, "--resume"]) == 0
+    rows = _rows(out)
+    # the killed trial stays RUNNING until its heartbeat is stale (then Optuna retries it); one more finished
+    assert [row["state"] for row in rows] == ["RUNNING", "COMPLETE"]
+    assert json.loads((out / "best_config.json").read_text())["max_steps"] == 50
+
+
+def test_a_trial_is_pruned_from_its_dev_metric(tiny_bert_dir, shared_data, tmp_path):
+    """PruneCallback reports every evaluation to the trial and stops training once Optuna prunes it."""
+    import optuna
+
+    from ptuning.training import TrainConfig, train
+    from ptuning.tuning import PruneCallback
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    trial = study.ask()  # an accuracy is always below 2: pruned at the first evaluation
+    cfg = TrainConfig(
+        task="sst2", backbone=str(tiny_bert_dir), max_train_samples=32, max_eval_samples=8, batch_size=8,
+        max_seq_length=32, prefix_len=2, epochs=3, output_dir=str(tmp_path / "pruned"), progress=False,
+    )  # fmt: skip
+    with pytest.raises(optuna.TrialPruned, match="eval_accuracy .* at step 4"):
+        train(cfg, callbacks=[PruneCallback(trial)])
+    assert list(study.trials[0].intermediate_values) == [4]  # one epoch of 4 steps, then stopped
+    assert not (tmp_path / "pruned" / "metrics.json").exists()
+
+
+def test_a_search_that_failed_on_its_data_is_one_line_and_starts_again(
+    tiny_bert_dir, shared_data, tmp_path, capsys
+):
+    out = tmp_path / "nodata"
+    assert main(_tune(tiny_bert_dir, out, "--trials", "1", "--data-dir", str(tmp_path / "missing"))) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1 and "ptuning tune: error:" in captured.err
+    # nothing trained: the same folder takes the corrected search without --resume or --overwrite
+    assert main(_tune(tiny_bert_dir, out, "--trials", "1")) == 0
+    assert [row["state"] for row in _rows(out)] == ["FAIL", "COMPLETE"]
+    notes = json.loads((out / "search.json").read_text())["notes"]
+    assert any("no parameter importances: they need >= 2 complete trials" in note for note in notes)
+    assert (out / "optimization_history.png").is_file() and not (out / "param_importances.png").exists()
+
+
+def test_tune_reads_fixed_settings_from_a_config_file(tmp_path, capsys):
+    path = tmp_path / "fixed.json"
+    path.write_text('{\n  "task": "sst2",\n  "trials": "many"\n}')
+    assert main(["tune", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f'ptuning tune: error: {path}:3: trials (--trials) expects a whole number, got "many"'
+    path.write_text('{"method": "fine-tune", "space": "prefix_len=4,8"}')  # the file's method meets the space
+    assert main(["tune", "--config", str(path)]) == 2
+    assert "fine-tune has no prompt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study(tiny_bert_dir, shared_data, tmp_path):
+    out = tmp_path / "shared"
+    args = [sys.executable, "-m", "ptuning", *_tune(tiny_bert_dir, out, "--trials", "2", "--resume")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    numbers = [int(row["number"]) for row in _rows(out) if row["state"] == "COMPLETE"]
+    # each process stops once the study holds 2 finished trials; the other may be mid-trial then (a 3rd)
+    assert 2 <= len(numbers) <= 3 and numbers == list(range(len(numbers)))
+    ran = [{int(n) for n in re.findall(r"^trial (\d+) complete", text, re.M)} for text in outputs]
+    assert not ran[0] & ran[1] and ran[0] | ran[1] == set(numbers)  # never the same trial twice
