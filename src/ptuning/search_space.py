@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UserError
+
 # parameter -> (the `ptuning train` option it sets, its type)
 PARAMETERS: dict[str, tuple[str, type]] = {
     "lr": ("lr", float),
@@ -25,7 +27,7 @@ PARAMETERS: dict[str, tuple[str, type]] = {
 PROMPT_ONLY = ("prefix_len", "prompt_dropout", "prefix_projection", "prompt_layers")
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """A bad `--space` string (one line)."""
 
 

@@ -14,10 +14,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
 _UNSET = object()
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A bad settings file (one line: file, line, what was expected)."""
 
 
