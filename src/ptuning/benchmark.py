@@ -15,7 +15,8 @@ fixed random batch (batch size x sequence length, every token real) and measures
 * ``infer_ms``: median eval-mode forward latency of the same batch with the method's prompt, and
   ``infer_plain_ms``: the same model with no prompt at all (the frozen backbone + head).
 
-On CUDA the step and inference run under bf16 autocast. Rows of PEFT methods that fail record the
+The step and inference run under bf16 autocast where `ptuning.precision` says so (a GPU, a CPU with
+native bf16; `bf16` True/False forces the choice). Rows of PEFT methods that fail record the
 exception text as their result. `run_bench` runs all methods `repeats` times round-robin (so slow
 drifts of a shared machine hit every method alike) and reports the median over repeats, and the
 ratio of each method to fine-tuning measured in the same run.
@@ -72,6 +73,7 @@ class BenchConfig:
     methods: tuple[str, ...] = ALL_METHODS
     device: str = "auto"  # auto, cpu, cuda
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    bf16: bool | None = None  # bf16 autocast: True, False, None (ptuning.precision's default)
     num_labels: int = 2
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -213,7 +215,9 @@ def measure_method(cfg: BenchConfig, name: str) -> dict[str, Any]:
         batch = {k: v.to(device) for k, v in batch.items()}
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=1e-4)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+        from .precision import resolve_precision
+
+        autocast = resolve_precision(cfg.bf16, device).autocast()
 
         def step() -> None:
             with autocast:
@@ -374,6 +378,8 @@ def environment(cfg: BenchConfig) -> dict[str, Any]:
     import torch
     import transformers
 
+    from .precision import resolve_precision
+
     device = cfg.resolved_device()
     info = {
         "device": device,
@@ -382,7 +388,7 @@ def environment(cfg: BenchConfig) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "torch_threads": cfg.threads or torch.get_num_threads(),
-        "dtype": "bf16 autocast" if device == "cuda" else "fp32",
+        "dtype": resolve_precision(cfg.bf16, device).name,
     }
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)

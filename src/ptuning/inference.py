@@ -25,6 +25,7 @@ import torch
 from .data import encode, make_collator, postprocess_qa, spans_from_tags, word_predictions
 from .data.spec import DataError, TaskSpec
 from .modeling import PromptModel
+from .precision import resolve_precision
 
 
 def _field(item: dict, key: str, kind: type, index: int, *, optional: bool = False):
@@ -89,8 +90,17 @@ def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool
 class Predictor:
     """One task's prompt model and tokenizer, answering raw inputs in batches."""
 
-    def __init__(self, model: PromptModel, tokenizer, *, max_length: int = 256, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: PromptModel,
+        tokenizer,
+        *,
+        max_length: int = 256,
+        batch_size: int = 32,
+        bf16: bool | None = None,
+    ) -> None:
         self.model = model.eval()
+        self.precision = resolve_precision(bf16, next(model.parameters()).device.type)
         self.tokenizer = tokenizer
         self.spec = model.spec
         limit = getattr(tokenizer, "model_max_length", max_length) or max_length
@@ -117,7 +127,8 @@ class Predictor:
         ends: list[np.ndarray] = []
         for start in range(0, len(features), self.batch_size):
             batch = self.collate(features[start : start + self.batch_size])
-            out = self.model(**batch)
+            with self.precision.autocast():
+                out = self.model(**batch)
             if self.spec.task_type == "question_answering":
                 rows.extend(out.start_logits.float().numpy())
                 ends.extend(out.end_logits.float().numpy())

@@ -40,6 +40,7 @@ from .data import (
 from .data.spec import DataError, TaskSpec
 from .metrics import compute_metrics
 from .modeling import PromptModel
+from .precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class TrainConfig:
     tag_column: int = -1
     output_dir: str = "outputs/run"
     resume: bool = False
-    bf16: bool = False
+    bf16: bool | None = None  # None: the default of ptuning.precision (bf16 where the device has it natively)
     cache_shallow_layers: bool = False  # compute the frozen layers below prompt_layers once (shallow_cache)
     logging_steps: int = 20
     progress: bool = True
@@ -314,6 +315,7 @@ def training_arguments(
 ) -> TrainingArguments:
     strategy = "steps" if cfg.save_steps else "epoch"
     cuda = torch.cuda.is_available()
+    precision = resolve_precision(cfg.bf16, "cuda" if cuda else "cpu")
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         learning_rate=cfg.lr,
@@ -340,7 +342,7 @@ def training_arguments(
         else ["labels"],
         seed=cfg.seed,
         data_seed=cfg.seed,
-        bf16=cfg.bf16 and cuda,
+        bf16=precision.bf16,  # autocast through Accelerate, on the CPU too
         use_cpu=not cuda,
         dataloader_num_workers=0,
         disable_tqdm=not cfg.progress,
@@ -421,8 +423,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         _write_json(output / "train_config.json", asdict(cfg))
         for note in spec.notes:
             print(f"note: {note}")
-        if cfg.bf16 and not torch.cuda.is_available():
-            print("note: --bf16 needs a GPU; this run trains in float32 on the CPU")
+        print(resolve_precision(cfg.bf16).describe())
         count = model.count_parameters()
         print(
             f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
@@ -449,6 +450,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "total_params": count.total,
             "trainable_share": count.share,
             "train_seconds": round(train_seconds, 2),
+            "precision": resolve_precision(cfg.bf16).name,
             "train_examples": len(train_examples),
             "eval_examples": len(eval_examples),
             "global_steps": trainer.state.global_step,
@@ -487,8 +489,11 @@ def evaluate_checkpoint(
     max_seq_length: int = 128,
     batch_size: int = 64,
     validation_file: str | None = None,
+    bf16: bool | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a saved checkpoint on a task's split (default: the task it was trained on)."""
+    """Metrics of a saved checkpoint on a task's split (default: the task it was trained on).
+
+    `bf16`: True / False / None (the default of `ptuning.precision`)."""
     model, tokenizer = PromptModel.from_pretrained(checkpoint)
     spec = model.spec
     if validation_file:
@@ -522,6 +527,7 @@ def evaluate_checkpoint(
         per_device_eval_batch_size=batch_size,
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
+        bf16=resolve_precision(bf16).bf16,
         label_names=["start_positions", "end_positions"]
         if spec.task_type == "question_answering"
         else ["labels"],

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .options import add_bf16_argument
+
 DESCRIPTION = """Evaluate a checkpoint written by `ptuning train` on a task's validation split (by default the
 task it was trained on), print the metrics and write them to <checkpoint>/eval_<task>_<split>.json.
 
@@ -31,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-seq-length", type=int, default=None, help="(default: the training run's, else 128)"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    add_bf16_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         max_seq_length=max_len,
         batch_size=args.batch_size,
         validation_file=args.validation_file,
+        bf16=args.bf16,
     )
     text = json.dumps(metrics, indent=2)
     print(text)

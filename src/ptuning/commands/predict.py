@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from .options import add_bf16_argument
+
 DESCRIPTION = """Predict with a checkpoint written by `ptuning train`. Inputs are texts on the command line or
 a JSONL file (one input per line). Writes one JSON object per input to --output (default: stdout).
 
@@ -29,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="JSONL file to write (default: stdout)")
     parser.add_argument("--max-seq-length", type=int, default=256, help="(default: 256)")
     parser.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
+    add_bf16_argument(parser)
 
 
 def read_inputs(path: str) -> list:
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give either --input FILE.jsonl or texts on the command line")
     inputs = read_inputs(args.input) if args.input else list(args.texts)
     predictor = Predictor.from_checkpoint(
-        args.checkpoint, max_length=args.max_seq_length, batch_size=args.batch_size
+        args.checkpoint, max_length=args.max_seq_length, batch_size=args.batch_size, bf16=args.bf16
     )
     results = predictor.predict(inputs)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
