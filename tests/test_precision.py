@@ -105,3 +105,10 @@ def test_cli_bf16_train_predict_eval(native_bf16, tmp_path, tiny_bert_dir, share
     dtypes = _linear_dtypes(served.task("sst2").model)
     assert [a["label"] for a in served.predict("sst2", texts)] == [a["label"] for a in results[True]]
     assert set(dtypes) == {torch.bfloat16}
+
+
+def test_bench_environment_names_the_precision(native_bf16):
+    from ptuning.benchmark import BenchConfig, environment
+
+    assert environment(BenchConfig(device="cpu", bf16=False))["dtype"] == "fp32"
+    assert environment(BenchConfig(device="cpu", bf16=True))["dtype"] == "bf16 autocast"

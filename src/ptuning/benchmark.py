@@ -52,12 +52,14 @@ METHOD_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 ALL_METHODS = tuple(METHOD_SPECS)
 
-# Targets of the issue, as ratios against fine-tuning in the same run.
+# Targets of the issues, as ratios against fine-tuning (inference: against the plain backbone) in the same run.
 TARGETS = {
     "step_time": ("p-tuning-v2", 0.70),
     "peak_memory": ("p-tuning-v2", 0.75),
-    "inference_prefix_overhead": ("p-tuning-v2", 1.10),
+    "inference_prefix_overhead": ("p-tuning-v2", 1.05),
 }
+# Where a backbone has targets of its own: the memory advantage grows with the frozen model.
+BACKBONE_TARGETS = {"mpnet-base": {"peak_memory": ("p-tuning-v2", 0.60)}}
 
 
 @dataclass
@@ -359,9 +361,9 @@ def ratios(rows: dict[str, dict[str, Any]], per_repeat: dict[str, list[dict[str,
     return out
 
 
-def check_targets(ratio_table: dict[str, Any]) -> dict[str, Any]:
+def check_targets(ratio_table: dict[str, Any], backbone: str = "minilm") -> dict[str, Any]:
     out = {}
-    for key, (method, limit) in TARGETS.items():
+    for key, (method, limit) in {**TARGETS, **BACKBONE_TARGETS.get(backbone, {})}.items():
         value = ratio_table.get(method, {}).get(key)
         out[key] = {
             "method": method,
@@ -422,7 +424,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         "seconds": round(time.perf_counter() - started, 1),
         "rows": list(rows.values()),
         "ratios_vs_fine_tune": ratio_table,
-        "targets": check_targets(ratio_table),
+        "targets": check_targets(ratio_table, cfg.backbone),
     }
 
 
