@@ -133,3 +133,31 @@ def test_deepcopy_keeps_a_correct_cache():
         twin.prefix_encoder.embedding.weight.mul_(2.0)
         assert torch.allclose(twin(**batch).logits, _uncached(twin, batch), atol=1e-6)
         assert torch.allclose(model(**batch).logits, _uncached(model, batch), atol=1e-6)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "mpnet"])
+def test_deepcopy_of_a_model_keeps_its_own_prefix(model_type):
+    """Attention modules reach their injector by reference, so a copy injects the copy's prefix."""
+    model = _model(model_type)
+    batch = _batch()
+    twin = copy.deepcopy(model)
+    hidden_prefix = torch.zeros(3, 5, dtype=torch.bool)
+    with torch.no_grad():
+        original = model(**batch).logits
+        assert torch.allclose(twin(**batch).logits, original, atol=1e-6)
+        assert not torch.allclose(twin(**batch, prefix_mask=hidden_prefix).logits, original, atol=1e-4)
+        twin.prefix_encoder.embedding.weight.mul_(3.0)
+        assert not torch.allclose(twin(**batch).logits, original, atol=1e-4)  # the copy reads its own table
+        assert torch.equal(model(**batch).logits, original)  # and the original is untouched
+
+
+def test_a_backbone_without_attention_modules_is_refused():
+    from transformers import AutoModel
+
+    from ptuning.injection import PrefixInjector
+    from ptuning.testing import tiny_config
+
+    config = tiny_config("bert")
+    config.num_hidden_layers = 0
+    with pytest.raises(ValueError, match="no self-attention module"):
+        PrefixInjector.attach(AutoModel.from_config(config))
