@@ -1,10 +1,13 @@
-"""bf16 autocast against fp32, interleaved in one run: step time and inference latency per method.
+"""bf16 autocast against fp32, interleaved step by step in one process: step time and inference latency.
 
-Runs `ptuning bench`'s worker (one fresh process per measurement) for each method in fp32 and in
-bf16, alternating, `--repeats` times, and prints the bf16/fp32 ratio of each method's step time
-and inference latency (median over rounds of the ratio within a round), plus the absolute numbers.
+For each method, one model is built on `ptuning bench`'s fixed random batch; then training steps
+(forward, backward, AdamW step, zero_grad) alternate fp32 / bf16 / fp32 / ..., and so do eval-mode
+forward passes. Alternating single steps in one process makes a shared machine's load changes hit
+both precisions alike, so the bf16/fp32 ratio (median of the ratios of neighbouring steps) is
+meaningful even where the absolute times are not. Both precisions update the same weights, which
+does not change the cost of a step.
 
-    python bench/bench_precision.py --methods fine-tune p-tuning-v2 --repeats 3 --threads 2
+    python bench/bench_precision.py --methods fine-tune p-tuning-v2 --steps 10 --threads 2
 """
 
 from __future__ import annotations
@@ -14,10 +17,68 @@ import json
 import os
 import statistics
 import sys
-from dataclasses import replace
+import time
 from pathlib import Path
 
-from ptuning.benchmark import BenchConfig, run_worker
+import torch
+
+from ptuning.benchmark import METHOD_SPECS, BenchConfig, _build_ours
+from ptuning.precision import Precision, cpu_supports_bf16
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return 1000 * (time.perf_counter() - start)
+
+
+def measure(cfg: BenchConfig, method: str, steps: int, infer_reps: int) -> dict:
+    torch.manual_seed(cfg.seed)
+    model, *_ = _build_ours(cfg, METHOD_SPECS[method][1])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    batch = {
+        "input_ids": torch.randint(1000, 20000, (cfg.batch_size, cfg.seq_len), generator=gen),
+        "attention_mask": torch.ones(cfg.batch_size, cfg.seq_len, dtype=torch.long),
+        "labels": torch.randint(0, cfg.num_labels, (cfg.batch_size,), generator=gen),
+    }
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    precisions = {"fp32": Precision("cpu", False, ""), "bf16": Precision("cpu", True, "")}
+
+    def step(precision: Precision) -> None:
+        with precision.autocast():
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    model.train()
+    for name in precisions:  # warm-up, once each
+        step(precisions[name])
+    for _ in range(steps):
+        for name, precision in precisions.items():
+            times[name].append(_timed(lambda precision=precision: step(precision)))
+    infer: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    model.eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.inference_mode():
+        for name in precisions:
+            with precisions[name].autocast():
+                model(**inputs)
+        for _ in range(infer_reps):
+            for name, precision in precisions.items():
+                with precision.autocast():
+                    infer[name].append(_timed(lambda: model(**inputs)))
+    return {
+        "method": method,
+        "fp32_step_ms": statistics.median(times["fp32"]),
+        "bf16_step_ms": statistics.median(times["bf16"]),
+        "step_ratio": statistics.median(b / a for a, b in zip(times["fp32"], times["bf16"], strict=True)),
+        "fp32_infer_ms": statistics.median(infer["fp32"]),
+        "bf16_infer_ms": statistics.median(infer["bf16"]),
+        "infer_ratio": statistics.median(b / a for a, b in zip(infer["fp32"], infer["bf16"], strict=True)),
+        "step_ms": {k: [round(t, 1) for t in v] for k, v in times.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,81 +91,40 @@ def main(argv: list[str] | None = None) -> int:
         ("batch-size", 16),
         ("seq-len", 128),
         ("prefix-len", 20),
-        ("warmup", 3),
         ("steps", 10),
+        ("infer-reps", 5),
     ):
         parser.add_argument(f"--{name}", type=int, default=default, help=f"(default: {default})")
-    parser.add_argument("--infer-reps", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", default="bench/results/precision.json")
     args = parser.parse_args(argv)
-
-    base = BenchConfig(
-        backbone=args.backbone, batch_size=args.batch_size, seq_len=args.seq_len, prefix_len=args.prefix_len,
-        warmup=args.warmup, steps=args.steps, infer_reps=args.infer_reps, methods=tuple(args.methods),
-        device="cpu", threads=args.threads,
-    )  # fmt: skip
-    configs = {"fp32": replace(base, bf16=False), "bf16": replace(base, bf16=True)}
-    rounds = []
-    load_start = os.getloadavg()
-    for r in range(args.repeats):
-        rows = {}
-        for method in args.methods:
-            for name, cfg in configs.items():
-                row = run_worker(cfg, method)
-                rows[(method, name)] = row
-                shown = (
-                    f"step {row['step_ms']:.0f} ms, infer {row['infer_ms']:.0f} ms"
-                    if row.get("status") == "ok"
-                    else row["error"][:160]
-                )
-                print(f"[{r + 1}/{args.repeats}] {method} {name}: {shown}", flush=True)
-        rounds.append(rows)
-
-    summary = {}
-    print(
-        "\n| method | fp32 step ms | bf16 step ms | bf16/fp32 step | fp32 infer ms | bf16 infer ms | bf16/fp32 infer |"
+    if not cpu_supports_bf16():
+        print("note: this CPU has no native bf16 (avx512_bf16/amx_bf16): bf16 is emulated here and slow")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = BenchConfig(
+        backbone=args.backbone, batch_size=args.batch_size, seq_len=args.seq_len, prefix_len=args.prefix_len
     )
-    print("|---|---|---|---|---|---|---|")
+    load_start = os.getloadavg()
+    rows = []
+    print(
+        "| method | fp32 step ms | bf16 step ms | bf16/fp32 step | fp32 infer ms | bf16 infer ms | bf16/fp32 infer |"
+    )
+    print("|---|---|---|---|---|---|---|", flush=True)
     for method in args.methods:
-        ok = [
-            rows
-            for rows in rounds
-            if rows[(method, "fp32")].get("status") == "ok" and rows[(method, "bf16")].get("status") == "ok"
-        ]
-        if not ok:
-            print(f"| {method} | error: {rounds[0][(method, 'bf16')].get('error', '')[:100]} | | | | | |")
-            continue
-
-        fp32 = {
-            key: [rows[(method, "fp32")][key] for rows in ok] for key in ("step_ms", "infer_ms", "peak_mb")
-        }
-        bf16 = {
-            key: [rows[(method, "bf16")][key] for rows in ok] for key in ("step_ms", "infer_ms", "peak_mb")
-        }
-        summary[method] = {
-            **{f"fp32_{key}": statistics.median(v) for key, v in fp32.items()},
-            **{f"bf16_{key}": statistics.median(v) for key, v in bf16.items()},
-            # the ratio within each round (back to back), then the median over rounds
-            "step_ratio": statistics.median(
-                b / a for a, b in zip(fp32["step_ms"], bf16["step_ms"], strict=True)
-            ),
-            "infer_ratio": statistics.median(
-                b / a for a, b in zip(fp32["infer_ms"], bf16["infer_ms"], strict=True)
-            ),
-        }
-        s = summary[method]
+        r = measure(cfg, method, args.steps, args.infer_reps)
+        rows.append(r)
         print(
-            f"| {method} | {s['fp32_step_ms']:.0f} | {s['bf16_step_ms']:.0f} | {s['step_ratio']:.2f} | "
-            f"{s['fp32_infer_ms']:.0f} | {s['bf16_infer_ms']:.0f} | {s['infer_ratio']:.2f} |"
+            f"| {method} | {r['fp32_step_ms']:.0f} | {r['bf16_step_ms']:.0f} | {r['step_ratio']:.2f} | "
+            f"{r['fp32_infer_ms']:.0f} | {r['bf16_infer_ms']:.0f} | {r['infer_ratio']:.2f} |",
+            flush=True,
         )
     result = {
         "config": vars(args),
+        "torch_threads": torch.get_num_threads(),
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg(),
-        "summary": summary,
-        "rounds": [{f"{m} {n}": row for (m, n), row in rows.items()} for rows in rounds],
+        "rows": rows,
     }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
