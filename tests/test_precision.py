@@ -112,3 +112,9 @@ def test_bench_environment_names_the_precision(native_bf16):
 
     assert environment(BenchConfig(device="cpu", bf16=False))["dtype"] == "fp32"
     assert environment(BenchConfig(device="cpu", bf16=True))["dtype"] == "bf16 autocast"
+
+
+def test_predictions_default_to_fp32_and_opt_in_to_bf16(native_bf16):
+    assert resolve_precision(None, "cpu").bf16  # training, evaluation, bench
+    assert not resolve_precision(None, "cpu", answers=True).bf16  # predict, serve
+    assert resolve_precision(True, "cpu", answers=True).bf16

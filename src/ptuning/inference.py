@@ -100,7 +100,7 @@ class Predictor:
         bf16: bool | None = None,
     ) -> None:
         self.model = model.eval()
-        self.precision = resolve_precision(bf16, next(model.parameters()).device.type)
+        self.precision = resolve_precision(bf16, next(model.parameters()).device.type, answers=True)
         self.tokenizer = tokenizer
         self.spec = model.spec
         limit = getattr(tokenizer, "model_max_length", max_length) or max_length

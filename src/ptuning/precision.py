@@ -6,8 +6,10 @@ On the CPU, `torch.autocast("cpu", dtype=torch.bfloat16)` runs the matrix produc
 only where the processor supports it; asked for elsewhere, the run says so and stays in fp32.
 
 `--bf16` / `--no-bf16` on the CLI map to ``requested=True`` / ``False``; no flag (``None``) means
-the default: bf16 on a GPU that supports it, and on a CPU where `CPU_BF16_DEFAULT` is on and the
-processor supports it.
+the default. For training, evaluation and bench that is bf16 on a GPU that supports it, and on a
+CPU where `CPU_BF16_DEFAULT` is on and the processor supports it. Predictions (`ptuning predict`,
+`ptuning serve`: ``answers=True``) default to fp32, so that an answer does not depend on the batch
+it was computed in beyond float32 rounding (in bf16 it moves by ~1e-5); `--bf16` opts in.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 
 # bf16 on a supporting CPU by default: measured as accurate as fp32 and faster (docs/benchmarks.md).
-CPU_BF16_DEFAULT = False
+CPU_BF16_DEFAULT = True
 
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -74,17 +76,23 @@ class Precision:
         return f"precision: {self.name} on the {self.device.upper()} ({self.reason})"
 
 
-def resolve_precision(requested: bool | None, device: str | None = None) -> Precision:
+def resolve_precision(
+    requested: bool | None, device: str | None = None, *, answers: bool = False
+) -> Precision:
     """Decide bf16 for `device` ("cpu", "cuda"; None: cuda when available).
 
     `requested` True forces the attempt (refused with a reason where unsupported), False forces
-    fp32, None takes the default.
+    fp32, None takes the default (fp32 where `answers`: predict and serve).
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device).type
     if requested is False:
         return Precision(device, False, "--no-bf16")
+    if requested is None and answers:
+        return Precision(
+            device, False, "default for predictions, which then do not depend on batching; --bf16"
+        )
     if device == "cuda":
         if cuda_supports_bf16():
             return Precision(device, True, "--bf16" if requested else "default on a GPU with bf16")

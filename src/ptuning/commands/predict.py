@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="JSONL file to write (default: stdout)")
     parser.add_argument("--max-seq-length", type=int, default=256, help="(default: 256)")
     parser.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
-    add_bf16_argument(parser)
+    add_bf16_argument(parser, answers=True)
 
 
 def read_inputs(path: str) -> list:

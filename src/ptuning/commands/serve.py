@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="on SIGTERM/Ctrl-C, how long to wait for accepted requests (default: 30 s)",
     )
-    add_bf16_argument(parser)
+    add_bf16_argument(parser, answers=True)
     parser.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )

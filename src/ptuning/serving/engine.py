@@ -193,7 +193,7 @@ class MultiTaskPredictor:
         self.backbone_fingerprint = fingerprint(backbone)
         self.max_length = min(max_length, backbone_limit(backbone.config))
         self.max_batch_size = max_batch_size
-        self.precision = resolve_precision(bf16, next(backbone.parameters()).device.type)
+        self.precision = resolve_precision(bf16, next(backbone.parameters()).device.type, answers=True)
         # attach before serving, so that adding the first deep task never rewires a running model; an
         # architecture without deep prompts raises ValueError: only prompt-tuning checkpoints can be served
         with contextlib.suppress(ValueError):
