@@ -493,15 +493,17 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Metrics of a saved checkpoint on a task's split (default: the task it was trained on).
 
-    `bf16`: True / False / None (the default of `ptuning.precision`)."""
+    `bf16`: True / False / None (what the training run chose, else the default of `ptuning.precision`)."""
     model, tokenizer = PromptModel.from_pretrained(checkpoint)
     spec = model.spec
+    cfg = (
+        json.loads((Path(checkpoint) / "train_config.json").read_text())
+        if (Path(checkpoint) / "train_config.json").is_file()
+        else {}
+    )
+    if bf16 is None:
+        bf16 = cfg.get("bf16")  # evaluate in the precision the run trained (and evaluated) in
     if validation_file:
-        cfg = (
-            json.loads((Path(checkpoint) / "train_config.json").read_text())
-            if (Path(checkpoint) / "train_config.json").is_file()
-            else {}
-        )
         data = load_user_task(
             spec.task_type,
             validation_file,
