@@ -116,3 +116,7 @@ def test_ratios_targets_and_table_from_synthetic_rows():
     text = format_table(result)
     assert "| p-tuning-v2 | 60 | 0.60 | 700 | 0.70 |" in text
     assert "error: ValueError: nope" in text
+    # MPNet-base has its own, stricter memory target: 0.70 of fine-tuning misses it
+    mpnet = check_targets(table, "mpnet-base")
+    assert mpnet["peak_memory"]["limit"] == 0.60 and mpnet["peak_memory"]["met"] is False
+    assert mpnet["step_time"]["met"]

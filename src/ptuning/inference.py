@@ -33,6 +33,7 @@ from .data.inputs import parse_input
 from .data.spec import TaskSpec
 from .decode import format_outputs  # its home before decode.py
 from .modeling import PromptModel
+from .precision import resolve_precision
 
 
 def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool:
@@ -56,8 +57,17 @@ def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool
 class Predictor:
     """One task's prompt model and tokenizer, answering raw inputs in batches."""
 
-    def __init__(self, model: PromptModel, tokenizer, *, max_length: int = 256, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: PromptModel,
+        tokenizer,
+        *,
+        max_length: int = 256,
+        batch_size: int = 32,
+        bf16: bool | None = None,
+    ) -> None:
         self.model = model.eval()
+        self.precision = resolve_precision(bf16, next(model.parameters()).device.type, answers=True)
         self.tokenizer = tokenizer
         self.spec = model.spec
         limit = getattr(tokenizer, "model_max_length", max_length) or max_length
@@ -94,7 +104,8 @@ class Predictor:
         device = next(self.model.parameters()).device
         for start in range(0, len(features), self.batch_size):
             batch = self.collate(features[start : start + self.batch_size])
-            out = self.model(**{k: v.to(device) for k, v in batch.items()})
+            with self.precision.autocast():
+                out = self.model(**{k: v.to(device) for k, v in batch.items()})
             if self.spec.task_type == "question_answering":
                 rows.extend(out.start_logits.float().cpu().numpy())
                 ends.extend(out.end_logits.float().cpu().numpy())

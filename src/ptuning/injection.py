@@ -64,7 +64,7 @@ class LayerPrefix:
 
 @dataclass
 class PrefixState:
-    owner: int  # id() of the PrefixInjector this prefix is meant for
+    owner: PrefixInjector  # the injector this prefix is meant for (compared by identity)
     layers: dict[int, LayerPrefix]
 
 
@@ -73,7 +73,7 @@ _ACTIVE: contextvars.ContextVar[PrefixState | None] = contextvars.ContextVar("pt
 
 def _layer_prefix(module: nn.Module) -> LayerPrefix | None:
     state = _ACTIVE.get()
-    if state is None or getattr(module, "_ptuning_owner", None) != state.owner:
+    if state is None or getattr(module, "_ptuning_injector", None) is not state.owner:
         return None
     return state.layers.get(module._ptuning_layer)
 
@@ -113,7 +113,7 @@ def attend(
         prefix_len = prefix.key.shape[2]
         key = torch.cat([prefix.key.to(key.dtype), key], dim=2)
         value = torch.cat([prefix.value.to(value.dtype), value], dim=2)
-        if mask is not None or (prefix.mask is not None and not bool(prefix.mask.all())):
+        if mask is not None or prefix.mask is not None:  # no host sync: the caller drops an all-visible mask
             if mask is None:
                 mask = torch.ones(
                     batch, 1, q_len, key.shape[2] - prefix_len, dtype=torch.bool, device=query.device
@@ -239,9 +239,16 @@ class PrefixInjector:
 
     def __init__(self, backbone: nn.Module) -> None:
         self.modules = attention_modules(backbone)
-        attachment = ARCHITECTURES[backbone.config.model_type][0]
+        model_type = backbone.config.model_type
+        if not self.modules:
+            raise ValueError(
+                f"no self-attention module ({ARCHITECTURES[model_type][1]}) found in this {model_type} "
+                f"backbone ({type(backbone).__name__}), so deep prompts cannot be injected"
+            )
+        attachment = ARCHITECTURES[model_type][0]
         for index, module in enumerate(self.modules):
-            module._ptuning_owner = id(self)
+            # a direct reference, not an id(): copy.deepcopy maps it to the copied injector
+            object.__setattr__(module, "_ptuning_injector", self)
             module._ptuning_layer = index
             if attachment in _FORWARDS:
                 module.forward = types.MethodType(_FORWARDS[attachment], module)
@@ -254,7 +261,7 @@ class PrefixInjector:
 
     @contextmanager
     def active(self, layers: dict[int, LayerPrefix]) -> Iterator[None]:
-        token = _ACTIVE.set(PrefixState(owner=id(self), layers=layers))
+        token = _ACTIVE.set(PrefixState(owner=self, layers=layers))
         try:
             yield
         finally:

@@ -52,10 +52,42 @@ class PrefixEncoder(nn.Module):
         weight = self.embedding.weight
         return self.mlp(weight) if self.projection else weight
 
-    def forward(self, batch_size: int, mask: torch.Tensor | None = None) -> dict[int, LayerPrefix]:
-        """Per-layer prefixes for a batch; `mask` (batch, P) is True where the prefix is visible."""
+    def _stacked(self) -> torch.Tensor:
+        """Keys and values of every prompted layer, (2L, heads, P, head_dim)."""
         kv = self.table().view(self.prefix_len, 2 * len(self.layers), self.num_heads, self.head_dim)
-        kv = self.dropout(kv).permute(1, 2, 0, 3)  # (2L, heads, P, head_dim)
+        return self.dropout(kv).permute(1, 2, 0, 3)
+
+    def _weights_version(self) -> tuple:
+        """Changes whenever a weight does: in place (optimizer step, load_state_dict) or replaced (.to())."""
+        return tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+
+    def inference_table(self) -> torch.Tensor:
+        """`_stacked()` computed once and kept while the weights stay the same (eval mode, no grad).
+
+        The cache is dropped by `train()` and recomputed when a weight changed (optimizer step,
+        `load_state_dict`, a move to another device or dtype)."""
+        version = self._weights_version()
+        cached = self.__dict__.get("_cache")
+        if cached is None or cached[0] != version:
+            with torch.no_grad():
+                cached = (version, self._stacked().contiguous())
+            self.__dict__["_cache"] = cached
+        return cached[1]
+
+    def train(self, mode: bool = True) -> PrefixEncoder:
+        self.__dict__.pop("_cache", None)
+        return super().train(mode)
+
+    def forward(self, batch_size: int, mask: torch.Tensor | None = None) -> dict[int, LayerPrefix]:
+        """Per-layer prefixes for a batch; `mask` (batch, P) is True where the prefix is visible.
+
+        In eval mode without autograd the keys and values come from `inference_table` (computed
+        once); a host-side mask with every position visible is dropped (one check here, none in
+        the attention of each layer), so no mask columns are built for it."""
+        cached = not self.training and not torch.is_grad_enabled()
+        kv = self.inference_table() if cached else self._stacked()
+        if mask is not None and mask.device.type == "cpu" and bool(mask.all()):
+            mask = None
         kv = kv.unsqueeze(1).expand(-1, batch_size, -1, -1, -1)  # (2L, batch, heads, P, head_dim)
         return {
             layer: LayerPrefix(key=kv[2 * i], value=kv[2 * i + 1], mask=mask)

@@ -41,6 +41,7 @@ from .data.inputs import InputFormat
 from .data.spec import DataError, TaskSpec
 from .metrics import compute_metrics
 from .modeling import PromptModel
+from .precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class TrainConfig:
     output_dir: str = "outputs/run"
     resume: bool = False
     overwrite: bool = False  # replace a checkpoint of another task or other data in output_dir
-    bf16: bool = False
+    bf16: bool | None = None  # None: the default of ptuning.precision (bf16 where the device has it natively)
     cache_shallow_layers: bool = False  # compute the frozen layers below prompt_layers once (shallow_cache)
     init_from: str | None = None  # start from this checkpoint's prompt, head fresh (ptuning.transfer)
     task_sampling: str = "proportional"  # several tasks (task "a,b"): ptuning.task_sampling's rule
@@ -382,6 +383,7 @@ def training_arguments(
 ) -> TrainingArguments:
     strategy = "steps" if cfg.save_steps else "epoch"
     cuda = torch.cuda.is_available()
+    precision = resolve_precision(cfg.bf16, "cuda" if cuda else "cpu")
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         learning_rate=cfg.lr,
@@ -408,7 +410,7 @@ def training_arguments(
         else ["labels"],
         seed=cfg.seed,
         data_seed=cfg.seed,
-        bf16=cfg.bf16 and cuda,
+        bf16=precision.bf16,  # autocast through Accelerate, on the CPU too
         use_cpu=not cuda,
         dataloader_num_workers=0,
         disable_tqdm=not cfg.progress,
@@ -514,8 +516,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
         _write_json(output / "train_config.json", {**asdict(cfg), "task": spec.name})
         for note in spec.notes:
             print(f"note: {note}")
-        if cfg.bf16 and not torch.cuda.is_available():
-            print("note: --bf16 needs a GPU; this run trains in float32 on the CPU")
+        print(resolve_precision(cfg.bf16).describe())
         count = model.count_parameters()
         cut = ""
         if length < cfg.max_seq_length:
@@ -554,6 +555,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
             "total_params": count.total,
             "trainable_share": count.share,
             "train_seconds": round(train_seconds, 2),
+            "precision": resolve_precision(cfg.bf16).name,
             "train_examples": len(train_examples),
             "eval_examples": len(eval_examples),
             "global_steps": trainer.state.global_step,
@@ -669,12 +671,14 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     validation_file: str | None = None,
     inputs: InputFormat | None = None,
+    bf16: bool | None = None,
 ) -> dict[str, Any]:
     """Metrics of a saved checkpoint on a task's split (default: the task it was trained on).
 
     `validation_file` is read with the input columns the checkpoint recorded (or `inputs`);
     `max_seq_length` defaults to the recorded one (else 128). Labels are matched by name, so a file
-    or task with the same labels in another order scores correctly."""
+    or task with the same labels in another order scores correctly. `bf16`: True / False / None (what
+    the training run chose, else the default of `ptuning.precision`)."""
     from .checkpoint import recorded_inputs
     from .handcrafted import is_handcrafted, load_handcrafted
 
@@ -687,6 +691,13 @@ def evaluate_checkpoint(
     else:
         model, tokenizer = PromptModel.from_pretrained(checkpoint)
     spec = model.spec
+    if bf16 is None:  # evaluate in the precision the run trained (and evaluated) in
+        try:
+            saved = json.loads((Path(checkpoint) / "train_config.json").read_text())
+        except (OSError, ValueError, RecursionError):
+            saved = {}
+        bf16 = saved.get("bf16") if isinstance(saved, dict) else None
+        bf16 = bf16 if isinstance(bf16, bool) else None
     if validation_file:
         data = _load_user_files(spec, validation_file, validation_file, inputs)
     elif task is None and inputs.file_format != "builtin":
@@ -708,6 +719,7 @@ def evaluate_checkpoint(
         per_device_eval_batch_size=batch_size,
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
+        bf16=resolve_precision(bf16).bf16,
         label_names=["start_positions", "end_positions"]
         if spec.task_type == "question_answering"
         else ["labels"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_bf16_argument
+
 DESCRIPTION = """Measure, for one backbone, batch size and sequence length, every method in its own process:
 median training step time after warm-up, peak memory (CPU: resident set size; CUDA: allocated),
 trainable parameters, checkpoint bytes, and inference latency with and without the prompt. Prints a
@@ -11,7 +13,7 @@ table with ratios against fine-tuning measured in the same run and writes them a
 
 Methods: fine-tune, p-tuning-v2, p-tuning-v2+reparam, prefix-tuning, prompt-tuning, and PEFT's
 prefix and prompt tuning on the same backbone (where PEFT fails, its error is the result).
-On a GPU the same command measures there (CUDA, bf16 autocast).
+On a GPU the same command measures there (CUDA). bf16 autocast: see --bf16.
 
 examples:
   ptuning bench --quick                          # under a minute on 2 CPU cores
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_bf16_argument(parser)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         methods=tuple(args.methods),
         device=args.device,
         threads=args.threads,
+        bf16=args.bf16,
     )
     if args.quick:
         for key, value in QUICK.items():

@@ -7,6 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from .options import add_bf16_argument
+
 DESCRIPTION = """Evaluate a checkpoint written by `ptuning train` on a task's validation split (by default the
 task it was trained on; for a checkpoint trained on your own files, the validation file it was
 trained with), or on your own file, print the metrics and write them to
@@ -45,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     columns.add_argument("--label-column", default=None)
     columns.add_argument("--tag-column", type=int, default=None, help="CoNLL tag column index")
     parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    add_bf16_argument(parser)
 
 
 def result_name(task: str, split: str, validation_file: str | None) -> str:
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         validation_file=args.validation_file,
         inputs=replace(recorded, **overrides),
+        bf16=args.bf16,
     )
     text = json.dumps(metrics, indent=2)
     print(text)

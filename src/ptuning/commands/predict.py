@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from .options import add_bf16_argument
+
 DESCRIPTION = """Predict with a checkpoint written by `ptuning train`. Inputs are texts on the command line or a
 file (--input). Writes one JSON object per input to --output (default: stdout), in input order.
 
@@ -50,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-seq-length", type=int, default=None, help="(default: the checkpoint's, else 256)"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
+    add_bf16_argument(parser, answers=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         max_length=args.max_seq_length,
         batch_size=args.batch_size,
+        bf16=args.bf16,
     )
     if args.input:
         read = read_prediction_inputs(

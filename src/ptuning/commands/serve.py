@@ -9,6 +9,8 @@ import socket
 import sys
 from pathlib import Path
 
+from .options import add_bf16_argument
+
 DESCRIPTION = """Serve several prompt-only checkpoints (p-tuning-v2, prefix-tuning, prompt-tuning) over HTTP.
 The backbone is loaded once; every task adds only its prompt and head. Requests of different
 tasks are batched together (each row gets its own task's prefix in one forward pass).
@@ -125,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="on SIGTERM/Ctrl-C, how long to wait for accepted requests (default: 30 s)",
     )
+    add_bf16_argument(parser, answers=True)
     parser.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )
@@ -241,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
             backbone=args.backbone,
             max_length=args.max_seq_length,
             max_batch_size=args.max_batch_size,
+            bf16=args.bf16,
         )
     except InvalidTaskNameError as exc:
         sock.close()

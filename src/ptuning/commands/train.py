@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..config import HANDCRAFTED, TRAIN_METHODS
+from .options import add_bf16_argument
 
 DESCRIPTION = """Train P-Tuning v2 (or a baseline) on a built-in task or on your own files, evaluate on the
 validation split every epoch, keep the best checkpoint, and write into --output-dir
@@ -170,7 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--save-steps", type=int, default=None, help="evaluate and save every N steps (default: every epoch)"
     )
     how.add_argument("--seed", type=int, default=42, help="(default: 42)")
-    how.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU only)")
+    add_bf16_argument(how)
 
     data = parser.add_argument_group("data")
     data.add_argument(

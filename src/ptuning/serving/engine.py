@@ -43,6 +43,7 @@ from ..errors import ServingError
 from ..inference import Predictor, format_outputs
 from ..injection import LayerPrefix, PrefixInjector
 from ..modeling import PromptModel
+from ..precision import resolve_precision
 
 DEFAULT_MAX_LENGTH = 256  # tokens per sequence for checkpoints that did not record their length
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -173,6 +174,7 @@ class MultiTaskPredictor:
         backbone_name: str = "",
         max_length: int | None = None,
         max_batch_size: int = 32,
+        bf16: bool | None = None,
     ) -> None:
         if tokenizer is None:
             raise ValueError("a tokenizer is required")
@@ -186,6 +188,7 @@ class MultiTaskPredictor:
         self.max_length = min(max_length or backbone_limit(backbone.config), backbone_limit(backbone.config))
         self._fixed_length = max_length is not None
         self.max_batch_size = max_batch_size
+        self.precision = resolve_precision(bf16, next(backbone.parameters()).device.type, answers=True)
         # attach before serving, so that adding the first deep task never rewires a running model; an
         # architecture without deep prompts raises ValueError: only prompt-tuning checkpoints can be served
         with contextlib.suppress(ValueError):
@@ -207,6 +210,7 @@ class MultiTaskPredictor:
         backbone=None,
         max_length: int | None = None,
         max_batch_size: int = 32,
+        bf16: bool | None = None,
     ) -> MultiTaskPredictor:
         """Load the backbone once (the one the checkpoints name, or `backbone`: a name or a
         (model, tokenizer) pair) and every task. All checkpoints must be made for one backbone."""
@@ -235,6 +239,7 @@ class MultiTaskPredictor:
             backbone_name=backbone_name,
             max_length=max_length,
             max_batch_size=max_batch_size,
+            bf16=bf16,
         )
         predictor._origin = (first_path, first_name)
         for name, path, _ in configs:
@@ -375,7 +380,8 @@ class MultiTaskPredictor:
         for group in (deep, *by_input_prompt.values()):
             group.sort(key=lambda row: row.length)
             for start in range(0, len(group), size):
-                self._forward(group[start : start + size], outputs)
+                with self.precision.autocast():
+                    self._forward(group[start : start + size], outputs)
         return [_assemble(r, request, outputs) for r, request in enumerate(requests)]
 
     def _forward(self, rows: list[_Row], outputs: dict) -> None:
