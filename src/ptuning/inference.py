@@ -84,6 +84,7 @@ class Predictor:
         if is_handcrafted(path):  # a template + verbalizer: same `predict`, no prompt model
             from .handcrafted.run import HandcraftedPredictor
 
+            kwargs.pop("bf16", None)  # the template scorer runs in float32 (it trains nothing)
             return HandcraftedPredictor.from_checkpoint(path, max_length=max_length, **kwargs)
         model, tokenizer = PromptModel.from_pretrained(path)
         max_length = max_length or recorded_inputs(path)[1] or 256

@@ -53,7 +53,9 @@ def _line_of(text: str, key: str) -> int:
 def _value(action: argparse.Action, value: Any, where: str) -> Any:
     """`value` checked (and converted) the way the option would take it on the command line."""
     flag = action.option_strings[-1] if action.option_strings else action.dest
-    if action.nargs == 0:  # store_true
+    if action.nargs == 0:  # store_true, or --x/--no-x whose default None means "the command decides"
+        if value is None and action.default is None:
+            return None
         if not isinstance(value, bool):
             raise SettingsError(
                 f"{where}: {action.dest} ({flag}) expects true or false, got {json.dumps(value)}"
