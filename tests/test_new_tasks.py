@@ -207,7 +207,9 @@ def test_train_and_eval_from_the_cli(task, keys, tmp_path, tiny_bert_dir, capsys
         assert len(row["tags"]) == 3
         inputs.write_text(json.dumps({"tokens": ["It", "rained"], "predicate": 2}) + "\n")
         assert main(["predict", "--checkpoint", str(out), "--input", str(inputs)]) == 2
-        assert "inputs.jsonl, line 1: field 'predicate' must be a word index below 2" in capsys.readouterr().err
+        assert (
+            "inputs.jsonl, line 1: field 'predicate' must be a word index below 2" in capsys.readouterr().err
+        )
 
 
 PREDICT_INPUTS = {

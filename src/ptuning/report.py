@@ -169,9 +169,11 @@ def dry_run(protocol: Protocol) -> Protocol:
     from dataclasses import replace
 
     tasks = tuple(
-        replace(t, **DRY_RUN, max_seq_length=min(t.max_seq_length, 128), seeds=t.seeds[:1]) for t in protocol.tasks
+        replace(t, **DRY_RUN, max_seq_length=min(t.max_seq_length, 128), seeds=t.seeds[:1])
+        for t in protocol.tasks
     )
     return replace(protocol, name=f"{protocol.name}-dry-run", tasks=tasks, sweep_lengths=())
+
 
 # P-Tuning v2 (Liu et al., ACL 2022), dev-set figures on BERT-large / RoBERTa-large, for context only:
 # a different (335M, MLM-pretrained) backbone and the full training sets. FT: fine-tuning; PT: prompt
@@ -612,7 +614,9 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     _plot_learning_curves(ok, protocol, folder / "learning_curves.png")
     _plot_params(table, protocol, folder / "metric_vs_params.png")
     if protocol.sweep_lengths:
-        _plot_sweep(sweep, table.get(sweep_task, {}).get("fine-tune"), sweep_task, folder / "prompt_length.png")
+        _plot_sweep(
+            sweep, table.get(sweep_task, {}).get("fine-tune"), sweep_task, folder / "prompt_length.png"
+        )
 
     expected = cells(protocol)
     missing = [c.key for c in expected if c.key not in ok]
@@ -783,7 +787,9 @@ def _verdicts(table: dict[str, Any], protocol: Protocol) -> list[str]:
             spread = max(ptv2["std"], pt["std"])
             if min(ptv2["n"], pt["n"]) < 2:  # one seed: no spread to judge the gap by
                 clear = "above" if diff > 0 else "not above"
-                text += f"; {clear} prompt-tuning ({pt['mean']:.1f}, {diff:+.1f}; one seed, no spread measured)"
+                text += (
+                    f"; {clear} prompt-tuning ({pt['mean']:.1f}, {diff:+.1f}; one seed, no spread measured)"
+                )
             else:
                 clear = (
                     "clearly above"

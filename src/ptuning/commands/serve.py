@@ -39,7 +39,6 @@ examples:
 ADMIN_TOKEN_ENV = "PTUNING_ADMIN_TOKEN"
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prompt",

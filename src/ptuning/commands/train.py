@@ -207,7 +207,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         default=None,
         metavar="FILE",
-        help="a JSON object of these settings, option names as keys (\"prefix_len\": 16), e.g. the "
+        help='a JSON object of these settings, option names as keys ("prefix_len": 16), e.g. the '
         "best_config.json of `ptuning tune`; options given on the command line override it",
     )
 
