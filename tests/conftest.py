@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +79,23 @@ def load_script():
 def demo_checkpoints(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
     """Tiny checkpoints of every task type on the tiny BERT, task name -> folder (read only)."""
     return load_script().make_checkpoints(tmp_path_factory.mktemp("demo"), tiny_bert_dir)
+
+
+def kill_when(args: list[str], ready, timeout: float = 240.0) -> None:
+    """Run `python -m ptuning ARGS` and SIGKILL it as soon as `ready()` is true (a crash at that moment)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ptuning", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, "the command ended before it could be killed"
+            assert time.monotonic() < deadline, "timed out waiting for the moment to kill"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_when
 from safetensors.torch import load_file
 
 from ptuning.cli import main
@@ -25,25 +21,6 @@ def _args(backbone: Path, out: Path) -> list[str]:
         "--max-train-samples", "96", "--max-eval-samples", "16", "--batch-size", "8", "--epochs", "2",
         "--save-steps", "4", "--max-seq-length", "32", "--prefix-len", "4", "--seed", "7",
     ]  # fmt: skip
-
-
-def _kill_when(args: list[str], ready, timeout: float = 240.0) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ptuning", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            assert proc.poll() is None, "training ended before it could be killed"
-            assert time.monotonic() < deadline, "timed out waiting for the moment to kill"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
 
 
 def _final_state(out: Path):
@@ -72,7 +49,7 @@ def test_killed_after_a_checkpoint_resumes_to_the_same_result(tiny_bert_dir, tmp
     out = tmp_path / "run"
     checkpoints = out / "checkpoints"
     # kill once the second checkpoint is complete: at most one save interval (4 steps) is lost
-    _kill_when(
+    kill_when(
         _args(tiny_bert_dir, out),
         lambda: len(complete_checkpoints(checkpoints)) >= 2 if checkpoints.is_dir() else False,
     )
@@ -87,7 +64,7 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_last_complete_one(
     out = tmp_path / "run"
     checkpoints = out / "checkpoints"
     # kill the moment a checkpoint folder appears, most likely before its files are all written
-    _kill_when(
+    kill_when(
         _args(tiny_bert_dir, out), lambda: checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     )
     assert main([*_args(tiny_bert_dir, out), "--resume"]) == 0

@@ -6,13 +6,12 @@ import csv
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_when
 
 from ptuning.cli import build_parser, main
 from ptuning.commands import train as train_command
@@ -220,22 +219,7 @@ def test_searches_that_cannot_run_are_one_line(args, expected, capsys):
 def test_search_killed_mid_trial_resumes(tiny_bert_dir, shared_data, tmp_path):
     out = tmp_path / "killed"
     args = _tune(tiny_bert_dir, out, "--trials", "1", "--max-train-samples", "400", "--max-steps", "50")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ptuning", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 240
-    try:  # kill it once the first trial is training
-        while not (out / "trials" / "0" / "train_config.json").is_file():
-            assert proc.poll() is None, "the search ended before it could be killed"
-            assert time.monotonic() < deadline, "timed out waiting for the first trial"
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_when(args, (out / "trials" / "0" / "train_config.json").is_file)  # once the first trial trains
     assert not (out / "trials" / "0" / "metrics.json").exists()  # killed mid-trial
     assert main([*args, "--resume"]) == 0
     rows = _rows(out)
