@@ -153,6 +153,17 @@ def test_bad_config_file_is_one_line(content, expected, tmp_path, capsys):
     assert err.startswith(f"ptuning train: error: {path}{expected}"), err
 
 
+def test_config_file_not_utf8_or_too_deep_is_one_line(tmp_path, capsys):
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"task": "caf\xe9"}')
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    for path, expected in ((latin, "not UTF-8 text"), (deep, "nested too deeply")):
+        assert main(["train", "--config", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(path) in err and expected in err, err
+
+
 def test_space_syntax():
     space = parse_space("lr=1e-3:1e-1,prefix_len=4,8,16,32,64,prompt_dropout=0:0.2,epochs=2")
     assert space == {

@@ -87,10 +87,14 @@ def read_settings(
         text = path.read_text()
     except OSError as exc:
         raise SettingsError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"--config {path}: not UTF-8 text (byte {exc.start}); expected JSON") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SettingsError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise SettingsError(f"{path}: JSON nested too deeply; expected a flat object of settings") from None
     if not isinstance(data, dict):
         raise SettingsError(f'{path}:1: expected a JSON object of settings, e.g. {{"prefix_len": 16}}')
     actions = _actions(_parser(add_arguments))
