@@ -16,7 +16,7 @@ import contextlib
 import errno
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -66,12 +66,11 @@ def _stage(path: Path, data: bytes) -> str:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _create_temporary(path)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, _file_mode())  # mkstemp's 0o600 would hide a shared output folder from others
     except OSError as exc:
         _remove(tmp)
         raise _write_error(exc, path) from None
@@ -89,11 +88,18 @@ def _commit(tmp: str, path: Path) -> None:
         raise _write_error(exc, path) from None
 
 
-def _file_mode() -> int:
-    """The mode `open()` gives a new file: 0o666 less the process umask (mkstemp makes 0o600)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new, empty temporary file beside `path` (its descriptor and name), created with mode 0o666
+    so that the kernel applies the process umask as `open()` does; `tempfile.mkstemp` would make it
+    0o600 and hide a shared output folder from others, and reading the umask means setting it, which
+    is not safe while other threads create files."""
+    for _ in range(100):
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
