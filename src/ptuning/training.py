@@ -670,12 +670,13 @@ def evaluate_checkpoint(
     max_seq_length: int | None = None,
     batch_size: int = 64,
     validation_file: str | None = None,
-    inputs: InputFormat | None = None,
+    columns: dict[str, Any] | None = None,
     bf16: bool | None = None,
 ) -> dict[str, Any]:
     """Metrics of a saved checkpoint on a task's split (default: the task it was trained on).
 
-    `validation_file` is read with the input columns the checkpoint recorded (or `inputs`);
+    `validation_file` is read with the input columns the checkpoint recorded, `columns` (e.g.
+    {"text_column": "review"}) overriding some;
     `max_seq_length` defaults to the recorded one (else 128). Labels are matched by name, so a file
     or task with the same labels in another order scores correctly. `bf16`: True / False / None (what
     the training run chose, else the default of `ptuning.precision`)."""
@@ -684,7 +685,7 @@ def evaluate_checkpoint(
 
     handcrafted = is_handcrafted(checkpoint)
     recorded, recorded_length = recorded_inputs(checkpoint)
-    inputs = inputs or recorded
+    inputs = replace(recorded, **(columns or {}))
     max_seq_length = max_seq_length or recorded_length or 128
     if handcrafted:
         model, tokenizer = load_handcrafted(checkpoint, max_length=max_seq_length), None

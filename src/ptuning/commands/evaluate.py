@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from .options import add_bf16_argument
@@ -58,12 +57,11 @@ def result_name(task: str, split: str, validation_file: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_write_text, recorded_inputs
+    from ..checkpoint import atomic_write_text
     from ..training import evaluate_checkpoint
 
     checkpoint = Path(args.checkpoint)
-    recorded, _ = recorded_inputs(checkpoint)
-    overrides = {
+    columns = {
         name: getattr(args, name)
         for name in ("text_column", "text_pair_column", "label_column", "tag_column")
         if getattr(args, name) is not None
@@ -77,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         max_seq_length=args.max_seq_length,
         batch_size=args.batch_size,
         validation_file=args.validation_file,
-        inputs=replace(recorded, **overrides),
+        columns=columns,
         bf16=args.bf16,
     )
     text = json.dumps(metrics, indent=2)
