@@ -29,7 +29,7 @@ import time
 import traceback
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +166,6 @@ DRY_RUN = {"max_train_samples": 32, "max_eval_samples": 32, "epochs": 1}
 def dry_run(protocol: Protocol) -> Protocol:
     """The same protocol on tiny slices (32 examples, one epoch, the first seed, no sweep): a check
     that every cell runs end to end, not a result."""
-    from dataclasses import replace
-
     tasks = tuple(
         replace(t, **DRY_RUN, max_seq_length=min(t.max_seq_length, 128), seeds=t.seeds[:1])
         for t in protocol.tasks
@@ -228,15 +226,14 @@ def cells(protocol: Protocol, tasks: Iterable[str] | None = None) -> list[Cell]:
         for setting in ordered:
             if round_ < len(setting.seeds):
                 for method in protocol.methods:
-                    length = setting.prefix_len or protocol.prefix_len
-                    cell = Cell(setting.task, method, setting.seeds[round_], length)
+                    cell = Cell(setting.task, method, setting.seeds[round_], prompt_length(protocol, setting))
                     if method not in protocol.secondary_methods:
                         out.append(cell)
                     else:
                         (later if round_ > 0 else secondary_first).append(cell)
         if round_ == 0:
             out += [
-                Cell(setting.task, method, setting.seeds[0], setting.prefix_len or protocol.prefix_len)
+                Cell(setting.task, method, setting.seeds[0], prompt_length(protocol, setting))
                 for setting in ordered
                 for method in protocol.zero_shot_methods
                 if zero_shot_applies(method, setting.task)
@@ -248,6 +245,11 @@ def cells(protocol: Protocol, tasks: Iterable[str] | None = None) -> list[Cell]:
                         out.append(Cell(sweep.task, "p-tuning-v2", sweep.seeds[0], length, "sweep"))
             out += secondary_first
     return out + later
+
+
+def prompt_length(protocol: Protocol, setting: TaskSetting) -> int:
+    """The task's own prompt length where it sets one, else the protocol's."""
+    return setting.prefix_len or protocol.prefix_len
 
 
 def zero_shot_applies(method: str, task: str) -> bool:
