@@ -28,7 +28,7 @@ import statistics
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,12 @@ class TaskSetting:
     prefix_len: int | None = None  # None: the protocol's prefix_len
     # method -> learning rate, where it differs from ptuning.config.DEFAULT_LEARNING_RATES
     learning_rates: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
+    # the tuning studies of a protocol with tune_trials (ptuning.protocol_tuning): training subset,
+    # dev subset, epochs of each trial, and the prompt lengths searched (none: the protocol's P)
+    tune_train_samples: int | None = None
+    tune_eval_samples: int | None = None
+    tune_epochs: float | None = None
+    tune_prefix_lens: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,14 @@ class Protocol:
     # tasks they apply to: "handcrafted" on the classification tasks with a default template
     zero_shot_methods: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # bf16: None takes ptuning.precision's default (bf16 on a GPU or CPU that has it natively)
+    bf16: bool | None = None
+    # equal tuning budgets (ptuning.protocol_tuning): trials per (task, method), 0 = no tuning
+    tune_trials: int = 0
+    tune_lr_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # method -> TrainConfig fields the method's main cells take (not its tuning trials): levers that
+    # were measured to help (see the protocol's description)
+    final_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # fine-tuning's learning rate for the few-step CPU protocol (see its description)
@@ -100,7 +114,7 @@ PROTOCOLS: dict[str, Protocol] = {
         sweep_task="sst2",
         sweep_lengths=(4, 16, 64),
         description=(
-            "Reduced CPU protocol: MiniLM, training subsets of 160-600 examples, short sequences, "
+            "Reduced CPU protocol (fp32): MiniLM, training subsets of 160-600 examples, short sequences, "
             "2-3 epochs, 2 seeds, batch 16. Prompt methods use their default learning rates "
             "(ptuning.config.DEFAULT_LEARNING_RATES: prompt-tuning 3e-2, prefix-tuning 1e-3 (through its MLP), "
             "p-tuning-v2 1e-2); fine-tuning uses 1e-4 instead of its default 3e-5, because these runs "
@@ -115,6 +129,7 @@ PROTOCOLS: dict[str, Protocol] = {
         secondary_methods=("prefix-tuning",),
         priority_tasks=("conll03", "squad"),
         zero_shot_methods=("handcrafted",),
+        bf16=False,
     ),
     "full": Protocol(
         name="full",
@@ -158,6 +173,81 @@ PROTOCOLS: dict[str, Protocol] = {
         secondary_methods=("prefix-tuning",),
         priority_tasks=("rte", "mrpc"),
     ),
+    "cpu-converged": Protocol(
+        name="cpu-converged",
+        backbone="minilm",
+        prefix_len=16,
+        tasks=(
+            TaskSetting(
+                "sst2",
+                None,
+                None,
+                64,
+                2,
+                (0, 1),
+                batch_size=32,
+                pooling="mean",
+                tune_train_samples=2000,
+                tune_epochs=1,
+                tune_prefix_lens=(8, 16, 32),
+            ),
+            TaskSetting(
+                "rte",
+                None,
+                None,
+                128,
+                10,
+                (0, 1),
+                pooling="mean",
+                tune_train_samples=800,
+                tune_epochs=3,
+                tune_prefix_lens=(8, 16, 32),
+            ),
+            TaskSetting(
+                "mrpc",
+                None,
+                None,
+                128,
+                6,
+                (0, 1),
+                pooling="mean",
+                tune_train_samples=1000,
+                tune_epochs=3,
+                tune_prefix_lens=(8, 16, 32),
+            ),
+            TaskSetting(
+                "conll03",
+                None,
+                None,
+                128,
+                5,
+                (0, 1),
+                tune_train_samples=1500,
+                tune_eval_samples=1000,
+                tune_epochs=2,
+                tune_prefix_lens=(16, 32, 64),
+            ),
+        ),
+        sweep_task="rte",
+        sweep_lengths=(),
+        methods=("fine-tune", "prompt-tuning", "p-tuning-v2"),
+        description=(
+            "Converged CPU protocol: MiniLM on whole training sets, bf16 on this CPU (avx512_bf16), "
+            "batch 16 (SST-2: 32), mean pooling for the sentence tasks, 2 seeds. Every method is tuned "
+            "with the same budget first (see Tuning), then its best setting trains on the whole "
+            "training set; the best epoch's dev score is reported. Sized for about 3 hours of 2 CPU "
+            "cores in all, resumable cell by cell; after the first seed the claim's cells (p-tuning-v2, "
+            "fine-tune) run before prompt tuning's second seed."
+        ),
+        secondary_methods=("prompt-tuning",),
+        priority_tasks=("conll03", "rte", "mrpc"),
+        tune_trials=4,
+        tune_lr_ranges={
+            "fine-tune": (1e-5, 2e-4),
+            "prompt-tuning": (3e-3, 3e-1),
+            "p-tuning-v2": (2e-3, 5e-2),
+        },
+    ),
 }
 
 DRY_RUN = {"max_train_samples": 32, "max_eval_samples": 32, "epochs": 1}
@@ -167,10 +257,24 @@ def dry_run(protocol: Protocol) -> Protocol:
     """The same protocol on tiny slices (32 examples, one epoch, the first seed, no sweep): a check
     that every cell runs end to end, not a result."""
     tasks = tuple(
-        replace(t, **DRY_RUN, max_seq_length=min(t.max_seq_length, 128), seeds=t.seeds[:1])
+        replace(
+            t,
+            **DRY_RUN,
+            max_seq_length=min(t.max_seq_length, 128),
+            seeds=t.seeds[:1],
+            tune_train_samples=DRY_RUN["max_train_samples"],
+            tune_eval_samples=DRY_RUN["max_eval_samples"],
+            tune_epochs=1,
+        )
         for t in protocol.tasks
     )
-    return replace(protocol, name=f"{protocol.name}-dry-run", tasks=tasks, sweep_lengths=())
+    return replace(
+        protocol,
+        name=f"{protocol.name}-dry-run",
+        tasks=tasks,
+        sweep_lengths=(),
+        tune_trials=min(protocol.tune_trials, 2),
+    )
 
 
 # P-Tuning v2 (Liu et al., ACL 2022), dev-set figures on BERT-large / RoBERTa-large, for context only:
@@ -209,10 +313,20 @@ class Cell:
         return f"{self.kind}/{self.task}/{self.method}/P{self.prefix_len}/seed{self.seed}"
 
 
-def cells(protocol: Protocol, tasks: Iterable[str] | None = None) -> list[Cell]:
+def cells(
+    protocol: Protocol,
+    tasks: Iterable[str] | None = None,
+    tuned: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+) -> list[Cell]:
     """Every cell, ordered so that a partial run is most useful: the first seed of the main methods
     and the prompt-length sweep first, then the secondary methods' first seed, then the other seeds
-    (priority tasks first), the secondary methods' later seeds last."""
+    (priority tasks first), the secondary methods' later seeds last. `tuned` (task, method) ->
+    settings of a tuned protocol gives each main cell its tuned prompt length."""
+    tuned = tuned or {}
+
+    def length(setting: TaskSetting, method: str) -> int:
+        return tuned.get((setting.task, method), {}).get("prefix_len") or prompt_length(protocol, setting)
+
     wanted = set(tasks) if tasks else None
     settings = [t for t in protocol.tasks if wanted is None or t.task in wanted]
     out: list[Cell] = []
@@ -226,7 +340,7 @@ def cells(protocol: Protocol, tasks: Iterable[str] | None = None) -> list[Cell]:
         for setting in ordered:
             if round_ < len(setting.seeds):
                 for method in protocol.methods:
-                    cell = Cell(setting.task, method, setting.seeds[round_], prompt_length(protocol, setting))
+                    cell = Cell(setting.task, method, setting.seeds[round_], length(setting, method))
                     if method not in protocol.secondary_methods:
                         out.append(cell)
                     else:
@@ -311,10 +425,13 @@ def run_cell(
     protocol: Protocol,
     work: Path,
     *,
-    bf16: bool = False,
+    bf16: bool | None = False,
     data_dir: str | None = None,
     threads: int | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Train one cell; `settings` (TrainConfig fields: tuned values, the method's final settings)
+    override the protocol's."""
     import torch
 
     from .training import TrainConfig, train
@@ -345,7 +462,11 @@ def run_cell(
         logging_steps=10,
         progress=False,
     )
+    if settings:
+        cfg = replace(cfg, **settings)
     row: dict[str, Any] = {**asdict(cell), "key": cell.key, "protocol": protocol.name}
+    if settings:
+        row["settings"] = settings
     start = time.perf_counter()
     try:
         metrics = train(cfg)
@@ -375,21 +496,41 @@ def run_protocol(
     folder: Path,
     *,
     tasks: Iterable[str] | None = None,
-    bf16: bool = False,
+    bf16: bool | None = False,
     data_dir: str | None = None,
     jobs: int = 1,
     threads: int | None = None,
     log=print,
+    tune_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Train every cell not yet in results.jsonl; `jobs` > 1 runs that many cells at once, each in
-    its own process (with `threads` torch threads each), and this process appends their rows."""
+    its own process (with `threads` torch threads each), and this process appends their rows.
+
+    A protocol with tuning runs (or resumes) its studies first, in this process (`tune_only`: only
+    them)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    tuned: dict[tuple[str, str], dict[str, Any]] = {}
+    if protocol.tune_trials:
+        from .protocol_tuning import tune_protocol
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        tuned = tune_protocol(protocol, folder, tasks=tasks, bf16=bf16, data_dir=data_dir, log=log)
+        if tune_only:
+            return read_results(folder)
     done = {row["key"] for row in read_results(folder) if row.get("status") == "ok"}
-    todo = [c for c in cells(protocol, tasks) if c.key not in done]
+    todo = [c for c in cells(protocol, tasks, tuned) if c.key not in done]
     log(f"protocol {protocol.name}: {len(todo)} cells to run, {len(done)} already done ({folder / RESULTS})")
     work = folder / "_runs"
     options = {"bf16": bf16, "data_dir": data_dir, "threads": threads}
+
+    def settings(cell: Cell) -> dict[str, Any]:
+        if cell.kind != "main":
+            return {}
+        return {**tuned.get((cell.task, cell.method), {}), **protocol.final_settings.get(cell.method, {})}
 
     def finished(index: int, cell: Cell, row: dict[str, Any]) -> None:
         _append(folder, row)
@@ -403,14 +544,17 @@ def run_protocol(
     if jobs <= 1:
         for index, cell in enumerate(todo, 1):
             log(f"[{index}/{len(todo)}] {cell.key} ...")
-            finished(index, cell, run_cell(cell, protocol, work, **options))
+            finished(index, cell, run_cell(cell, protocol, work, **options, settings=settings(cell)))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1) as pool:
-            futures = {pool.submit(run_cell, cell, protocol, work, **options): cell for cell in todo}
+            futures = {
+                pool.submit(run_cell, cell, protocol, work, **options, settings=settings(cell)): cell
+                for cell in todo
+            }
             for index, future in enumerate(as_completed(futures), 1):
                 cell = futures[future]
                 try:
@@ -603,6 +747,33 @@ def _learning_rate(ok: dict[str, dict[str, Any]], setting: TaskSetting, method: 
     return f"{setting.learning_rates.get(method, default):g}"
 
 
+def _tuning_table(protocol: Protocol, tuned: Mapping[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """Per task: the subset the trials used, and each method's best learning rate and prompt length."""
+    lines = [
+        "| task | trial train / eval / epochs | prompt lengths searched | "
+        + " | ".join(protocol.methods)
+        + " |",
+        "|---|---|---|" + "---|" * len(protocol.methods),
+    ]
+    for t in protocol.tasks:
+        best = []
+        for method in protocol.methods:
+            values = tuned.get((t.task, method))
+            if not values:
+                best.append("not tuned yet")
+                continue
+            text = f"lr {values['learning_rate']:.3g}" if "learning_rate" in values else ""
+            if method != "fine-tune" and "prefix_len" in values:
+                text += f", P {values['prefix_len']}"
+            best.append(text)
+        lines.append(
+            f"| {TASK_TITLES.get(t.task, t.task)} | {t.tune_train_samples or 'all'} / "
+            f"{t.tune_eval_samples or 'all'} / {t.tune_epochs or t.epochs:g} | "
+            f"{', '.join(map(str, t.tune_prefix_lens)) or '—'} | " + " | ".join(best) + " |"
+        )
+    return lines + [""]
+
+
 def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: str = "") -> Path:
     """Write report.md, results.json and the PNGs from results.jsonl; returns report.md's path."""
     folder = Path(folder)
@@ -620,7 +791,11 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
             sweep, table.get(sweep_task, {}).get("fine-tune"), sweep_task, folder / "prompt_length.png"
         )
 
-    expected = cells(protocol)
+    from .protocol_tuning import describe as describe_tuning
+    from .protocol_tuning import tuned_settings
+
+    tuned = tuned_settings(protocol, folder)
+    expected = cells(protocol, tuned=tuned)
     missing = [c.key for c in expected if c.key not in ok]
     raw = {
         "protocol": asdict(protocol),
@@ -631,6 +806,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "table": table,
         "sweep": sweep,
         "paper": PAPER_FIGURES,
+        "tuned": {f"{task}/{method}": values for (task, method), values in tuned.items()},
     }
     (folder / "results.json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
 
@@ -640,6 +816,9 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     if rendered_by and rendered_by != command:
         lines += [f"(rendered again from `results.jsonl` by `{rendered_by}`)", ""]
     lines += [protocol.description, ""]
+    if protocol.tune_trials:
+        lines += ["## Tuning", "", describe_tuning(protocol), ""]
+        lines += _tuning_table(protocol, tuned)
     lines += [
         f"Backbone: `{protocol.backbone}`"
         + (

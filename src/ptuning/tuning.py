@@ -58,6 +58,10 @@ class TuneConfig:
     resume: bool = False
     overwrite: bool = False
     notes: list[str] = field(default_factory=list)
+    seed: int | None = None  # the sampler's seed (None: a fresh one)
+    # "tpe"; "qmc" (a scrambled Sobol sequence) covers the space evenly in few trials, where TPE is
+    # still in its random start-up phase (its first 10 trials)
+    sampler: str = "tpe"
 
 
 class PruneCallback(TrainerCallback):
@@ -114,12 +118,20 @@ def _storage(db: Path) -> optuna.storages.RDBStorage:
         )
 
 
-def _create(storage: optuna.storages.RDBStorage) -> optuna.Study:
+def _sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    if name == "qmc":
+        with warnings.catch_warnings():  # "experimental" in some Optuna releases
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _create(storage: optuna.storages.RDBStorage, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     return optuna.create_study(
         storage=storage,
         study_name=STUDY_NAME,
         direction="maximize",  # every task metric here is better higher (training.py's greater_is_better)
-        sampler=optuna.samplers.TPESampler(),
+        sampler=sampler,
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
         load_if_exists=True,
     )
@@ -137,7 +149,7 @@ def open_study(cfg: TuneConfig) -> optuna.Study:
 
 def _open(cfg: TuneConfig, db: Path) -> optuna.Study:
     storage = _storage(db)
-    study = _create(storage)
+    study = _create(storage, _sampler(cfg.sampler, cfg.seed))
     started = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
     if started and not cfg.resume:
         if not cfg.overwrite:
@@ -147,7 +159,7 @@ def _open(cfg: TuneConfig, db: Path) -> optuna.Study:
             )
         optuna.delete_study(study_name=STUDY_NAME, storage=storage)
         shutil.rmtree(cfg.output_dir / TRIALS_DIR, ignore_errors=True)
-        study, started = _create(storage), []
+        study, started = _create(storage, _sampler(cfg.sampler, cfg.seed)), []
     recorded = study.user_attrs.get("fixed")
     if recorded is None or not started:
         study.set_user_attr("fixed", cfg.fixed)

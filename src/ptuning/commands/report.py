@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="report folder name (default: the protocol's name)")
     parser.add_argument("--reports-dir", default="reports", help="(default: reports)")
     parser.add_argument(
-        "--protocol", choices=("cpu", "gpu", "full"), default="cpu", help="which protocol (default: cpu)"
+        "--protocol",
+        choices=("cpu", "cpu-converged", "gpu", "full"),
+        default="cpu",
+        help="which protocol (default: cpu)",
     )
     parser.add_argument("--full", action="store_true", help="the same as --protocol full")
     parser.add_argument(
@@ -43,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--render-only", action="store_true", help="train nothing; render from the results file"
+    )
+    parser.add_argument(
+        "--tune-only",
+        action="store_true",
+        help="a protocol with tuning (cpu-converged): run its tuning studies, no final cell",
     )
     parser.add_argument(
         "--data-dir", default=None, help="benchmark data folder (default: $PTUNING_DATA, else the hub)"
@@ -61,8 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from ..report import PROTOCOLS, dry_run, render, run_protocol
 
     protocol = PROTOCOLS["full" if args.full else args.protocol]
@@ -77,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
             protocol,
             folder,
             tasks=args.tasks,
-            bf16=torch.cuda.is_available(),
+            bf16=protocol.bf16,
             data_dir=args.data_dir,
             jobs=args.jobs,
             threads=threads,
             log=_log,
+            tune_only=args.tune_only,
         )
     rendered_by = ""
     if args.render_only:  # keep the command that ran the protocol; say who rendered it again

@@ -1,0 +1,149 @@
+"""Equal tuning budgets for a report protocol: one `ptuning tune` study per (task, method).
+
+A protocol with `tune_trials` > 0 first searches each method's hyperparameters on each task with
+the same number of trials, on a training subset and with the task's tuning epochs
+(`TaskSetting.tune_*`), then trains the best setting of each study on the whole training set (the
+protocol's main cells). No method wins by being tuned better: every one gets the same number of
+trials of the same size; only the searched parameters differ (fine-tuning has no prompt to size).
+
+Studies live in `<report folder>/tuning/<task>-<method>/` (study.db, trials.csv, best_config.json,
+search.json, plots): a killed run resumes its study, and a finished study is not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .search_space import PARAMETERS, Choice, Range, Space
+
+if TYPE_CHECKING:
+    from .report import Protocol, TaskSetting
+    from .training import TrainConfig
+
+TUNING_DIR = "tuning"
+# the searched parameters whose best value the final cells take (by TrainConfig field)
+FINAL_FIELDS = {
+    "lr": "learning_rate",
+    "prefix_len": "prefix_len",
+    "prompt_dropout": "prompt_dropout",
+    "prefix_projection": "prefix_projection",
+}
+TUNE_SEED = 0  # trials train with this seed; the sampler is seeded with it too
+
+
+def study_dir(folder: Path, task: str, method: str) -> Path:
+    return Path(folder) / TUNING_DIR / f"{task}-{method}"
+
+
+def space_of(protocol: Protocol, setting: TaskSetting, method: str) -> Space:
+    """The method's learning-rate range, and for a prompt method the task's prompt lengths."""
+    low, high = protocol.tune_lr_ranges[method]
+    space: Space = {"lr": Range(low, high, log=True)}
+    if method != "fine-tune" and setting.tune_prefix_lens:
+        space["prefix_len"] = Choice(tuple(setting.tune_prefix_lens))
+    return space
+
+
+def fixed_settings(
+    protocol: Protocol, setting: TaskSetting, method: str, *, bf16: bool | None, data_dir: str | None
+) -> dict[str, Any]:
+    """The TrainConfig fields every trial of this study shares (JSON-able: the study records them)."""
+    return {
+        "task": setting.task,
+        "backbone": protocol.backbone,
+        "method": method,
+        "prefix_len": setting.prefix_len or protocol.prefix_len,
+        "epochs": setting.tune_epochs or setting.epochs,
+        "batch_size": setting.batch_size,
+        "eval_batch_size": 64,
+        "max_seq_length": setting.max_seq_length,
+        "max_train_samples": setting.tune_train_samples,
+        "max_eval_samples": setting.tune_eval_samples,
+        "seed": TUNE_SEED,
+        "pooling": setting.pooling,
+        "data_dir": data_dir,
+        "bf16": bf16,
+        "logging_steps": 10,
+    }
+
+
+def _trial_config(settings: argparse.Namespace) -> TrainConfig:
+    from .training import TrainConfig
+
+    values = dict(vars(settings))
+    values["learning_rate"] = values.pop("lr", None)
+    return TrainConfig(**values, progress=False)
+
+
+def tune_protocol(
+    protocol: Protocol,
+    folder: Path,
+    *,
+    tasks: Iterable[str] | None = None,
+    bf16: bool | None = None,
+    data_dir: str | None = None,
+    log=print,
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Run (or resume) every study of the protocol that has not finished; returns `tuned_settings`."""
+    from .tuning import TuneConfig, run_search, write_results
+
+    wanted = set(tasks) if tasks else None
+    for setting in protocol.tasks:
+        if wanted is not None and setting.task not in wanted:
+            continue
+        for method in protocol.methods:
+            out = study_dir(folder, setting.task, method)
+            cfg = TuneConfig(
+                fixed=fixed_settings(protocol, setting, method, bf16=bf16, data_dir=data_dir),
+                space=space_of(protocol, setting, method),
+                output_dir=out,
+                trials=protocol.tune_trials,
+                resume=True,
+                seed=TUNE_SEED,
+                sampler="qmc",
+            )
+            summary = out / "search.json"
+            if summary.is_file() and json.loads(summary.read_text()).get("finished", 0) >= cfg.trials:
+                continue  # finished: its fixed settings are not compared again (final_settings may change)
+            log(f"tuning {setting.task} {method}: {cfg.trials} trials in {out}")
+            study = run_search(cfg, _trial_config)
+            write_results(study, cfg)
+    return tuned_settings(protocol, folder)
+
+
+def tuned_settings(protocol: Protocol, folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(task, method) -> the TrainConfig fields its study's best trial set (empty where none ran)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if not protocol.tune_trials:
+        return out
+    for setting in protocol.tasks:
+        for method in protocol.methods:
+            path = study_dir(folder, setting.task, method) / "search.json"
+            if not path.is_file():
+                continue
+            summary = json.loads(path.read_text())
+            params = summary.get("best_params") or {}
+            out[(setting.task, method)] = {
+                FINAL_FIELDS[name]: value for name, value in params.items() if name in FINAL_FIELDS
+            }
+    return out
+
+
+def describe(protocol: Protocol) -> str:
+    """One paragraph for the report: the budget and the spaces."""
+    spaces = "; ".join(
+        f"{method}: lr {low:g}..{high:g} (log)" for method, (low, high) in protocol.tune_lr_ranges.items()
+    )
+    return (
+        f"Every method gets the same tuning budget: {protocol.tune_trials} `ptuning tune` trials "
+        f"(Optuna's quasi-Monte Carlo sampler, a scrambled Sobol sequence with seed {TUNE_SEED} that spreads few trials evenly over the space; median pruning) per task on a training subset, evaluated on "
+        f"the dev set; the best trial's learning rate (and, for a prompt method, prompt length) then "
+        f"trains on the whole training set. Spaces: {spaces}; prompt lengths per task as listed."
+    )
+
+
+assert set(FINAL_FIELDS) <= set(PARAMETERS)
