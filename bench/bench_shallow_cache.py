@@ -134,7 +134,7 @@ def accuracy(args) -> dict:
     for seed in args.seeds:
         for name, options in variants.items():
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = TrainConfig(
+                cfg = TrainConfig.build(
                     task="sst2",
                     prefix_len=args.prefix_len,
                     epochs=args.acc_epochs,

@@ -67,7 +67,7 @@ def test_one_task_yields_the_single_task_order():
 
 
 def _config(tiny_bert_dir, tmp_path, task: str, name: str, **extra) -> TrainConfig:
-    return TrainConfig(
+    return TrainConfig.build(
         task=task,
         backbone=str(tiny_bert_dir),
         prefix_len=4,

@@ -15,6 +15,10 @@ from ptuning.report import (
     aggregate,
     cells,
     dry_run,
+    final_settings,
+    kept_levers,
+    lever_cells,
+    lever_settings,
     render,
     run_protocol,
 )
@@ -177,3 +181,59 @@ def test_render_gpu_protocol_names_mrpc(tmp_path):
     text = render(protocol, tmp_path).read_text()
     assert "| MRPC (F1) |" in text
     assert "- MRPC: p-tuning-v2" in text
+
+
+# --- the tuned protocol: tuned settings, levers ----------------------------------------------------
+
+
+def _search(folder, task, method, params):
+    study = folder / "tuning" / f"{task}-{method}"
+    study.mkdir(parents=True)
+    (study / "search.json").write_text(json.dumps({"finished": 4, "best_params": params}))
+
+
+def test_tuned_settings_give_the_main_cells_their_prompt_length_and_rate(tmp_path):
+    from ptuning.protocol_tuning import tuned_settings
+
+    protocol = PROTOCOLS["cpu-converged"]
+    _search(tmp_path, "rte", "p-tuning-v2", {"lr": 0.02, "prefix_len": 32})
+    _search(tmp_path, "rte", "fine-tune", {"lr": 5e-5})
+    tuned = tuned_settings(protocol, tmp_path)
+    assert tuned[("rte", "p-tuning-v2")] == {"learning_rate": 0.02, "prefix_len": 32}
+    assert tuned[("rte", "fine-tune")] == {"learning_rate": 5e-5}
+    rte = [c for c in cells(protocol, ["rte"], tuned) if c.seed == 0]
+    lengths = {c.method: c.prefix_len for c in rte}
+    assert lengths["p-tuning-v2"] == 32
+    assert lengths["prompt-tuning"] == protocol.prefix_len  # not tuned yet: the protocol's P
+
+
+def _lever_rows(protocol, gains):
+    rows = []
+    for cell in lever_cells(protocol):
+        name = cell.kind.removeprefix("lever-")
+        score = 0.6 + gains.get(name, 0.0) + 0.01 * cell.seed
+        rows.append({**asdict(cell), "key": cell.key, "status": "ok", "score": score})
+    return rows
+
+
+def test_a_lever_is_kept_only_where_it_beats_the_baseline_on_every_finished_pair():
+    protocol = PROTOCOLS["cpu-converged"]
+    assert {c.kind for c in lever_cells(protocol)} == {f"lever-{n}" for n in ("baseline", *protocol.levers)}
+    rows = _lever_rows(protocol, {"vocab-init": 0.02, "per-example-dropout": -0.01})
+    verdict = kept_levers(protocol, rows)
+    assert verdict["vocab-init"]["kept"] and round(verdict["vocab-init"]["gain"], 6) == 2.0
+    assert not verdict["per-example-dropout"]["kept"]
+    assert final_settings(protocol, rows)["p-tuning-v2"] == {"prefix_init": "vocab"}
+    # a comparison with a pair missing decides nothing yet
+    partial = [r for r in rows if not (r["kind"] == "lever-vocab-init" and r["seed"] == 1)]
+    assert not kept_levers(protocol, partial)["vocab-init"]["kept"]
+    assert "p-tuning-v2" not in final_settings(protocol, partial)
+
+
+def test_lever_cells_train_at_the_tuning_size():
+    protocol = PROTOCOLS["cpu-converged"]
+    cell = next(c for c in lever_cells(protocol) if c.kind == "lever-vocab-init" and c.task == "rte")
+    settings = lever_settings(protocol, cell)
+    rte = next(t for t in protocol.tasks if t.task == "rte")
+    assert settings["max_train_samples"] == rte.tune_train_samples
+    assert settings["epochs"] == rte.tune_epochs and settings["prefix_init"] == "vocab"

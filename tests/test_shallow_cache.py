@@ -171,7 +171,7 @@ def test_train_with_the_flag_reports_the_cache(tiny_bert_dir, tmp_path):
     train_file, dev_file = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
     train_file.write_text("\n".join(json.dumps(r) for r in rows))
     dev_file.write_text("\n".join(json.dumps(r) for r in rows[:8]))
-    cfg = TrainConfig(
+    cfg = TrainConfig.build(
         task="custom",
         backbone=str(tiny_bert_dir),
         train_file=str(train_file),

@@ -248,7 +248,7 @@ def test_a_trial_is_pruned_from_its_dev_metric(tiny_bert_dir, shared_data, tmp_p
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
     trial = study.ask()  # an accuracy is always below 2: pruned at the first evaluation
-    cfg = TrainConfig(
+    cfg = TrainConfig.build(
         task="sst2", backbone=str(tiny_bert_dir), max_train_samples=32, max_eval_samples=8, batch_size=8,
         max_seq_length=32, prefix_len=2, epochs=3, output_dir=str(tmp_path / "pruned"), progress=False,
     )  # fmt: skip

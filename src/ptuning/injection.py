@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextvars
 import math
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -55,11 +55,15 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
 
 @dataclass
 class LayerPrefix:
-    """Prefix of one layer: keys and values (batch, heads, P, head_dim) and mask (batch, P), True = attend."""
+    """Prefix of one layer: keys and values (batch, heads, P, head_dim) and mask (batch, P), True = attend.
+
+    With `record`, the layer adds no prefix and instead hands its own keys and values of the tokens
+    (batch, heads, T, head_dim) to `record(key, value)` (how `prompts.vocabulary_prefix` reads them)."""
 
     key: torch.Tensor
     value: torch.Tensor
     mask: torch.Tensor | None = None
+    record: Callable[[torch.Tensor, torch.Tensor], None] | None = None
 
 
 @dataclass
@@ -108,6 +112,9 @@ def attend(
     query (B, h, T, d), key/value (B, h, S, d); `mask` is None, a bool mask (True = attend) or an
     additive float mask, broadcastable to (B, h, T, S). Returns (B, h, T, d).
     """
+    if prefix is not None and prefix.record is not None:
+        prefix.record(key, value)
+        prefix = None
     if prefix is not None:
         batch, _, q_len, _ = query.shape
         prefix_len = prefix.key.shape[2]

@@ -18,7 +18,7 @@ from .data.spec import TaskSpec
 from .errors import CheckpointError
 from .heads import build_head
 from .injection import LayerPrefix, PrefixInjector
-from .prompts import InputPrompt, PrefixEncoder
+from .prompts import InputPrompt, PrefixEncoder, vocabulary_prefix
 from .validation import check_tensors, expected_tensors, load_finite, read_header, validate_config
 
 
@@ -81,10 +81,18 @@ class PromptModel(nn.Module):
                 projection_hidden=config.projection_hidden,
                 dropout=config.prompt_dropout,
                 init_std=config.init_std,
+                dropout_per_example=config.prompt_dropout_per_example,
             )
+            if config.prefix_init == "vocab":
+                table = vocabulary_prefix(backbone, self.injector, layers, config.prefix_len)
+                with torch.no_grad():
+                    self.prefix_encoder.embedding.weight.copy_(table)
         elif config.method == "prompt-tuning":
             self.input_prompt = InputPrompt(
-                config.prefix_len, backbone.get_input_embeddings(), dropout=config.prompt_dropout
+                config.prefix_len,
+                backbone.get_input_embeddings(),
+                dropout=config.prompt_dropout,
+                dropout_per_example=config.prompt_dropout_per_example,
             )
         self.head = build_head(
             spec.task_type,

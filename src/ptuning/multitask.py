@@ -288,7 +288,7 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
             task_model.spec = replace(task_model.spec, null_threshold=float(validation["null_threshold"]))
         task_sizes = save_checkpoint(task_model, output / spec.name, fold=True)
         # the settings `ptuning eval` reads (max_seq_length), as beside a single-task checkpoint
-        _write_json(output / spec.name / "train_config.json", asdict(replace(cfg, task=spec.name)))
+        _write_json(output / spec.name / "train_config.json", replace(cfg, task=spec.name).to_dict())
         per_task[spec.name] = {
             "task": spec.name,
             "task_type": spec.task_type,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .injection import LayerPrefix
+from .injection import LayerPrefix, PrefixInjector
 
 
 class PrefixEncoder(nn.Module):
@@ -29,6 +29,7 @@ class PrefixEncoder(nn.Module):
         projection_hidden: int = 512,
         dropout: float = 0.1,
         init_std: float = 1.0,
+        dropout_per_example: bool = False,
     ) -> None:
         super().__init__()
         self.prefix_len = prefix_len
@@ -46,16 +47,17 @@ class PrefixEncoder(nn.Module):
             self.embedding = nn.Embedding(prefix_len, out_dim)
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.dropout = nn.Dropout(dropout)
+        self.dropout_per_example = dropout_per_example
 
     def table(self) -> torch.Tensor:
         """The (P, L*2*H) prefix table, through the MLP when reparameterized."""
         weight = self.embedding.weight
         return self.mlp(weight) if self.projection else weight
 
-    def _stacked(self) -> torch.Tensor:
+    def _stacked(self, dropout: bool = True) -> torch.Tensor:
         """Keys and values of every prompted layer, (2L, heads, P, head_dim)."""
         kv = self.table().view(self.prefix_len, 2 * len(self.layers), self.num_heads, self.head_dim)
-        return self.dropout(kv).permute(1, 2, 0, 3)
+        return (self.dropout(kv) if dropout else kv).permute(1, 2, 0, 3)
 
     def _weights_version(self) -> tuple:
         """Changes whenever a weight does: in place (optimizer step, load_state_dict) or replaced (.to())."""
@@ -85,10 +87,13 @@ class PrefixEncoder(nn.Module):
         once); a host-side mask with every position visible is dropped (one check here, none in
         the attention of each layer), so no mask columns are built for it."""
         cached = not self.training and not torch.is_grad_enabled()
-        kv = self.inference_table() if cached else self._stacked()
+        per_example = self.training and self.dropout_per_example and self.dropout.p > 0
+        kv = self.inference_table() if cached else self._stacked(dropout=not per_example)
         if mask is not None and mask.device.type == "cpu" and bool(mask.all()):
             mask = None
         kv = kv.unsqueeze(1).expand(-1, batch_size, -1, -1, -1)  # (2L, batch, heads, P, head_dim)
+        if per_example:  # an independent mask for each example (dropout of the expanded view)
+            kv = self.dropout(kv)
         return {
             layer: LayerPrefix(key=kv[2 * i], value=kv[2 * i + 1], mask=mask)
             for i, layer in enumerate(self.layers)
@@ -105,6 +110,7 @@ class PrefixEncoder(nn.Module):
             hidden_size=1,
             projection=False,
             dropout=self.dropout.p,
+            dropout_per_example=self.dropout_per_example,
         )
         folded.embedding.weight.copy_(self.table())
         folded.train(self.training)
@@ -118,7 +124,14 @@ class InputPrompt(nn.Module):
     found to work better than random vectors.
     """
 
-    def __init__(self, prefix_len: int, word_embeddings: nn.Embedding, *, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        prefix_len: int,
+        word_embeddings: nn.Embedding,
+        *,
+        dropout: float = 0.1,
+        dropout_per_example: bool = False,
+    ) -> None:
         super().__init__()
         self.prefix_len = prefix_len
         with torch.no_grad():
@@ -127,8 +140,49 @@ class InputPrompt(nn.Module):
             init = word_embeddings.weight[rows].detach().clone()
         self.embedding = nn.Parameter(init)
         self.dropout = nn.Dropout(dropout)
+        self.dropout_per_example = dropout_per_example
 
     def forward(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
-        prompt = self.dropout(self.embedding).to(inputs_embeds.dtype)
-        prompt = prompt.unsqueeze(0).expand(inputs_embeds.shape[0], -1, -1)
-        return torch.cat([prompt, inputs_embeds], dim=1)
+        batch = inputs_embeds.shape[0]
+        if self.dropout_per_example:  # dropout of the expanded view: a mask per example
+            prompt = self.dropout(self.embedding.unsqueeze(0).expand(batch, -1, -1))
+        else:
+            prompt = self.dropout(self.embedding).unsqueeze(0).expand(batch, -1, -1)
+        return torch.cat([prompt.to(inputs_embeds.dtype), inputs_embeds], dim=1)
+
+
+@torch.no_grad()
+def vocabulary_prefix(
+    backbone: nn.Module,
+    injector: PrefixInjector,
+    layers: list[int],
+    prefix_len: int,
+    *,
+    seed: int = 0,
+) -> torch.Tensor:
+    """A (P, L*2*H) prefix table holding the keys and values the backbone itself computes, in each
+    prompted layer, for P vocabulary tokens drawn at random (Li & Liang 2021 initialise the prefix
+    with the activations of real words). The backbone runs once, in eval mode, on those P tokens."""
+    embeddings = backbone.get_input_embeddings()
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, embeddings.num_embeddings, (1, prefix_len), generator=generator)
+    ids = ids.to(embeddings.weight.device)
+    captured: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def recorder(layer: int):
+        return lambda key, value: captured.__setitem__(layer, (key, value))
+
+    empty = embeddings.weight.new_zeros(1, 1, 0, 1)
+    prefixes = {layer: LayerPrefix(key=empty, value=empty, record=recorder(layer)) for layer in layers}
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with injector.active(prefixes):
+            backbone(input_ids=ids, attention_mask=torch.ones_like(ids))
+    finally:
+        backbone.train(was_training)
+    missing = [layer for layer in layers if layer not in captured]
+    if missing:
+        raise RuntimeError(f"layers {missing} computed no keys and values: the injection is not attached")
+    kv = torch.stack([t.float() for layer in layers for t in captured[layer]])  # (2L, 1, heads, P, head_dim)
+    return kv[:, 0].permute(2, 0, 1, 3).reshape(prefix_len, -1)

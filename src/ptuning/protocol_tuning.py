@@ -74,9 +74,7 @@ def fixed_settings(
 def _trial_config(settings: argparse.Namespace) -> TrainConfig:
     from .training import TrainConfig
 
-    values = dict(vars(settings))
-    values["learning_rate"] = values.pop("lr", None)
-    return TrainConfig(**values, progress=False)
+    return TrainConfig.build(**vars(settings), progress=False)
 
 
 def tune_protocol(

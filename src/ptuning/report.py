@@ -95,6 +95,13 @@ class Protocol:
     # method -> TrainConfig fields the method's main cells take (not its tuning trials): levers that
     # were measured to help (see the protocol's description)
     final_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # levers measured before the main cells (a tuned protocol): name -> settings, tried with
+    # `lever_method` on `lever_tasks` at the tuning size, seeds `lever_seeds`, against "baseline";
+    # a lever whose mean over tasks and seeds beats the baseline's joins that method's main cells
+    levers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lever_method: str = "p-tuning-v2"
+    lever_tasks: tuple[str, ...] = ()
+    lever_seeds: tuple[int, ...] = (0, 1)
 
 
 # fine-tuning's learning rate for the few-step CPU protocol (see its description)
@@ -242,6 +249,11 @@ PROTOCOLS: dict[str, Protocol] = {
         secondary_methods=("prompt-tuning",),
         priority_tasks=("conll03", "rte", "mrpc"),
         tune_trials=4,
+        levers={
+            "vocab-init": {"prefix_init": "vocab"},
+            "per-example-dropout": {"prompt_dropout_per_example": True},
+        },
+        lever_tasks=("rte", "conll03"),
         tune_lr_ranges={
             "fine-tune": (1e-5, 2e-4),
             "prompt-tuning": (3e-3, 3e-1),
@@ -274,6 +286,7 @@ def dry_run(protocol: Protocol) -> Protocol:
         tasks=tasks,
         sweep_lengths=(),
         tune_trials=min(protocol.tune_trials, 2),
+        lever_seeds=protocol.lever_seeds[:1],
     )
 
 
@@ -324,7 +337,7 @@ def cells(
     settings of a tuned protocol gives each main cell its tuned prompt length."""
     tuned = tuned or {}
 
-    def length(setting: TaskSetting, method: str) -> int:
+    def length_of(setting: TaskSetting, method: str) -> int:
         return tuned.get((setting.task, method), {}).get("prefix_len") or prompt_length(protocol, setting)
 
     wanted = set(tasks) if tasks else None
@@ -340,7 +353,7 @@ def cells(
         for setting in ordered:
             if round_ < len(setting.seeds):
                 for method in protocol.methods:
-                    cell = Cell(setting.task, method, setting.seeds[round_], length(setting, method))
+                    cell = Cell(setting.task, method, setting.seeds[round_], length_of(setting, method))
                     if method not in protocol.secondary_methods:
                         out.append(cell)
                     else:
@@ -359,6 +372,66 @@ def cells(
                         out.append(Cell(sweep.task, "p-tuning-v2", sweep.seeds[0], length, "sweep"))
             out += secondary_first
     return out + later
+
+
+BASELINE = "baseline"
+
+
+def lever_cells(
+    protocol: Protocol,
+    tasks: Iterable[str] | None = None,
+    tuned: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+) -> list[Cell]:
+    """The lever comparison: the baseline and each lever, on each lever task, seed by seed."""
+    tuned = tuned or {}
+    wanted = set(tasks) if tasks else None
+    out = []
+    for seed in protocol.lever_seeds:
+        for task in protocol.lever_tasks:
+            if wanted is not None and task not in wanted:
+                continue
+            setting = setting_of(protocol, task)
+            length = tuned.get((task, protocol.lever_method), {}).get("prefix_len") or prompt_length(
+                protocol, setting
+            )
+            for name in (BASELINE, *protocol.levers):
+                out.append(Cell(task, protocol.lever_method, seed, length, f"lever-{name}"))
+    return out
+
+
+def lever_settings(protocol: Protocol, cell: Cell) -> dict[str, Any]:
+    """A lever cell trains at its task's tuning size, with the lever's settings."""
+    setting = setting_of(protocol, cell.task)
+    name = cell.kind.removeprefix("lever-")
+    return {
+        "max_train_samples": setting.tune_train_samples,
+        "max_eval_samples": setting.tune_eval_samples,
+        "epochs": setting.tune_epochs or setting.epochs,
+        **({} if name == BASELINE else protocol.levers[name]),
+    }
+
+
+def kept_levers(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """lever name -> {"gain": mean lever score - mean baseline score (x100), "n": pairs, "kept": bool},
+    over the (task, seed) pairs where both finished. Kept only where the gain is positive and every
+    pair of the comparison finished."""
+    ok = latest_ok(rows)
+    scores: dict[tuple[str, str, int], float] = {
+        (r["kind"].removeprefix("lever-"), r["task"], r["seed"]): 100 * r["score"]
+        for r in ok.values()
+        if r["kind"].startswith("lever-")
+    }
+    expected = len(protocol.lever_tasks) * len(protocol.lever_seeds)
+    out = {}
+    for name in protocol.levers:
+        pairs = [
+            (score, scores[(BASELINE, task, seed)])
+            for (lever, task, seed), score in scores.items()
+            if lever == name and (BASELINE, task, seed) in scores
+        ]
+        gain = statistics.fmean(a - b for a, b in pairs) if pairs else math.nan
+        out[name] = {"gain": gain, "n": len(pairs), "kept": len(pairs) == expected and gain > 0}
+    return out
 
 
 def prompt_length(protocol: Protocol, setting: TaskSetting) -> int:
@@ -442,7 +515,7 @@ def run_cell(
     setting = setting_of(protocol, cell.task)
     run_dir = work / cell.key.replace("/", "_")
     shutil.rmtree(run_dir, ignore_errors=True)
-    cfg = TrainConfig(
+    cfg = TrainConfig.build(
         task=cell.task,
         backbone=protocol.backbone,
         method=cell.method,
@@ -463,7 +536,7 @@ def run_cell(
         progress=False,
     )
     if settings:
-        cfg = replace(cfg, **settings)
+        cfg = cfg.updated(**settings)
     row: dict[str, Any] = {**asdict(cell), "key": cell.key, "protocol": protocol.name}
     if settings:
         row["settings"] = settings
@@ -522,15 +595,53 @@ def run_protocol(
         if tune_only:
             return read_results(folder)
     done = {row["key"] for row in read_results(folder) if row.get("status") == "ok"}
+    levers = [c for c in lever_cells(protocol, tasks, tuned) if c.key not in done]
+    if levers:  # before the main cells, which take the levers that helped
+        log(f"protocol {protocol.name}: {len(levers)} lever cells to run")
+        _run_cells(
+            levers,
+            protocol,
+            folder,
+            jobs,
+            log,
+            bf16=bf16,
+            data_dir=data_dir,
+            threads=threads,
+            settings=lambda cell: {
+                **tuned.get((cell.task, cell.method), {}),
+                **lever_settings(protocol, cell),
+            },
+        )
+        done = {row["key"] for row in read_results(folder) if row.get("status") == "ok"}
+    final = final_settings(protocol, read_results(folder))
     todo = [c for c in cells(protocol, tasks, tuned) if c.key not in done]
     log(f"protocol {protocol.name}: {len(todo)} cells to run, {len(done)} already done ({folder / RESULTS})")
-    work = folder / "_runs"
-    options = {"bf16": bf16, "data_dir": data_dir, "threads": threads}
 
     def settings(cell: Cell) -> dict[str, Any]:
         if cell.kind != "main":
             return {}
-        return {**tuned.get((cell.task, cell.method), {}), **protocol.final_settings.get(cell.method, {})}
+        return {**tuned.get((cell.task, cell.method), {}), **final.get(cell.method, {})}
+
+    _run_cells(
+        todo, protocol, folder, jobs, log, bf16=bf16, data_dir=data_dir, threads=threads, settings=settings
+    )
+    return read_results(folder)
+
+
+def final_settings(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each method's settings for its main cells: the protocol's, and for the lever method the levers
+    that helped."""
+    out = {method: dict(values) for method, values in protocol.final_settings.items()}
+    for name, verdict in kept_levers(protocol, rows).items():
+        if verdict["kept"]:
+            out.setdefault(protocol.lever_method, {}).update(protocol.levers[name])
+    return out
+
+
+def _run_cells(todo, protocol, folder, jobs, log, *, bf16, data_dir, threads, settings) -> None:
+    """Train `todo` (one at a time, or `jobs` processes) and append each row as it finishes."""
+    work = folder / "_runs"
+    options = {"bf16": bf16, "data_dir": data_dir, "threads": threads}
 
     def finished(index: int, cell: Cell, row: dict[str, Any]) -> None:
         _append(folder, row)
@@ -564,7 +675,6 @@ def run_protocol(
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 finished(index, cell, row)
     shutil.rmtree(work, ignore_errors=True)
-    return read_results(folder)
 
 
 # --- aggregation ------------------------------------------------------------------------------
@@ -774,6 +884,43 @@ def _tuning_table(protocol: Protocol, tuned: Mapping[tuple[str, str], dict[str, 
     return lines + [""]
 
 
+def _lever_lines(
+    protocol: Protocol, ok: dict[str, dict[str, Any]], levers: dict[str, dict[str, Any]]
+) -> list[str]:
+    """The lever comparison: per task, the mean over seeds of the baseline and of each lever."""
+    names = (BASELINE, *protocol.levers)
+    lines = [
+        "## Levers",
+        "",
+        f"Each lever against the baseline, {protocol.lever_method} with its tuned setting, at the tuning "
+        f"size of each task (training subset, epochs), seeds {', '.join(map(str, protocol.lever_seeds))}; "
+        "a lever joins the main cells only where its mean over tasks and seeds beats the baseline's. "
+        + "; ".join(f"{name}: `{json.dumps(settings)}`" for name, settings in protocol.levers.items()),
+        "",
+        "| task | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for task in protocol.lever_tasks:
+        cells_ = []
+        for name in names:
+            scores = [
+                100 * r["score"] for r in ok.values() if r["kind"] == f"lever-{name}" and r["task"] == task
+            ]
+            mean, std = _mean_std(scores)
+            cells_.append(f"{mean:.1f} ± {std:.1f} (n={len(scores)})" if scores else "not run")
+        lines.append(f"| {TASK_TITLES.get(task, task)} | " + " | ".join(cells_) + " |")
+    lines.append("")
+    for name, verdict in levers.items():
+        state = "kept" if verdict["kept"] else "not kept"
+        gain = (
+            "no finished pair yet"
+            if not verdict["n"]
+            else f"{verdict['gain']:+.2f} points over {verdict['n']} pairs"
+        )
+        lines.append(f"- {name}: {gain}: **{state}**.")
+    return lines + [""]
+
+
 def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: str = "") -> Path:
     """Write report.md, results.json and the PNGs from results.jsonl; returns report.md's path."""
     folder = Path(folder)
@@ -795,7 +942,8 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     from .protocol_tuning import tuned_settings
 
     tuned = tuned_settings(protocol, folder)
-    expected = cells(protocol, tuned=tuned)
+    expected = lever_cells(protocol, tuned=tuned) + cells(protocol, tuned=tuned)
+    levers = kept_levers(protocol, rows)
     missing = [c.key for c in expected if c.key not in ok]
     raw = {
         "protocol": asdict(protocol),
@@ -807,6 +955,8 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "sweep": sweep,
         "paper": PAPER_FIGURES,
         "tuned": {f"{task}/{method}": values for (task, method), values in tuned.items()},
+        "levers": levers,
+        "final_settings": final_settings(protocol, rows),
     }
     (folder / "results.json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
 
@@ -819,6 +969,8 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     if protocol.tune_trials:
         lines += ["## Tuning", "", describe_tuning(protocol), ""]
         lines += _tuning_table(protocol, tuned)
+    if protocol.levers:
+        lines += _lever_lines(protocol, ok, levers)
     lines += [
         f"Backbone: `{protocol.backbone}`"
         + (

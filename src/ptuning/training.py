@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler, find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .backbones import DEFAULT_BACKBONE
 from .checkpoint import CONFIG_NAME, atomic_write_text, load_training_state, save_checkpoint
-from .config import HANDCRAFTED, PromptConfig, default_learning_rate
+from .config import HANDCRAFTED
 from .data import (
     encode,
     load_task,
@@ -42,99 +41,13 @@ from .data.spec import DataError, TaskSpec
 from .metrics import compute_metrics
 from .modeling import PromptModel
 from .precision import resolve_precision
+from .train_config import TrainConfig as TrainConfig  # re-exported: its home before train_config
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 COMPLETE_MARKER = "trainer_state.json"  # Trainer writes it last in a checkpoint folder
 EVAL_SUBSET_SEED = 0  # the same evaluation subset whatever the training seed, so runs compare
-
-
-@dataclass
-class TrainConfig:
-    """Everything one training run needs; saved next to the checkpoint as train_config.json.
-
-    `task`: a built-in task, or the name of a task trained on `train_file` (None: the file's stem;
-    without files, sst2)."""
-
-    task: str | None = None
-    backbone: str = DEFAULT_BACKBONE
-    method: str = "p-tuning-v2"
-    prefix_len: int = 16
-    prefix_projection: bool = False
-    projection_hidden: int = 512
-    prompt_layers: int | None = None
-    prompt_dropout: float = 0.1
-    head_dropout: float = 0.1
-    pooling: str = "cls"
-    learning_rate: float | None = None  # None: the method's default (config.default_learning_rate)
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    epochs: float = 1.0
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    grad_accum: int = 1
-    max_seq_length: int = 128
-    max_steps: int = -1
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    save_steps: int | None = None  # None: save (and evaluate) once per epoch
-    seed: int = 42
-    data_dir: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
-    task_type: str = "classification"  # for --train-file data
-    text_column: str = "text"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    tag_column: int = -1
-    template: str | None = None  # --method handcrafted: None = the built-in task's default
-    verbalizer: str | None = None
-    output_dir: str = "outputs/run"
-    resume: bool = False
-    overwrite: bool = False  # replace a checkpoint of another task or other data in output_dir
-    bf16: bool | None = None  # None: the default of ptuning.precision (bf16 where the device has it natively)
-    cache_shallow_layers: bool = False  # compute the frozen layers below prompt_layers once (shallow_cache)
-    init_from: str | None = None  # start from this checkpoint's prompt, head fresh (ptuning.transfer)
-    task_sampling: str = "proportional"  # several tasks (task "a,b"): ptuning.task_sampling's rule
-    sampling_temperature: float = 2.0  # T of the "temperature" rule
-    logging_steps: int = 20
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.task is None:  # several comma-separated files: several tasks (ptuning.multitask)
-            files = self.train_file.split(",") if self.train_file else []
-            self.task = ",".join(Path(f).stem for f in files) if files else "sst2"
-
-    def input_format(self) -> InputFormat:
-        """How this run's data files are laid out (recorded in the checkpoint)."""
-        return InputFormat.for_files(
-            self.task_type,
-            self.train_file,
-            text_column=self.text_column,
-            text_pair_column=self.text_pair_column,
-            label_column=self.label_column,
-            tag_column=self.tag_column,
-        )
-
-    def prompt_config(self) -> PromptConfig:
-        return PromptConfig(
-            method=self.method,
-            prefix_len=self.prefix_len,
-            prefix_projection=self.prefix_projection,
-            projection_hidden=self.projection_hidden,
-            prompt_layers=self.prompt_layers,
-            prompt_dropout=self.prompt_dropout,
-            head_dropout=self.head_dropout,
-            pooling=self.pooling,
-        )
-
-    @property
-    def lr(self) -> float:
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return default_learning_rate(self.method, self.prefix_projection)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -183,7 +96,7 @@ def check_output_dir(cfg: TrainConfig) -> bool:
             old_file = None
         except (OSError, ValueError, KeyError, TypeError):
             old_task, old_file = "unknown", None
-    new_task, new_file = _trained_on(asdict(cfg))
+    new_task, new_file = _trained_on(cfg.to_dict())
     if (old_task, old_file) == (new_task, new_file):
         return False
     if cfg.overwrite:
@@ -513,20 +426,20 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
         callbacks=[clock, *_tensorboard(output / "tensorboard"), *(callbacks or [])],
     )
     if trainer.is_world_process_zero():
-        _write_json(output / "train_config.json", {**asdict(cfg), "task": spec.name})
+        _write_json(output / "train_config.json", {**cfg.to_dict(), "task": spec.name})
         for note in spec.notes:
             print(f"note: {note}")
         print(resolve_precision(cfg.bf16).describe())
         count = model.count_parameters()
         cut = ""
         if length < cfg.max_seq_length:
-            cut = f" (text cut to {length}: the input prompt takes {cfg.prefix_len} positions)"
+            cut = f" (text cut to {length}: the input prompt takes {cfg.prompt.prefix_len} positions)"
         print(
             f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
             f"{count.describe()}; train {len(train_examples)} examples, eval {len(eval_examples)}; "
-            f"max_seq_length {cfg.max_seq_length}{cut}, prefix_len {cfg.prefix_len}, "
+            f"max_seq_length {cfg.max_seq_length}{cut}, prefix_len {cfg.prompt.prefix_len}, "
             f"{_planned_length(cfg, steps_per_epoch)}, "
-            f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}, pooling {cfg.pooling}"
+            f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}, pooling {cfg.prompt.pooling}"
             + (f"; resuming from {resume_from}" if resume_from else "")
         )
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

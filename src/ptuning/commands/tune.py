@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..search_space import SpaceError, space_for
     from ..settings_file import SettingsError, apply_settings_file
+    from ..train_config import MAIN_JOB_TASK
 
     try:
         args = apply_settings_file(args, add_arguments)
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..tuning import TuneConfig, TuneError, run_search, write_results
 
-    task = args.task or (Path(args.train_file).stem if args.train_file else train_command.MAIN_JOB["task"])
+    task = args.task or (Path(args.train_file).stem if args.train_file else MAIN_JOB_TASK)
     cfg = TuneConfig(
         fixed=fixed,
         space=space,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ def train_handcrafted(cfg) -> dict[str, Any]:
     scorer = HandcraftedScorer.from_backbone(
         cfg.backbone, spec, template, verbalizer, max_length=cfg.max_seq_length
     )
-    atomic_write_text(output / "train_config.json", json.dumps(asdict(cfg), indent=2, default=str) + "\n")
+    atomic_write_text(output / "train_config.json", json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
     shot = (
         f"few-shot, a label bias fitted on {len(train_examples)} examples" if train_examples else "zero-shot"
     )
