@@ -237,3 +237,30 @@ def test_lever_cells_train_at_the_tuning_size():
     rte = next(t for t in protocol.tasks if t.task == "rte")
     assert settings["max_train_samples"] == rte.tune_train_samples
     assert settings["epochs"] == rte.tune_epochs and settings["prefix_init"] == "vocab"
+
+
+def test_gap_table_judges_gaps_by_the_seed_spread_and_states_the_targets():
+    from ptuning.report import _gap_table
+
+    def entry(*scores):
+        mean = sum(scores) / len(scores)
+        std = (sum((x - mean) ** 2 for x in scores) / (len(scores) - 1)) ** 0.5 if len(scores) > 1 else 0.0
+        return {"mean": mean, "std": std, "n": len(scores), "scores": list(scores)}
+
+    table = {
+        "conll03": {
+            "p-tuning-v2": entry(88.0, 88.4),
+            "fine-tune": entry(88.5, 88.9),
+            "prompt-tuning": entry(80.0, 81.0),
+        },
+        "rte": {"p-tuning-v2": entry(58.0, 66.0), "fine-tune": entry(66.0, 68.0)},
+        "sst2": {"p-tuning-v2": entry(85.0), "fine-tune": entry(88.0)},
+    }
+    text = "\n".join(_gap_table(table, PROTOCOLS["cpu-converged"]))
+    conll = next(line for line in text.splitlines() if line.startswith("| CoNLL-2003"))
+    assert "-0.5 ± 0.4 (outside the spread)" in conll and "FT: met; PT: met" in conll
+    rte = next(line for line in text.splitlines() if line.startswith("| RTE"))
+    assert "-5.0 ± 5.8 (inside the spread)" in rte and "FT: missed" in rte
+    sst2 = next(line for line in text.splitlines() if line.startswith("| SST-2"))
+    assert "-3.0 (one seed)" in sst2
+    assert "| MRPC | — | — |" in text and "not enough results" in text
