@@ -32,13 +32,15 @@ import math
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from .errors import BackboneError
 
 IMPLEMENTATION_NAME = "ptuning"
 
@@ -70,6 +72,7 @@ class LayerPrefix:
 class PrefixState:
     owner: PrefixInjector  # the injector this prefix is meant for (compared by identity)
     layers: dict[int, LayerPrefix]
+    consumed: set[int] = field(default_factory=set)  # the layers whose attention read their prefix
 
 
 _ACTIVE: contextvars.ContextVar[PrefixState | None] = contextvars.ContextVar("ptuning_prefix", default=None)
@@ -79,7 +82,10 @@ def _layer_prefix(module: nn.Module) -> LayerPrefix | None:
     state = _ACTIVE.get()
     if state is None or getattr(module, "_ptuning_injector", None) is not state.owner:
         return None
-    return state.layers.get(module._ptuning_layer)
+    prefix = state.layers.get(module._ptuning_layer)
+    if prefix is not None:
+        state.consumed.add(module._ptuning_layer)
+    return prefix
 
 
 def _prefix_columns(
@@ -248,10 +254,18 @@ class PrefixInjector:
         self.modules = attention_modules(backbone)
         model_type = backbone.config.model_type
         if not self.modules:
-            raise ValueError(
+            raise BackboneError(
                 f"no self-attention module ({ARCHITECTURES[model_type][1]}) found in this {model_type} "
                 f"backbone ({type(backbone).__name__}), so deep prompts cannot be injected"
             )
+        layers = getattr(backbone.config, "num_hidden_layers", None)
+        if layers is not None and len(self.modules) != layers:
+            raise BackboneError(
+                f"found {len(self.modules)} {ARCHITECTURES[model_type][1]} modules in a {layers}-layer "
+                f"{model_type} backbone: the injection expects one per layer (a changed transformers "
+                "release, or a model that nests another?)"
+            )
+        self.backbone_config = backbone.config
         attachment = ARCHITECTURES[model_type][0]
         for index, module in enumerate(self.modules):
             # a direct reference, not an id(): copy.deepcopy maps it to the copied injector
@@ -268,8 +282,21 @@ class PrefixInjector:
 
     @contextmanager
     def active(self, layers: dict[int, LayerPrefix]) -> Iterator[None]:
-        token = _ACTIVE.set(PrefixState(owner=self, layers=layers))
+        """`layers` (layer index -> prefix) visible to the attention of this injector's backbone for
+        the forward passes inside the block. A block that ran without error but left a layer's
+        prefix unread raises: the attention modules were not reached through the injection (a
+        replaced forward, another attention implementation), which would otherwise run silently
+        without a prompt."""
+        state = PrefixState(owner=self, layers=layers)
+        token = _ACTIVE.set(state)
         try:
             yield
         finally:
             _ACTIVE.reset(token)
+        unread = sorted(set(layers) - state.consumed)
+        if unread:
+            raise RuntimeError(
+                f"the prefix of layer(s) {unread} was not read by their attention: the backbone's "
+                f"attention no longer goes through the ptuning injection (attention implementation "
+                f"{getattr(self.backbone_config, '_attn_implementation', '?')!r})"
+            )
