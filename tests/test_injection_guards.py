@@ -31,9 +31,9 @@ def test_every_prompted_layer_reads_its_prefix(model_type):
 def test_a_prefix_left_unread_is_an_error():
     model = PromptModel(tiny_backbone("bert"), SPEC, PromptConfig(prefix_len=2)).eval()
     model.backbone.set_attn_implementation("sdpa")  # attention no longer routed through ptuning
-    with pytest.raises(RuntimeError, match=r"prefix of layer\(s\) \[0, 1, 2\] was not read.*sdpa"):
-        with torch.no_grad():
-            model.encode(*_ids())
+    unread = r"prefix of layer\(s\) \[0, 1, 2\] was not read.*sdpa"
+    with pytest.raises(RuntimeError, match=unread), torch.no_grad():
+        model.encode(*_ids())
 
 
 def test_an_unread_layer_is_named():
