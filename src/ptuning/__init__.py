@@ -20,6 +20,8 @@ _LAZY: dict[str, str] = {
     "TaskSpec": "ptuning.data.spec",
     "ParameterCount": "ptuning.modeling",
     "PromptModel": "ptuning.modeling",
+    "TrainConfig": "ptuning.train_config",
+    "train": "ptuning.training",
 }
 
 __all__ = [
@@ -30,7 +32,9 @@ __all__ = [
     "PromptModel",
     "PtuningError",
     "TaskSpec",
+    "TrainConfig",
     "__version__",
+    "train",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; nothing is imported at run time
@@ -38,6 +42,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; nothing is imported at run
     from .data.spec import TaskSpec
     from .errors import DataError, PtuningError
     from .modeling import ParameterCount, PromptModel
+    from .train_config import TrainConfig
+    from .training import train
 
 
 def __getattr__(name: str) -> Any:
