@@ -98,3 +98,21 @@ def test_output_dir_is_named_after_the_run():
     assert TrainConfig.build(task="conll03,conll04", method="fine-tune").output_dir == (
         "outputs/conll03+conll04-fine-tune"
     )
+
+
+def test_config_files_take_the_generated_options_types(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"max_train_samples": None, "lr": 0.05, "prefix_len": 8, "init_std": 1}))
+    cfg = train_command.config_from_args(
+        train_command.with_config_file(_parse("--config", str(path), "--task", "rte"))
+    )
+    assert (cfg.max_train_samples, cfg.learning_rate, cfg.prompt.prefix_len, cfg.prompt.init_std) == (
+        None,
+        0.05,
+        8,
+        1.0,
+    )
+    path.write_text(json.dumps({"max_train_samples": "auto"}))
+    assert train_command.config_from_args(
+        train_command.with_config_file(_parse("--config", str(path)))
+    ).max_train_samples == (MAIN_JOB_TRAIN_SAMPLES)

@@ -61,16 +61,19 @@ def _value(action: argparse.Action, value: Any, where: str) -> Any:
                 f"{where}: {action.dest} ({flag}) expects true or false, got {json.dumps(value)}"
             )
         return value
+    kind = action.type or str
     if value is None:
-        if action.default is not None:
+        if action.default is not None and not getattr(kind, "optional", False):
             raise SettingsError(f"{where}: {action.dest} ({flag}) expects a value, got null")
         return None
-    kind = action.type or str
-    accepted = {int: (int,), float: (int, float), str: (str,)}.get(kind)
+    if isinstance(value, str) and value in getattr(kind, "words", ()):  # e.g. "auto"
+        return value
+    base = getattr(kind, "base_type", kind)  # options generated from fields convert through a function
+    accepted = {int: (int,), float: (int, float), str: (str,)}.get(base)
     if accepted is not None and (isinstance(value, bool) or not isinstance(value, accepted)):
-        name = {int: "a whole number", float: "a number", str: "a string"}[kind]
+        name = {int: "a whole number", float: "a number", str: "a string"}[base]
         raise SettingsError(f"{where}: {action.dest} ({flag}) expects {name}, got {json.dumps(value)}")
-    value = kind(value)
+    value = kind(value) if isinstance(value, str) else base(value)
     if action.choices is not None and value not in action.choices:
         raise SettingsError(
             f"{where}: {action.dest} ({flag}) expects one of {', '.join(map(str, action.choices))}, got {value!r}"

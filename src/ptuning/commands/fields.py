@@ -98,6 +98,8 @@ def _typed(kind: type, optional: bool, words: tuple[str, ...]):
         return kind(text)
 
     convert.__name__ = kind.__name__  # argparse names the type in its errors: "invalid int value"
+    # what `--config` files are checked against (ptuning.settings_file): the base type, None, the words
+    convert.base_type, convert.optional, convert.words = kind, optional, words
     return convert
 
 
