@@ -1,6 +1,6 @@
 """Examples -> model features with a Hugging Face fast tokenizer; batching; predictions -> words and spans.
 
-`encode` turns the example dicts of `ptuning.data.tasks` into per-feature dicts of python lists (no
+`encode` turns the example dicts of `ptuning.data.registry` into per-feature dicts of python lists (no
 padding), `make_collator` pads a list of them into tensors, and `postprocess_qa`, `word_predictions`
 and `spans_from_tags` map model outputs back to answer strings, words and entities.
 
