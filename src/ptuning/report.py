@@ -477,7 +477,7 @@ def _append(folder: Path, row: dict[str, Any]) -> None:
 
 def _learning_curve(run_dir: Path, metric: str) -> list[dict[str, float]]:
     """(epoch, dev metric, train loss) per evaluation, from the last checkpoint's trainer state."""
-    from .training import CHECKPOINTS, complete_checkpoints
+    from .trainer import CHECKPOINTS, complete_checkpoints
 
     found = complete_checkpoints(run_dir / CHECKPOINTS)
     if not found:
