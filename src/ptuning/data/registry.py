@@ -1,4 +1,4 @@
-"""Built-in benchmark tasks and users' own task files: where the data lives, how it is read, what an example is.
+"""Built-in benchmark tasks (the registry, `load_task`, the hub): where the data lives, what an example is.
 
 Every loader returns plain example dicts whose shape depends on the task type (this is what
 `ptuning.data.features.encode` consumes):
