@@ -1,7 +1,7 @@
 """Built-in benchmark tasks (the registry, `load_task`, the hub): where the data lives, what an example is.
 
-Every loader returns plain example dicts whose shape depends on the task type (this is what
-`ptuning.data.features.encode` consumes):
+Every loader (here and `ptuning.data.user_files.load_user_task`) returns plain example dicts whose
+shape depends on the task type (this is what `ptuning.data.features.encode` consumes):
 
 - classification / regression: ``{"text": str, "text_pair": str | None, "label": str | float}``
   (the label NAME for classification, one of ``spec.labels``; a float for regression);
