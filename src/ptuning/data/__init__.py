@@ -2,14 +2,8 @@
 (`user_files`), subsampling (`subsample`), tokenizer features and batching (`features`)."""
 
 from ptuning.data import squad2, srl, wic
-from ptuning.data.features import (
-    MODEL_INPUT_KEYS,
-    encode,
-    make_collator,
-    postprocess_qa,
-    spans_from_tags,
-    word_predictions,
-)
+from ptuning.data.features import MODEL_INPUT_KEYS, encode, make_collator
+from ptuning.data.postprocess import postprocess_qa, spans_from_tags, word_predictions
 from ptuning.data.registry import KNOWN_TASKS, TaskData, get_task_spec, load_task, register_task
 from ptuning.data.spec import DataError, TaskSpec
 from ptuning.data.subsample import subsample

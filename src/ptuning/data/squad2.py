@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ptuning.data.converters import _read_squad, _squad_hub
-from ptuning.data.features import Feature, postprocess_qa
+from ptuning.data.features import Feature
+from ptuning.data.postprocess import postprocess_qa
 from ptuning.data.readers import Example, _read_json, _Record
 from ptuning.data.registry import BuiltinTask, HubSource
 from ptuning.data.spec import TaskSpec
