@@ -1,5 +1,6 @@
 """Task data: file readers (`readers`), built-in tasks (`registry`, `converters`), users' files
-(`user_files`), subsampling (`subsample`), tokenizer features and batching (`features`)."""
+(`user_files`), subsampling (`subsample`), tokenizer features and batching (`features`), model
+outputs -> answers, words and entities (`postprocess`)."""
 
 from ptuning.data import squad2, srl, wic
 from ptuning.data.features import MODEL_INPUT_KEYS, encode, make_collator
@@ -9,7 +10,7 @@ from ptuning.data.spec import DataError, TaskSpec
 from ptuning.data.subsample import subsample
 from ptuning.data.user_files import load_user_task
 
-# the newer built-in tasks, each in its own module on the readers of `readers`/`converters`, listed after the others
+# the newer built-in tasks, each in its own module built on `readers` and `converters`, listed after the others
 for _module in (wic, squad2, srl):
     register_task(_module.TASK)
 
