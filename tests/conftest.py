@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -68,11 +67,10 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 
 def load_script():
-    """scripts/load_test.py as a module (it also builds the tiny demo checkpoints of the serving tests)."""
-    spec = importlib.util.spec_from_file_location("ptuning_load_test", REPO / "scripts" / "load_test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The load test behind scripts/load_test.py (it also builds the tiny demo checkpoints of the serving tests)."""
+    from ptuning.bench import load_test
+
+    return load_test
 
 
 @pytest.fixture(scope="session")

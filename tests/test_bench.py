@@ -11,14 +11,8 @@ import json
 
 import pytest
 
-from ptuning.benchmark import (
-    ALL_METHODS,
-    BenchConfig,
-    check_targets,
-    format_table,
-    measure_method,
-    ratios,
-)
+from ptuning.bench import ALL_METHODS, BenchConfig, check_targets, format_table, ratios
+from ptuning.bench.worker import measure_method
 from ptuning.cli import main
 
 ROW_FIELDS = (

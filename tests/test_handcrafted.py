@@ -258,7 +258,8 @@ def test_few_shot_fits_a_bias_on_a_tiny_mlm(capsys, tmp_path, shared_data, tiny_
 
 
 def test_bench_row(tiny_mlm_dir):
-    from ptuning.benchmark import QUICK, BenchConfig, format_table, measure_method
+    from ptuning.bench import QUICK, BenchConfig, format_table
+    from ptuning.bench.worker import measure_method
 
     cfg = BenchConfig(backbone=str(tiny_mlm_dir), threads=1, methods=("handcrafted",), **QUICK)
     row = measure_method(cfg, "handcrafted")

@@ -111,15 +111,11 @@ def test_no_import_circle_at_module_level():
     assert cycles(import_graph(top_level_only=True)) == []
 
 
-# The one circle left, through imports inside functions: `training.train()` hands multi-task and
-# handcrafted runs to `multitask` and `handcrafted.run`, which build on the Trainer machinery of
-# `training` (and `task_sampling` reuses its sampler). It goes when training.py is split into the
-# entry points and the machinery (issue 10, item 4); until then no other circle may appear.
-KNOWN_CIRCLE = {"ptuning.training", "ptuning.multitask", "ptuning.task_sampling", "ptuning.handcrafted.run"}
-
-
-def test_no_other_import_circle_inside_functions():
-    assert cycles(import_graph()) in ([], [KNOWN_CIRCLE])
+# `training.train()` hands multi-task and handcrafted runs to `multitask` and `handcrafted.run`, which
+# build on the Trainer machinery of `trainer` (as `task_sampling` and `evaluation` do), never on
+# `training`: no circle, not even through imports inside functions.
+def test_no_import_circle_inside_functions():
+    assert cycles(import_graph()) == []
 
 
 def test_the_library_never_imports_the_command_line():

@@ -15,7 +15,8 @@ from ptuning.cli import main
 from ptuning.modeling import PromptModel
 from ptuning.multitask import train_multitask
 from ptuning.task_sampling import TaskBatchSampler, batch_counts, task_shares
-from ptuning.training import GlobalLengthGroupedSampler, TrainConfig, train
+from ptuning.trainer import GlobalLengthGroupedSampler
+from ptuning.training import TrainConfig, train
 from ptuning.transfer import init_prompt_from
 
 

@@ -108,7 +108,7 @@ def test_cli_bf16_train_predict_eval(native_bf16, tmp_path, tiny_bert_dir, share
 
 
 def test_bench_environment_names_the_precision(native_bf16):
-    from ptuning.benchmark import BenchConfig, environment
+    from ptuning.bench import BenchConfig, environment
 
     assert environment(BenchConfig(device="cpu", bf16=False))["dtype"] == "fp32"
     assert environment(BenchConfig(device="cpu", bf16=True))["dtype"] == "bf16 autocast"

@@ -10,7 +10,7 @@ from conftest import kill_when
 from safetensors.torch import load_file
 
 from ptuning.cli import main
-from ptuning.training import complete_checkpoints
+from ptuning.trainer import complete_checkpoints
 
 pytestmark = pytest.mark.slow
 

@@ -215,7 +215,7 @@ def test_builtin_ner_checkpoint_scores_a_user_conll_file_with_tags_in_another_or
     tmp_path, tiny_bert_dir, shared_data, capsys
 ):
     from ptuning.data import load_task, subsample
-    from ptuning.training import EVAL_SUBSET_SEED
+    from ptuning.trainer import EVAL_SUBSET_SEED
 
     out = tmp_path / "conll03"
     assert main([

@@ -30,16 +30,15 @@ from .checkpoint import load_training_state, save_checkpoint
 from .data import encode, make_collator, subsample
 from .data.features import Collator
 from .data.spec import DataError, TaskSpec
+from .evaluation import EvalSet, _reduce_logits
 from .modeling import PromptModel
 from .task_sampling import SAMPLING_RULES, TaskBatchSampler
-from .training import (
+from .train_config import TrainConfig
+from .trainer import (
     CHECKPOINTS,
     EVAL_SUBSET_SEED,
-    EvalSet,
     PromptTrainer,
-    TrainConfig,
     _rank,
-    _reduce_logits,
     _tensorboard,
     _WallClock,
     _world_size,

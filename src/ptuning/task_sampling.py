@@ -69,7 +69,7 @@ class TaskBatchSampler:
         rule: str = "proportional",
         temperature: float = 1.0,
     ) -> None:
-        from .training import GlobalLengthGroupedSampler  # the single-task order, reused per task
+        from .trainer import GlobalLengthGroupedSampler  # the single-task order, reused per task
 
         self.batch_size = batch_size
         self.seed = seed

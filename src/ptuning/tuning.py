@@ -25,7 +25,8 @@ from transformers import TrainerCallback
 
 from .checkpoint import atomic_write_text
 from .search_space import PARAMETERS, Choice, Range, Space
-from .training import CHECKPOINTS, TrainConfig, train
+from .trainer import CHECKPOINTS
+from .training import TrainConfig, train
 
 STUDY_DB = "study.db"
 STUDY_LOCK = "study.db.lock"
@@ -130,7 +131,7 @@ def _create(storage: optuna.storages.RDBStorage, sampler: optuna.samplers.BaseSa
     return optuna.create_study(
         storage=storage,
         study_name=STUDY_NAME,
-        direction="maximize",  # every task metric here is better higher (training.py's greater_is_better)
+        direction="maximize",  # every task metric here is better higher (trainer.py's greater_is_better)
         sampler=sampler,
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
         load_if_exists=True,

@@ -22,7 +22,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..benchmark import ALL_METHODS, QUICK
+    from ..bench import ALL_METHODS, QUICK
 
     parser.add_argument("--backbone", default="minilm", help="(default: minilm)")
     parser.add_argument("--batch-size", type=int, default=16, help="(default: 16)")
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..benchmark import QUICK, BenchConfig, format_table, run_bench
+    from ..bench import QUICK, BenchConfig, format_table, run_bench
 
     cfg = BenchConfig(
         backbone=args.backbone,

@@ -20,8 +20,16 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ptuning.data.readers import (
+    _TABLE_DELIMITERS,
+    _error,
+    _lines,
+    _read_json,
+    _read_table,
+    _read_text,
+    _Record,
+)
 from ptuning.data.spec import DataError, TaskSpec
-from ptuning.data.tasks import _TABLE_DELIMITERS, _error, _lines, _read_json, _read_table, _read_text, _Record
 
 #: File formats an `InputFormat` names ("builtin": a built-in task, read by its own loader).
 FILE_FORMATS = ("csv", "tsv", "jsonl", "conll", "squad", "builtin")

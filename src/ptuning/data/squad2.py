@@ -22,9 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from ptuning.data.features import Feature, postprocess_qa
+from ptuning.data.converters import _read_squad, _squad_hub
+from ptuning.data.features import Feature
+from ptuning.data.postprocess import postprocess_qa
+from ptuning.data.readers import Example, _read_json, _Record
+from ptuning.data.registry import BuiltinTask, HubSource
 from ptuning.data.spec import TaskSpec
-from ptuning.data.tasks import BuiltinTask, Example, HubSource, _read_json, _read_squad, _Record, _squad_hub
 from ptuning.metrics import answer_exact_match, answer_f1, normalize_answer
 
 

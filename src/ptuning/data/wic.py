@@ -12,8 +12,10 @@ occurrence with square brackets, e.g. ``bank: He sat on the [bank] of the river.
 
 from __future__ import annotations
 
+from ptuning.data.converters import _class_label, _jsonl
+from ptuning.data.readers import Example, _Record
+from ptuning.data.registry import BuiltinTask, HubSource
 from ptuning.data.spec import TaskSpec
-from ptuning.data.tasks import BuiltinTask, Example, HubSource, _class_label, _jsonl, _Record
 
 LABELS = ("False", "True")
 

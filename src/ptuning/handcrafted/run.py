@@ -23,6 +23,7 @@ from ..data.inputs import parse_input
 from ..data.spec import DataError, TaskSpec
 from ..decode import format_outputs
 from ..metrics import compute_metrics
+from ..trainer import EVAL_SUBSET_SEED, load_data
 from .scorer import HandcraftedScorer
 from .store import load_handcrafted, save_handcrafted
 from .templates import resolve_prompt
@@ -49,8 +50,6 @@ def _gives_pairs(examples: list[dict]) -> bool:
 
 def train_handcrafted(cfg) -> dict[str, Any]:
     """Build the scorer, fit the bias on the training subset if any, evaluate, save; as `training.train`."""
-    from ..training import EVAL_SUBSET_SEED, load_data
-
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     data = load_data(cfg)

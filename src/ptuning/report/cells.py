@@ -1,0 +1,150 @@
+"""The cells of a protocol (one training run each: task, method, seed, prompt length), the lever
+cells, and the settings a cell trains with."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .aggregate import latest_ok
+from .protocols import Protocol, TaskSetting
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    method: str
+    seed: int
+    prefix_len: int
+    kind: str = "main"  # "main" or "sweep"
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.task}/{self.method}/P{self.prefix_len}/seed{self.seed}"
+
+
+def cells(
+    protocol: Protocol,
+    tasks: Iterable[str] | None = None,
+    tuned: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+) -> list[Cell]:
+    """Every cell, ordered so that a partial run is most useful: the first seed of the main methods
+    and the prompt-length sweep first, then the secondary methods' first seed, then the other seeds
+    (priority tasks first), the secondary methods' later seeds last. `tuned` (task, method) ->
+    settings of a tuned protocol gives each main cell its tuned prompt length."""
+    tuned = tuned or {}
+
+    def length_of(setting: TaskSetting, method: str) -> int:
+        return tuned.get((setting.task, method), {}).get("prefix_len") or prompt_length(protocol, setting)
+
+    wanted = set(tasks) if tasks else None
+    settings = [t for t in protocol.tasks if wanted is None or t.task in wanted]
+    out: list[Cell] = []
+    secondary_first: list[Cell] = []
+    later: list[Cell] = []
+    max_seeds = max((len(t.seeds) for t in settings), default=0)
+    for round_ in range(max_seeds):
+        ordered = settings
+        if round_ > 0:
+            ordered = sorted(settings, key=lambda t: t.task not in protocol.priority_tasks)
+        for setting in ordered:
+            if round_ < len(setting.seeds):
+                for method in protocol.methods:
+                    cell = Cell(setting.task, method, setting.seeds[round_], length_of(setting, method))
+                    if method not in protocol.secondary_methods:
+                        out.append(cell)
+                    else:
+                        (later if round_ > 0 else secondary_first).append(cell)
+        if round_ == 0:
+            out += [
+                Cell(setting.task, method, setting.seeds[0], prompt_length(protocol, setting))
+                for setting in ordered
+                for method in protocol.zero_shot_methods
+                if zero_shot_applies(method, setting.task)
+            ]
+            if wanted is None or protocol.sweep_task in wanted:
+                sweep = next(t for t in protocol.tasks if t.task == protocol.sweep_task)
+                for length in protocol.sweep_lengths:
+                    if length != protocol.prefix_len:
+                        out.append(Cell(sweep.task, "p-tuning-v2", sweep.seeds[0], length, "sweep"))
+            out += secondary_first
+    return out + later
+
+
+BASELINE = "baseline"
+
+
+def lever_cells(
+    protocol: Protocol,
+    tasks: Iterable[str] | None = None,
+    tuned: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+) -> list[Cell]:
+    """The lever comparison: the baseline and each lever, on each lever task, seed by seed."""
+    tuned = tuned or {}
+    wanted = set(tasks) if tasks else None
+    out = []
+    for seed in protocol.lever_seeds:
+        for task in protocol.lever_tasks:
+            if wanted is not None and task not in wanted:
+                continue
+            setting = setting_of(protocol, task)
+            length = tuned.get((task, protocol.lever_method), {}).get("prefix_len") or prompt_length(
+                protocol, setting
+            )
+            for name in (BASELINE, *protocol.levers):
+                out.append(Cell(task, protocol.lever_method, seed, length, f"lever-{name}"))
+    return out
+
+
+def lever_settings(protocol: Protocol, cell: Cell) -> dict[str, Any]:
+    """A lever cell trains at its task's tuning size, with the lever's settings."""
+    setting = setting_of(protocol, cell.task)
+    name = cell.kind.removeprefix("lever-")
+    return {
+        "max_train_samples": setting.tune_train_samples,
+        "max_eval_samples": setting.tune_eval_samples,
+        "epochs": setting.tune_epochs or setting.epochs,
+        **({} if name == BASELINE else protocol.levers[name]),
+    }
+
+
+def kept_levers(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """lever name -> {"gain": mean lever score - mean baseline score (x100), "n": pairs, "kept": bool},
+    over the (task, seed) pairs where both finished. Kept only where the gain is positive and every
+    pair of the comparison finished."""
+    ok = latest_ok(rows)
+    scores: dict[tuple[str, str, int], float] = {
+        (r["kind"].removeprefix("lever-"), r["task"], r["seed"]): 100 * r["score"]
+        for r in ok.values()
+        if r["kind"].startswith("lever-")
+    }
+    expected = len(protocol.lever_tasks) * len(protocol.lever_seeds)
+    out = {}
+    for name in protocol.levers:
+        pairs = [
+            (score, scores[(BASELINE, task, seed)])
+            for (lever, task, seed), score in scores.items()
+            if lever == name and (BASELINE, task, seed) in scores
+        ]
+        gain = statistics.fmean(a - b for a, b in pairs) if pairs else math.nan
+        out[name] = {"gain": gain, "n": len(pairs), "kept": len(pairs) == expected and gain > 0}
+    return out
+
+
+def prompt_length(protocol: Protocol, setting: TaskSetting) -> int:
+    """The task's own prompt length where it sets one, else the protocol's."""
+    return setting.prefix_len or protocol.prefix_len
+
+
+def zero_shot_applies(method: str, task: str) -> bool:
+    """Handcrafted prompts need a default template and verbalizer, which classification tasks have."""
+    from ..handcrafted.templates import DEFAULT_PROMPTS
+
+    return method != "handcrafted" or task in DEFAULT_PROMPTS
+
+
+def setting_of(protocol: Protocol, task: str) -> TaskSetting:
+    return next(t for t in protocol.tasks if t.task == task)

@@ -1,0 +1,240 @@
+"""Running a protocol cell by cell: one JSON line per finished cell in ``results.jsonl``, a rerun
+skips what is done."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .cells import Cell, cells, kept_levers, lever_cells, lever_settings, setting_of
+from .protocols import RESULTS, Protocol
+
+
+def read_results(folder: Path) -> list[dict[str, Any]]:
+    path = Path(folder) / RESULTS
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash: that cell runs again
+    return rows
+
+
+def _append(folder: Path, row: dict[str, Any]) -> None:
+    with (Path(folder) / RESULTS).open("a") as f:
+        f.write(json.dumps(row, default=str) + "\n")
+        f.flush()
+
+
+def _learning_curve(run_dir: Path, metric: str) -> list[dict[str, float]]:
+    """(epoch, dev metric, train loss) per evaluation, from the last checkpoint's trainer state."""
+    from ..trainer import CHECKPOINTS, complete_checkpoints
+
+    found = complete_checkpoints(run_dir / CHECKPOINTS)
+    if not found:
+        return []
+    history = json.loads((found[-1] / "trainer_state.json").read_text()).get("log_history", [])
+    curve, last_loss = [], None
+    for entry in history:
+        if "loss" in entry:
+            last_loss = entry["loss"]
+        key = f"eval_{metric}"
+        if key in entry:
+            curve.append({"epoch": entry.get("epoch"), "metric": entry[key], "train_loss": last_loss})
+    return curve
+
+
+def run_cell(
+    cell: Cell,
+    protocol: Protocol,
+    work: Path,
+    *,
+    bf16: bool | None = False,
+    data_dir: str | None = None,
+    threads: int | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one cell; `settings` (TrainConfig fields: tuned values, the method's final settings)
+    override the protocol's."""
+    import torch
+
+    from ..training import TrainConfig, train
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    setting = setting_of(protocol, cell.task)
+    run_dir = work / cell.key.replace("/", "_")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cfg = TrainConfig.build(
+        task=cell.task,
+        backbone=protocol.backbone,
+        method=cell.method,
+        prefix_len=cell.prefix_len,
+        epochs=setting.epochs,
+        batch_size=setting.batch_size,
+        eval_batch_size=64,
+        max_seq_length=setting.max_seq_length,
+        max_train_samples=0 if cell.method in protocol.zero_shot_methods else setting.max_train_samples,
+        max_eval_samples=setting.max_eval_samples,
+        seed=cell.seed,
+        pooling=setting.pooling,
+        learning_rate=setting.learning_rates.get(cell.method),
+        data_dir=data_dir,
+        output_dir=str(run_dir),
+        bf16=bf16,
+        logging_steps=10,
+        progress=False,
+    )
+    if settings:
+        cfg = cfg.updated(**settings)
+    row: dict[str, Any] = {**asdict(cell), "key": cell.key, "protocol": protocol.name}
+    if settings:
+        row["settings"] = settings
+    start = time.perf_counter()
+    try:
+        metrics = train(cfg)
+        row.update(
+            status="ok",
+            metric=metrics["metric"],
+            score=metrics["validation"][metrics["metric"]],
+            validation=metrics["validation"],
+            trainable_params=metrics["trainable_params"],
+            total_params=metrics["total_params"],
+            checkpoint_bytes=metrics.get("checkpoint_bytes"),
+            train_seconds=metrics["train_seconds"],
+            train_examples=metrics["train_examples"],
+            eval_examples=metrics["eval_examples"],
+            learning_rate=cfg.lr,
+            curve=_learning_curve(run_dir, metrics["metric"]),
+        )
+    except Exception as exc:  # recorded as the cell's result; the protocol goes on
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
+    row["wall_seconds"] = round(time.perf_counter() - start, 1)
+    shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints are not part of the report
+    return row
+
+
+def run_protocol(
+    protocol: Protocol,
+    folder: Path,
+    *,
+    tasks: Iterable[str] | None = None,
+    bf16: bool | None = False,
+    data_dir: str | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    log=print,
+    tune_only: bool = False,
+) -> list[dict[str, Any]]:
+    """Train every cell not yet in results.jsonl; `jobs` > 1 runs that many cells at once, each in
+    its own process (with `threads` torch threads each), and this process appends their rows.
+
+    A protocol with tuning runs (or resumes) its studies first, in this process (`tune_only`: only
+    them)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tuned: dict[tuple[str, str], dict[str, Any]] = {}
+    if protocol.tune_trials:
+        from ..protocol_tuning import tune_protocol
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        tuned = tune_protocol(protocol, folder, tasks=tasks, bf16=bf16, data_dir=data_dir, log=log)
+        if tune_only:
+            return read_results(folder)
+    done = {row["key"] for row in read_results(folder) if row.get("status") == "ok"}
+    levers = [c for c in lever_cells(protocol, tasks, tuned) if c.key not in done]
+    if levers:  # before the main cells, which take the levers that helped
+        log(f"protocol {protocol.name}: {len(levers)} lever cells to run")
+        _run_cells(
+            levers,
+            protocol,
+            folder,
+            jobs,
+            log,
+            bf16=bf16,
+            data_dir=data_dir,
+            threads=threads,
+            settings=lambda cell: {
+                **tuned.get((cell.task, cell.method), {}),
+                **lever_settings(protocol, cell),
+            },
+        )
+        done = {row["key"] for row in read_results(folder) if row.get("status") == "ok"}
+    final = final_settings(protocol, read_results(folder))
+    todo = [c for c in cells(protocol, tasks, tuned) if c.key not in done]
+    log(f"protocol {protocol.name}: {len(todo)} cells to run, {len(done)} already done ({folder / RESULTS})")
+
+    def settings(cell: Cell) -> dict[str, Any]:
+        if cell.kind != "main":
+            return {}
+        return {**tuned.get((cell.task, cell.method), {}), **final.get(cell.method, {})}
+
+    _run_cells(
+        todo, protocol, folder, jobs, log, bf16=bf16, data_dir=data_dir, threads=threads, settings=settings
+    )
+    return read_results(folder)
+
+
+def final_settings(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each method's settings for its main cells: the protocol's, and for the lever method the levers
+    that helped."""
+    out = {method: dict(values) for method, values in protocol.final_settings.items()}
+    for name, verdict in kept_levers(protocol, rows).items():
+        if verdict["kept"]:
+            out.setdefault(protocol.lever_method, {}).update(protocol.levers[name])
+    return out
+
+
+def _run_cells(todo, protocol, folder, jobs, log, *, bf16, data_dir, threads, settings) -> None:
+    """Train `todo` (one at a time, or `jobs` processes) and append each row as it finishes."""
+    work = folder / "_runs"
+    options = {"bf16": bf16, "data_dir": data_dir, "threads": threads}
+
+    def finished(index: int, cell: Cell, row: dict[str, Any]) -> None:
+        _append(folder, row)
+        if row["status"] == "ok":
+            log(
+                f"[{index}/{len(todo)}] {cell.key}: {row['metric']} {row['score']:.4f} in {row['wall_seconds']:.0f} s"
+            )
+        else:
+            log(f"[{index}/{len(todo)}] {cell.key}: failed: {row['error']}")
+
+    if jobs <= 1:
+        for index, cell in enumerate(todo, 1):
+            log(f"[{index}/{len(todo)}] {cell.key} ...")
+            finished(index, cell, run_cell(cell, protocol, work, **options, settings=settings(cell)))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1) as pool:
+            futures = {
+                pool.submit(run_cell, cell, protocol, work, **options, settings=settings(cell)): cell
+                for cell in todo
+            }
+            for index, future in enumerate(as_completed(futures), 1):
+                cell = futures[future]
+                try:
+                    row = future.result()
+                except Exception as exc:  # the worker process died: record it, go on
+                    row = {**asdict(cell), "key": cell.key, "protocol": protocol.name, "status": "error"}
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                finished(index, cell, row)
+    shutil.rmtree(work, ignore_errors=True)

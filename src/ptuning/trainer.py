@@ -1,0 +1,282 @@
+"""The Trainer machinery of a run: `PromptTrainer` (prompt-only checkpoints), the length-grouped
+sampler, callbacks, `TrainingArguments` from a `TrainConfig`, the run's data, and resume discovery.
+
+`Trainer` brings the optimizer, schedule, gradient accumulation, DDP through Accelerate, bf16,
+TensorBoard logging, length-grouped batches, per-epoch evaluation, best-checkpoint selection and
+resumption with RNG state. We add what is ours: prompt-only checkpoints (through `PromptTrainer`)
+and resumption that skips a checkpoint a crash left half-written. Single-task runs (`training`),
+multi-task runs (`multitask`) and evaluation (`evaluation`) build on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler, find_batch_size
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .checkpoint import atomic_write_text, load_training_state, save_checkpoint
+from .data import load_task, load_user_task
+from .data.spec import DataError, TaskSpec
+from .precision import resolve_precision
+from .train_config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+COMPLETE_MARKER = "trainer_state.json"  # Trainer writes it last in a checkpoint folder
+EVAL_SUBSET_SEED = 0  # the same evaluation subset whatever the training seed, so runs compare
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def load_data(cfg: TrainConfig):
+    if cfg.train_file or cfg.validation_file:
+        if not (cfg.train_file and cfg.validation_file):
+            raise DataError("--train-file and --validation-file go together: give both")
+        return load_user_task(
+            cfg.task_type,
+            cfg.train_file,
+            cfg.validation_file,
+            text_column=cfg.text_column,
+            text_pair_column=cfg.text_pair_column,
+            label_column=cfg.label_column,
+            tag_column=cfg.tag_column,
+            name=cfg.task,
+        )
+    return load_task(cfg.task, cfg.data_dir)
+
+
+# --- the trainer ------------------------------------------------------------------------------
+
+
+class GlobalLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order over the *global* batch, drawn afresh from (seed, epoch) each epoch.
+
+    Every rank draws the same order, and Accelerate hands rank r every world_size-th per-device
+    batch of it, so one optimizer step covers the same examples as one step of a single process
+    with the same global batch; a resumed run replays the order of the epoch it stopped in.
+    """
+
+    def __init__(self, global_batch: int, dataset, seed: int) -> None:
+        super().__init__(global_batch, dataset=dataset, generator=torch.Generator())
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
+class PromptTrainer(Trainer):
+    """Trainer whose checkpoints hold only what trains (prompt + head; everything for fine-tune)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # PromptModel.forward takes **kwargs, so Trainer would take it to normalise its loss by
+        # `num_items_in_batch`: it would then skip the division by --grad-accum and, under DDP,
+        # multiply the loss by the world size. Our heads return per-batch means.
+        self.model_accepts_loss_kwargs = False
+        # We pass broadcast_buffers=False (see training_arguments); torch 2.13 warns it is renamed.
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not hasattr(dataset, "__len__"):
+            return super()._get_train_sampler(train_dataset)
+        args = self.args
+        global_batch = args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        return GlobalLengthGroupedSampler(global_batch, dataset, seed)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Dataset order (Trainer would length-group it): QA, NER and grouped metrics line predictions
+        # up with EvalSet's features by position. Under DDP Accelerate shards the batches and
+        # `gather_for_metrics` drops the padding of the last one, so each example counts once.
+        return torch.utils.data.SequentialSampler(eval_dataset) if hasattr(eval_dataset, "__len__") else None
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        real = self._real_examples(inputs)
+        if loss is not None and real:  # the batch's mean loss over its real examples only
+            part = {key: value[:real] if torch.is_tensor(value) else value for key, value in inputs.items()}
+            loss = super().prediction_step(model, part, True, ignore_keys)[0]
+        return loss, logits, labels
+
+    def _real_examples(self, inputs) -> int | None:
+        """Under DDP Accelerate fills the last evaluation batch up to full size with examples from the
+        start; `gather_for_metrics` cuts them from the predictions, but they would enter that batch's
+        mean loss. The number of real examples in this rank's batch when it holds such fill, else None."""
+        state = self.accelerator.gradient_state
+        if self.accelerator.num_processes == 1 or not state.end_of_dataloader or state.remainder <= 0:
+            return None
+        size = find_batch_size(inputs)
+        real = min(max(state.remainder - self.accelerator.process_index * size, 0), size)
+        return real if real < size else None
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            save_checkpoint(self.accelerator.unwrap_model(self.model), output_dir, fold=False)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        load_training_state(model or self.model, resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        load_training_state(self.model, self.state.best_model_checkpoint)
+
+
+class _WallClock(TrainerCallback):
+    """Training seconds, carried across a crash: each checkpoint records the total so far."""
+
+    FILE = "train_seconds.json"
+
+    def __init__(self, resume_from: Path | None) -> None:
+        self.before = _read_seconds(resume_from / self.FILE) if resume_from else 0.0
+        self._start = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self._start
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if folder.is_dir():
+                atomic_write_text(folder / self.FILE, json.dumps({"seconds": self.seconds}))
+
+
+def _read_seconds(path: Path) -> float:
+    try:
+        return float(json.loads(path.read_text())["seconds"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint folders that were fully written, oldest first."""
+    found = []
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        state = path / COMPLETE_MARKER
+        try:
+            json.loads(state.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        found.append(path)
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+
+def last_complete_checkpoint(folder: Path, *, remove_incomplete: bool = True) -> Path | None:
+    """The newest complete checkpoint; half-written ones (a crash mid-save) are removed if asked
+    (under DDP by rank 0 only; the others just pass them over)."""
+    complete = complete_checkpoints(folder)
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if remove_incomplete and path not in complete:
+            log.warning("removing incomplete checkpoint %s (the run stopped while writing it)", path)
+            shutil.rmtree(path, ignore_errors=True)
+    return complete[-1] if complete else None
+
+
+def training_arguments(
+    cfg: TrainConfig, spec: TaskSpec, checkpoint_dir: Path, steps_per_epoch: int
+) -> TrainingArguments:
+    strategy = "steps" if cfg.save_steps else "epoch"
+    cuda = torch.cuda.is_available()
+    precision = resolve_precision(cfg.bf16, "cuda" if cuda else "cpu")
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=math.ceil(cfg.warmup_ratio * _total_steps(cfg, steps_per_epoch)),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=cfg.save_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=f"eval_{spec.metric}",
+        greater_is_better=True,
+        logging_steps=cfg.logging_steps,
+        report_to=[],  # TensorBoard is added by `_tensorboard` with our log folder
+        train_sampling_strategy="group_by_length",
+        label_names=["start_positions", "end_positions"]
+        if spec.task_type == "question_answering"
+        else ["labels"],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=precision.bf16,  # autocast through Accelerate, on the CPU too
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        disable_tqdm=not cfg.progress,
+        remove_unused_columns=False,
+        # every trainable tensor of a prompt method gets a gradient; fine-tune trains the whole backbone,
+        # whose pooler (BERT, RoBERTa, MPNet) never does, so DDP must look for unused parameters there
+        ddp_find_unused_parameters=not cfg.prompt_config().freezes_backbone,
+        ddp_broadcast_buffers=False,  # the buffers (position ids) never change: no per-step broadcast
+    )
+
+
+def _tensorboard(folder: Path) -> list[TrainerCallback]:
+    """TensorBoard logs into `folder`, where tensorboard is installed (a dependency here; an
+    image that lacks it, such as a GPU machine's own Python, trains without the logs)."""
+    from transformers.integrations import TensorBoardCallback
+
+    try:
+        callback = TensorBoardCallback()
+    except RuntimeError as exc:
+        log.warning("no TensorBoard logs: %s", exc)
+        return []
+    callback.logging_dir = str(folder)
+    return [callback]
+
+
+def _total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return math.ceil(cfg.epochs * steps_per_epoch)
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _rank() -> int:
+    """This process's global rank under torchrun / accelerate launch (0 when run alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _write_json(path: Path, data: Any, trainer: Trainer | None = None) -> None:
+    if trainer is not None and not trainer.is_world_process_zero():
+        return
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
