@@ -193,7 +193,7 @@ def _search(folder, task, method, params):
 
 
 def test_tuned_settings_give_the_main_cells_their_prompt_length_and_rate(tmp_path):
-    from ptuning.protocol_tuning import tuned_settings
+    from ptuning.report.tuning_budget import tuned_settings
 
     protocol = PROTOCOLS["cpu-converged"]
     _search(tmp_path, "rte", "p-tuning-v2", {"lr": 0.02, "prefix_len": 32})

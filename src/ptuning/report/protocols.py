@@ -32,7 +32,7 @@ class TaskSetting:
     prefix_len: int | None = None  # None: the protocol's prefix_len
     # method -> learning rate, where it differs from ptuning.config.DEFAULT_LEARNING_RATES
     learning_rates: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
-    # the tuning studies of a protocol with tune_trials (ptuning.protocol_tuning): training subset,
+    # the tuning studies of a protocol with tune_trials (ptuning.report.tuning_budget): training subset,
     # dev subset, epochs of each trial, and the prompt lengths searched (none: the protocol's P)
     tune_train_samples: int | None = None
     tune_eval_samples: int | None = None
@@ -60,7 +60,7 @@ class Protocol:
     extra: dict[str, Any] = field(default_factory=dict)
     # bf16: None takes ptuning.precision's default (bf16 on a GPU or CPU that has it natively)
     bf16: bool | None = None
-    # equal tuning budgets (ptuning.protocol_tuning): trials per (task, method), 0 = no tuning
+    # equal tuning budgets (ptuning.report.tuning_budget): trials per (task, method), 0 = no tuning
     tune_trials: int = 0
     tune_lr_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     # method -> TrainConfig fields the method's main cells take (not its tuning trials): levers that

@@ -129,8 +129,8 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
             sweep, table.get(sweep_task, {}).get("fine-tune"), sweep_task, folder / "prompt_length.png"
         )
 
-    from ..protocol_tuning import describe as describe_tuning
-    from ..protocol_tuning import tuned_settings
+    from .tuning_budget import describe as describe_tuning
+    from .tuning_budget import tuned_settings
 
     tuned = tuned_settings(protocol, folder)
     expected = lever_cells(protocol, tuned=tuned) + cells(protocol, tuned=tuned)

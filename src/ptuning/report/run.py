@@ -148,7 +148,7 @@ def run_protocol(
     folder.mkdir(parents=True, exist_ok=True)
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
     if protocol.tune_trials:
-        from ..protocol_tuning import tune_protocol
+        from .tuning_budget import tune_protocol
 
         if threads:
             import torch

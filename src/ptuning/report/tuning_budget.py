@@ -18,11 +18,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .search_space import PARAMETERS, Choice, Range, Space
+from ..search_space import PARAMETERS, Choice, Range, Space
 
 if TYPE_CHECKING:
-    from .report import Protocol, TaskSetting
-    from .training import TrainConfig
+    from ..train_config import TrainConfig
+    from .protocols import Protocol, TaskSetting
 
 TUNING_DIR = "tuning"
 # the searched parameters whose best value the final cells take (by TrainConfig field)
@@ -72,7 +72,7 @@ def fixed_settings(
 
 
 def _trial_config(settings: argparse.Namespace) -> TrainConfig:
-    from .training import TrainConfig
+    from ..train_config import TrainConfig
 
     return TrainConfig.build(**vars(settings), progress=False)
 
@@ -87,7 +87,7 @@ def tune_protocol(
     log=print,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Run (or resume) every study of the protocol that has not finished; returns `tuned_settings`."""
-    from .tuning import TuneConfig, run_search, write_results
+    from ..tuning import TuneConfig, run_search, write_results
 
     wanted = set(tasks) if tasks else None
     for setting in protocol.tasks:
