@@ -38,14 +38,14 @@ from .trainer import (
     CHECKPOINTS,
     EVAL_SUBSET_SEED,
     PromptTrainer,
-    _rank,
-    _tensorboard,
-    _WallClock,
-    _world_size,
-    _write_json,
+    WallClock,
     last_complete_checkpoint,
     load_data,
+    process_rank,
+    tensorboard_callbacks,
     training_arguments,
+    world_size_of_run,
+    write_json,
 )
 from .transfer import MULTITASK_FILE, init_prompt_from
 
@@ -205,7 +205,7 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
         raise DataError(f"unknown --task-sampling {cfg.task_sampling!r}; known: {', '.join(SAMPLING_RULES)}")
     if cfg.task_sampling == "temperature" and cfg.sampling_temperature <= 0:
         raise DataError(f"--sampling-temperature must be > 0, got {cfg.sampling_temperature}")
-    if _world_size() > 1:
+    if world_size_of_run() > 1:
         raise DataError("multi-task training runs in one process (DDP is not supported for it yet)")
     if cfg.cache_shallow_layers:
         raise DataError("--cache-shallow-layers is not supported with several tasks")
@@ -213,7 +213,7 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
     output = Path(cfg.output_dir)
     checkpoint_dir = output / CHECKPOINTS
     resume_from = (
-        last_complete_checkpoint(checkpoint_dir, remove_incomplete=_rank() == 0)
+        last_complete_checkpoint(checkpoint_dir, remove_incomplete=process_rank() == 0)
         if cfg.resume and checkpoint_dir.is_dir()
         else None
     )
@@ -247,18 +247,18 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
     steps_per_epoch = max(1, math.ceil(len(sampler) / cfg.grad_accum))
     args = training_arguments(cfg, specs[0], checkpoint_dir, steps_per_epoch)
     args.metric_for_best_model = "eval_average"
-    clock = _WallClock(resume_from)
+    clock = WallClock(resume_from)
     trainer = MultiTaskTrainer(
         model=model,
         args=args,
         train_dataset=[feature for task_features in features for feature in task_features],
         eval_dataset={name: eval_set.features for name, eval_set in eval_sets.items()},
         data_collator=TaskCollator([make_collator(spec, tokenizer) for spec in specs]),
-        callbacks=[clock, *_tensorboard(output / "tensorboard")],
+        callbacks=[clock, *tensorboard_callbacks(output / "tensorboard")],
         eval_sets=eval_sets,
         batch_sampler=sampler,
     )
-    _write_json(output / "train_config.json", asdict(cfg))
+    write_json(output / "train_config.json", asdict(cfg))
     for spec in specs:
         for note in spec.notes:
             print(f"note: {note}")
@@ -287,7 +287,7 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
             task_model.spec = replace(task_model.spec, null_threshold=float(validation["null_threshold"]))
         task_sizes = save_checkpoint(task_model, output / spec.name, fold=True)
         # the settings `ptuning eval` reads (max_seq_length), as beside a single-task checkpoint
-        _write_json(output / spec.name / "train_config.json", replace(cfg, task=spec.name).to_dict())
+        write_json(output / spec.name / "train_config.json", replace(cfg, task=spec.name).to_dict())
         per_task[spec.name] = {
             "task": spec.name,
             "task_type": spec.task_type,
@@ -297,7 +297,7 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
             "validation": validation,
             **task_sizes,
         }
-        _write_json(
+        write_json(
             output / spec.name / "metrics.json",
             {**per_task[spec.name], "method": cfg.method, "backbone": cfg.backbone, "multitask": names},
         )
@@ -316,6 +316,6 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
         "average": final["eval_average"],
         "per_task": per_task,
     }
-    _write_json(output / MULTITASK_FILE, {"tasks": names})
-    _write_json(output / "metrics.json", metrics)
+    write_json(output / MULTITASK_FILE, {"tasks": names})
+    write_json(output / "metrics.json", metrics)
     return metrics

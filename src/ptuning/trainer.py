@@ -141,7 +141,7 @@ class PromptTrainer(Trainer):
         load_training_state(self.model, self.state.best_model_checkpoint)
 
 
-class _WallClock(TrainerCallback):
+class WallClock(TrainerCallback):
     """Training seconds, carried across a crash: each checkpoint records the total so far."""
 
     FILE = "train_seconds.json"
@@ -205,7 +205,7 @@ def training_arguments(
         output_dir=str(checkpoint_dir),
         learning_rate=cfg.lr,
         weight_decay=cfg.weight_decay,
-        warmup_steps=math.ceil(cfg.warmup_ratio * _total_steps(cfg, steps_per_epoch)),
+        warmup_steps=math.ceil(cfg.warmup_ratio * total_steps(cfg, steps_per_epoch)),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
@@ -220,7 +220,7 @@ def training_arguments(
         metric_for_best_model=f"eval_{spec.metric}",
         greater_is_better=True,
         logging_steps=cfg.logging_steps,
-        report_to=[],  # TensorBoard is added by `_tensorboard` with our log folder
+        report_to=[],  # TensorBoard is added by `tensorboard_callbacks` with our log folder
         train_sampling_strategy="group_by_length",
         label_names=["start_positions", "end_positions"]
         if spec.task_type == "question_answering"
@@ -239,7 +239,7 @@ def training_arguments(
     )
 
 
-def _tensorboard(folder: Path) -> list[TrainerCallback]:
+def tensorboard_callbacks(folder: Path) -> list[TrainerCallback]:
     """TensorBoard logs into `folder`, where tensorboard is installed (a dependency here; an
     image that lacks it, such as a GPU machine's own Python, trains without the logs)."""
     from transformers.integrations import TensorBoardCallback
@@ -253,22 +253,22 @@ def _tensorboard(folder: Path) -> list[TrainerCallback]:
     return [callback]
 
 
-def _total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     if cfg.max_steps > 0:
         return cfg.max_steps
     return math.ceil(cfg.epochs * steps_per_epoch)
 
 
-def _world_size() -> int:
+def world_size_of_run() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _rank() -> int:
+def process_rank() -> int:
     """This process's global rank under torchrun / accelerate launch (0 when run alone)."""
     return int(os.environ.get("RANK", "0"))
 
 
-def _write_json(path: Path, data: Any, trainer: Trainer | None = None) -> None:
+def write_json(path: Path, data: Any, trainer: Trainer | None = None) -> None:
     if trainer is not None and not trainer.is_world_process_zero():
         return
     atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")

@@ -29,15 +29,15 @@ from .trainer import (
     CHECKPOINTS,
     EVAL_SUBSET_SEED,
     PromptTrainer,
-    _rank,
-    _tensorboard,
-    _total_steps,
-    _WallClock,
-    _world_size,
-    _write_json,
+    WallClock,
     last_complete_checkpoint,
     load_data,
+    process_rank,
+    tensorboard_callbacks,
+    total_steps,
     training_arguments,
+    world_size_of_run,
+    write_json,
 )
 
 
@@ -94,12 +94,12 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
         return train_multitask(cfg)
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
-    if check_output_dir(cfg) and _rank() == 0:
+    if check_output_dir(cfg) and process_rank() == 0:
         # the other run's training checkpoints must not be taken for this run's by a later --resume
         shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     checkpoint_dir = output / CHECKPOINTS
     resume_from = (
-        last_complete_checkpoint(checkpoint_dir, remove_incomplete=_rank() == 0)
+        last_complete_checkpoint(checkpoint_dir, remove_incomplete=process_rank() == 0)
         if cfg.resume and checkpoint_dir.is_dir()
         else None
     )
@@ -126,10 +126,10 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
         )
         print(shallow_cache.describe())
 
-    global_batch = cfg.batch_size * cfg.grad_accum * _world_size()
+    global_batch = cfg.batch_size * cfg.grad_accum * world_size_of_run()
     steps_per_epoch = max(1, math.ceil(len(train_features) / global_batch))
     args = training_arguments(cfg, spec, checkpoint_dir, steps_per_epoch)
-    clock = _WallClock(resume_from)
+    clock = WallClock(resume_from)
     trainer = PromptTrainer(
         model=model,
         args=args,
@@ -138,10 +138,10 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
         data_collator=make_collator(spec, tokenizer),
         compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
         preprocess_logits_for_metrics=_reduce_logits(spec),
-        callbacks=[clock, *_tensorboard(output / "tensorboard"), *(callbacks or [])],
+        callbacks=[clock, *tensorboard_callbacks(output / "tensorboard"), *(callbacks or [])],
     )
     if trainer.is_world_process_zero():
-        _write_json(output / "train_config.json", {**cfg.to_dict(), "task": spec.name})
+        write_json(output / "train_config.json", {**cfg.to_dict(), "task": spec.name})
         for note in spec.notes:
             print(f"note: {note}")
         print(resolve_precision(cfg.bf16).describe())
@@ -154,7 +154,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
             f"{count.describe()}; train {len(train_examples)} examples, eval {len(eval_examples)}; "
             f"max_seq_length {cfg.max_seq_length}{cut}, prefix_len {cfg.prompt.prefix_len}, "
             f"{_planned_length(cfg, steps_per_epoch)}, "
-            f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{_world_size()}, pooling {cfg.prompt.pooling}"
+            f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{world_size_of_run()}, pooling {cfg.prompt.pooling}"
             + (f"; resuming from {resume_from}" if resume_from else "")
         )
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -197,7 +197,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
             "notes": list(spec.notes),
             **({"shallow_cache": shallow_cache.summary()} if shallow_cache is not None else {}),
         }
-        _write_json(output / "metrics.json", metrics)
+        write_json(output / "metrics.json", metrics)
     return metrics
 
 
@@ -205,7 +205,7 @@ def _planned_length(cfg: TrainConfig, steps_per_epoch: int) -> str:
     """How long the run trains, as it will run: --max-steps wins over --epochs."""
     if cfg.max_steps > 0:
         return f"max_steps {cfg.max_steps} ({cfg.max_steps / steps_per_epoch:.3g} epochs of {steps_per_epoch} steps)"
-    return f"epochs {cfg.epochs:g} ({_total_steps(cfg, steps_per_epoch)} steps)"
+    return f"epochs {cfg.epochs:g} ({total_steps(cfg, steps_per_epoch)} steps)"
 
 
 def _best_checkpoint_position(state) -> tuple[int | None, float | None]:
