@@ -39,15 +39,16 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..data.spec import DataError
 from ..validation import CONFIG_NAME
-from .engine import (
+from .batcher import MicroBatcher
+from .errors import (
     InvalidTaskNameError,
-    MicroBatcher,
-    MultiTaskPredictor,
     QueueFullError,
     ShuttingDownError,
     TaskExistsError,
     UnknownTaskError,
+    error_line,
 )
+from .predictor import MultiTaskPredictor
 
 logger = logging.getLogger("ptuning.serve")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -557,9 +558,8 @@ def create_app(
             except TaskExistsError as exc:
                 return _error(409, str(exc))
             except (ValueError, OSError) as exc:  # CheckpointError is a ValueError too: the path's fault
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 return _validation_error(
-                    ["path", "name"] if isinstance(exc, InvalidTaskNameError) else loc, message
+                    ["path", "name"] if isinstance(exc, InvalidTaskNameError) else loc, error_line(exc)
                 )
             except Exception as exc:  # a checkpoint the validator let through: still the path's fault
                 logger.exception("adding task %r from %s failed", name, path)
