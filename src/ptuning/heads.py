@@ -56,7 +56,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.float().cpu().numpy()
+    return t.detach().float().cpu().numpy()
 
 
 def _cut(max_length: int) -> dict:
