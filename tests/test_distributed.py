@@ -237,7 +237,7 @@ def test_only_rank_zero_writes(runs):
 def test_eval_counts_every_example_once(runs):
     """50 examples, per-device eval batch 8, 2 ranks: Accelerate pads the last global batch (2 real
     examples of 16) with repeats; the gathered metric and loss must equal a single-process eval."""
-    from ptuning.training import evaluate_checkpoint
+    from ptuning.evaluation import evaluate_checkpoint
 
     metrics = json.loads((runs["ddp"] / "metrics.json").read_text())
     reference = evaluate_checkpoint(runs["ddp"], max_eval_samples=EVAL, max_seq_length=64, batch_size=64)

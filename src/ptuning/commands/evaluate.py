@@ -58,7 +58,7 @@ def result_name(task: str, split: str, validation_file: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import atomic_write_text
-    from ..training import evaluate_checkpoint
+    from ..evaluation import evaluate_checkpoint
 
     checkpoint = Path(args.checkpoint)
     columns = {

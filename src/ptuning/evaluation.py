@@ -1,0 +1,157 @@
+"""`ptuning eval`'s work: the metrics of a saved checkpoint on a task's split or on a file, through
+the same `Trainer` evaluation as training (`ptuning.training.EvalSet`, `PromptTrainer`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from .data import load_task, load_user_task, make_collator, subsample
+from .data.inputs import InputFormat
+from .data.spec import DataError, TaskSpec
+from .modeling import PromptModel
+from .precision import resolve_precision
+from .training import EVAL_SUBSET_SEED, EvalSet, PromptTrainer
+
+
+def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
+    """Data labelled as `data` can be scored by a checkpoint of `checkpoint`: same task type, and every
+    label of the data known to the checkpoint (any order: examples carry label names, which are
+    mapped to the checkpoint's ids; labels the data never uses are fine)."""
+    if data.task_type != checkpoint.task_type:
+        raise DataError(
+            f"{source} is {data.task_type} data, but the checkpoint ({checkpoint.name!r}) is {checkpoint.task_type}"
+        )
+    if data.num_choices != checkpoint.num_choices:  # set for multiple choice only
+        raise DataError(
+            f"{source} has {data.num_choices} choices per example, the checkpoint {checkpoint.num_choices}"
+        )
+    extra = [label for label in data.labels if label not in checkpoint.labels]
+    if extra:
+        missing = [label for label in checkpoint.labels if label not in data.labels]
+        raise DataError(
+            f"labels of {source} differ from the checkpoint's ({checkpoint.name!r}): not in the checkpoint "
+            f"{extra}; in the checkpoint but not in the data {missing}"
+        )
+
+
+def _recorded_user_data(checkpoint: Path, spec: TaskSpec, inputs: InputFormat):
+    """The own files a checkpoint was trained on (from its train_config.json), read its way."""
+    saved = checkpoint / "train_config.json"
+    try:
+        cfg = json.loads(saved.read_text())
+        train_file, validation_file = cfg["train_file"], cfg["validation_file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        train_file = validation_file = None
+    if not (train_file and validation_file):
+        raise DataError(
+            f"checkpoint {checkpoint} was trained on your own files, and {saved} does not say which: "
+            "give --validation-file FILE"
+        )
+    return _load_user_files(spec, train_file, validation_file, inputs)
+
+
+def _load_user_files(spec: TaskSpec, train_file: str, validation_file: str, inputs: InputFormat):
+    """A user task's files read with the input columns a checkpoint recorded."""
+    return load_user_task(
+        spec.task_type,
+        train_file,
+        validation_file,
+        text_column=inputs.text_column,
+        text_pair_column=inputs.text_pair_column,
+        label_column=inputs.label_column,
+        tag_column=inputs.tag_column,
+        name=spec.name,
+    )
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    task: str | None = None,
+    split: str = "validation",
+    data_dir: str | None = None,
+    max_eval_samples: int | None = None,
+    max_seq_length: int | None = None,
+    batch_size: int = 64,
+    validation_file: str | None = None,
+    columns: dict[str, Any] | None = None,
+    bf16: bool | None = None,
+) -> dict[str, Any]:
+    """Metrics of a saved checkpoint on a task's split (default: the task it was trained on).
+
+    `validation_file` is read with the input columns the checkpoint recorded, `columns` (e.g.
+    {"text_column": "review"}) overriding some;
+    `max_seq_length` defaults to the recorded one (else 128). Labels are matched by name, so a file
+    or task with the same labels in another order scores correctly. `bf16`: True / False / None (what
+    the training run chose, else the default of `ptuning.precision`)."""
+    from .checkpoint import recorded_inputs
+    from .handcrafted import is_handcrafted, load_handcrafted
+
+    handcrafted = is_handcrafted(checkpoint)
+    recorded, recorded_length = recorded_inputs(checkpoint)
+    inputs = replace(recorded, **(columns or {}))
+    max_seq_length = max_seq_length or recorded_length or 128
+    if handcrafted:
+        model, tokenizer = load_handcrafted(checkpoint, max_length=max_seq_length), None
+    else:
+        model, tokenizer = PromptModel.from_pretrained(checkpoint)
+    spec = model.spec
+    if bf16 is None:  # evaluate in the precision the run trained (and evaluated) in
+        try:
+            saved = json.loads((Path(checkpoint) / "train_config.json").read_text())
+        except (OSError, ValueError, RecursionError):
+            saved = {}
+        bf16 = saved.get("bf16") if isinstance(saved, dict) else None
+        bf16 = bf16 if isinstance(bf16, bool) else None
+    if validation_file:
+        data = _load_user_files(spec, validation_file, validation_file, inputs)
+    elif task is None and inputs.file_format != "builtin":
+        data = _recorded_user_data(Path(checkpoint), spec, inputs)
+    else:
+        data = load_task(task or spec.name, data_dir)
+    if split not in ("validation", "train"):
+        raise DataError(f"unknown split {split!r}; expected 'validation' or 'train'")
+    check_labels(spec, data.spec, validation_file or f"task {data.spec.name!r}")
+    examples = subsample(getattr(data, split), max_eval_samples, EVAL_SUBSET_SEED)
+    if handcrafted:
+        from .handcrafted.run import evaluate_examples
+
+        metrics = evaluate_examples(model, examples, batch_size)
+        return {"task": data.spec.name, "split": split, "examples": len(examples), **metrics}
+    eval_set = EvalSet(spec, examples, tokenizer, min(max_seq_length, model.max_text_length))
+    args = TrainingArguments(
+        output_dir=str(Path(checkpoint) / ".eval"),
+        per_device_eval_batch_size=batch_size,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        bf16=resolve_precision(bf16).bf16,
+        label_names=list(eval_set.head.label_names),
+        remove_unused_columns=False,
+    )
+    trainer = PromptTrainer(
+        model=model,
+        args=args,
+        data_collator=make_collator(spec, tokenizer),
+        compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
+        preprocess_logits_for_metrics=eval_set.head.reduce,
+    )
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in (PrinterCallback, ProgressCallback):  # stdout carries only the metrics JSON
+        trainer.remove_callback(callback)
+    raw = trainer.evaluate(eval_set.features)
+    shutil.rmtree(Path(checkpoint) / ".eval", ignore_errors=True)
+    return {
+        "task": data.spec.name,
+        "split": split,
+        **({"file": str(validation_file)} if validation_file else {}),
+        "examples": len(examples),
+        **{k.removeprefix("eval_"): v for k, v in raw.items()},
+    }
