@@ -1,4 +1,4 @@
-"""Many tasks on one frozen backbone: `MultiTaskPredictor` and its micro-batcher.
+"""Many tasks on one frozen backbone: `MultiTaskPredictor` (model + tokenizer -> answers, in mixed batches).
 
 Every task is a prompt-only checkpoint (its prompt and its head) made for the same backbone. The
 backbone is loaded once; each task keeps its folded prefix as a table of keys and values per layer.
