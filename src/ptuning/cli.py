@@ -14,7 +14,7 @@ from types import ModuleType
 
 from . import __version__
 from .commands import bench, evaluate, info, predict, report, serve, train, tune
-from .errors import UserError
+from .errors import UserError, error_line
 
 __all__ = ["COMMANDS", "UserError", "available_commands", "build_parser", "main"]
 
@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except USER_ERRORS as exc:
-        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"ptuning {args.command}: error: {message}", file=sys.stderr)
+        print(f"ptuning {args.command}: error: {error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

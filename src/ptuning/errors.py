@@ -32,3 +32,10 @@ class CheckpointError(UserError, ValueError):
 
 class ServingError(PtuningError):
     """Base class of the errors the serving engine reports to its callers."""
+
+
+def error_line(exc: BaseException) -> str:
+    """An error's message as one line (its first), or its class name when it has none: what the
+    command line prints after ``ptuning <command>: error:`` and the HTTP server answers."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -17,13 +17,11 @@ from .data import (
     load_task,
     load_user_task,
     make_collator,
-    postprocess_qa,
     subsample,
-    word_predictions,
 )
 from .data.inputs import InputFormat
 from .data.spec import DataError, TaskSpec
-from .metrics import compute_metrics
+from .heads import head_class
 from .modeling import PromptModel
 from .precision import resolve_precision
 from .trainer import EVAL_SUBSET_SEED, PromptTrainer
@@ -34,46 +32,15 @@ class EvalSet:
 
     def __init__(self, spec: TaskSpec, examples: list[dict], tokenizer, max_length: int) -> None:
         self.spec = spec
+        self.head = head_class(spec.task_type)  # its reduction of logits, label names and metrics
         self.examples = examples
         self.features = encode(spec, examples, tokenizer, max_length, for_training=False)
 
     def metrics(self, predictions, label_ids) -> dict[str, float]:
-        spec = self.spec
         count = len(predictions[0] if isinstance(predictions, tuple) else predictions)
         if count != len(self.features):  # under DDP: a duplicate or a drop in the gathered predictions
             raise RuntimeError(f"evaluation returned {count} predictions for {len(self.features)} features")
-        if spec.task_type == "question_answering" and spec.null_answers:
-            from .data.squad2 import squad2_metrics
-
-            return squad2_metrics(self.examples, self.features, *predictions)
-        if spec.task_type == "question_answering":
-            start, end = predictions
-            answers = postprocess_qa(self.examples, self.features, start, end)
-            preds = {key: value["text"] for key, value in answers.items()}
-            refs = {ex["id"]: list(ex["answers"]["text"]) for ex in self.examples}
-            return compute_metrics(spec, preds, refs)
-        if spec.task_type == "token_classification":
-            # word level, from each word's first sub-word; words cut off by truncation count as "O"
-            word_ids = [feature["word_ids"] for feature in self.features]
-            lengths = [len(ex["tokens"]) for ex in self.examples]
-            ids = word_predictions(word_ids, predictions, num_words=lengths, fill_id=spec.labels.index("O"))
-            preds = [[spec.labels[i] for i in row] for row in ids]
-            return compute_metrics(spec, preds, [list(ex["tags"]) for ex in self.examples])
-        groups = [ex.get("group") for ex in self.examples] if "group" in self.examples[0] else None
-        preds = predictions.tolist()
-        refs = label_ids.tolist()
-        return compute_metrics(spec, preds, refs, groups=groups)
-
-
-def _reduce_logits(spec: TaskSpec):
-    """Keep evaluation memory small: argmax on the fly, except where the metric needs logits."""
-
-    def reduce(logits, labels):
-        if spec.task_type in ("classification", "multiple_choice", "token_classification"):
-            return logits.argmax(dim=-1)
-        return logits
-
-    return reduce
+        return self.head.evaluate(self.spec, self.examples, self.features, predictions, label_ids)
 
 
 def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
@@ -84,7 +51,7 @@ def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
         raise DataError(
             f"{source} is {data.task_type} data, but the checkpoint ({checkpoint.name!r}) is {checkpoint.task_type}"
         )
-    if checkpoint.task_type == "multiple_choice" and data.num_choices != checkpoint.num_choices:
+    if data.num_choices != checkpoint.num_choices:  # set for multiple choice only
         raise DataError(
             f"{source} has {data.num_choices} choices per example, the checkpoint {checkpoint.num_choices}"
         )
@@ -188,9 +155,7 @@ def evaluate_checkpoint(
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
         bf16=resolve_precision(bf16).bf16,
-        label_names=["start_positions", "end_positions"]
-        if spec.task_type == "question_answering"
-        else ["labels"],
+        label_names=list(head_class(spec.task_type).label_names),
         remove_unused_columns=False,
     )
     trainer = PromptTrainer(
@@ -198,7 +163,7 @@ def evaluate_checkpoint(
         args=args,
         data_collator=make_collator(spec, tokenizer),
         compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
-        preprocess_logits_for_metrics=_reduce_logits(spec),
+        preprocess_logits_for_metrics=eval_set.head.reduce,
     )
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

@@ -27,31 +27,17 @@ import numpy as np
 import torch
 
 from .data import encode, make_collator
-from .data.features import predicate_marker
 from .data.inputs import FIELDS as FIELDS  # re-exported: the input rules above live in data.inputs
 from .data.inputs import parse_input
 from .data.spec import TaskSpec
 from .decode import format_outputs  # its home before decode.py
+from .heads import head_class
 from .modeling import PromptModel
 from .precision import resolve_precision
 
 
 def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool:
-    # Tokenized with truncation to one token past the limit: longer means truncated, and the
-    # tokenizer never warns that a long input "will result in indexing errors" (it will not).
-    cut = {"truncation": True, "max_length": max_length + 1}
-    kind = spec.task_type
-    if kind in ("classification", "regression"):
-        texts = [example["text"]] + ([example["text_pair"]] if example.get("text_pair") else [])
-        return len(tokenizer(*texts, **cut)["input_ids"]) > max_length
-    if kind == "multiple_choice":
-        return any(
-            len(tokenizer(example["context"], c, **cut)["input_ids"]) > max_length for c in example["choices"]
-        )
-    if kind == "token_classification":
-        words = list(example["tokens"]) + predicate_marker(tokenizer, example)
-        return len(tokenizer(words, is_split_into_words=True, **cut)["input_ids"]) > max_length
-    return False  # QA slides a window over long contexts
+    return head_class(spec.task_type).truncated(example, tokenizer, max_length)
 
 
 class Predictor:
@@ -93,26 +79,22 @@ class Predictor:
     def prepare(self, inputs: Sequence[Any]) -> tuple[list[dict], list[dict], list[bool]]:
         """Examples, features and truncation flags (raises DataError naming the bad input)."""
         examples = [parse_input(self.spec, item, i) for i, item in enumerate(inputs)]
-        flags = [_too_long(self.spec, ex, self.tokenizer, self.max_length) for ex in examples]
+        flags = [self.model.head.truncated(ex, self.tokenizer, self.max_length) for ex in examples]
         features = encode(self.spec, examples, self.tokenizer, self.max_length, for_training=False)
         return examples, features, flags
 
     @torch.no_grad()
     def logits(self, features: list[dict]) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
         """Raw model outputs per feature (QA: start and end logits)."""
-        rows: list[np.ndarray] = []
-        ends: list[np.ndarray] = []
+        head = self.model.head
+        values: list = []
         device = next(self.model.parameters()).device
         for start in range(0, len(features), self.batch_size):
             batch = self.collate(features[start : start + self.batch_size])
             with self.precision.autocast():
                 out = self.model(**{k: v.to(device) for k, v in batch.items()})
-            if self.spec.task_type == "question_answering":
-                rows.extend(out.start_logits.float().cpu().numpy())
-                ends.extend(out.end_logits.float().cpu().numpy())
-            else:
-                rows.extend(out.logits.float().cpu().numpy())
-        return (rows, ends) if self.spec.task_type == "question_answering" else rows
+            values.extend(head.per_feature(out))
+        return head.join(values)
 
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         examples, features, flags = self.prepare(inputs)

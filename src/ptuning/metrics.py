@@ -49,29 +49,24 @@ def compute_metrics(
 ) -> dict[str, float]:
     """Metrics of `predictions` against `references` for the task of `spec` (see the module docstring
     for the input formats, the keys and their scales)."""
-    if spec.task_type == "question_answering":
-        result = squad_scores(predictions, references)
-    else:
-        predictions, references = list(predictions), list(references)
-        if len(predictions) != len(references):
-            raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
-        if not references:
-            raise ValueError("no predictions to score")
-        if spec.task_type == "classification":
-            result = _classification(spec, predictions, references, groups)
-        elif spec.task_type == "regression":
-            result = _regression(predictions, references)
-        elif spec.task_type == "multiple_choice":
-            result = {"accuracy": float(sk_metrics.accuracy_score(references, predictions))}
-        elif spec.task_type == "token_classification":
-            result = _entities(predictions, references)
-        else:
-            raise ValueError(f"unsupported task type {spec.task_type!r}")
+    score = _SCORES.get(spec.task_type)
+    if score is None:
+        raise ValueError(f"unsupported task type {spec.task_type!r}")
+    result = score(spec, predictions, references, groups)
     if spec.metric not in result:
         raise ValueError(
             f"metric {spec.metric!r} of task {spec.name!r} was not computed (got {', '.join(result)})"
         )
     return result
+
+
+def _paired(predictions: Any, references: Any) -> tuple[list[Any], list[Any]]:
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    if not references:
+        raise ValueError("no predictions to score")
+    return predictions, references
 
 
 def _classification(
@@ -119,6 +114,10 @@ def _regression(predictions: list[Any], references: list[Any]) -> dict[str, floa
     }
 
 
+def _choices(predictions: list[Any], references: list[Any]) -> dict[str, float]:
+    return {"accuracy": float(sk_metrics.accuracy_score(references, predictions))}
+
+
 def _entities(predictions: list[Sequence[str]], references: list[Sequence[str]]) -> dict[str, float]:
     y_pred = [list(p) for p in predictions]
     y_true = [list(r) for r in references]
@@ -131,6 +130,16 @@ def _entities(predictions: list[Sequence[str]], references: list[Sequence[str]])
         "f1": float(seqeval_metrics.f1_score(y_true, y_pred, zero_division=0)),
         "accuracy": float(seqeval_metrics.accuracy_score(y_true, y_pred)),
     }
+
+
+# The metric function of each task type: (spec, predictions, references, groups) -> scores
+_SCORES = {
+    "classification": lambda spec, p, r, groups: _classification(spec, *_paired(p, r), groups),
+    "regression": lambda spec, p, r, groups: _regression(*_paired(p, r)),
+    "multiple_choice": lambda spec, p, r, groups: _choices(*_paired(p, r)),
+    "token_classification": lambda spec, p, r, groups: _entities(*_paired(p, r)),
+    "question_answering": lambda spec, p, r, groups: squad_scores(p, r),
+}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from .checkpoint import check_backbone, is_handcrafted, load_state, save_checkpo
 from .config import PromptConfig
 from .data.spec import TaskSpec
 from .errors import CheckpointError
-from .heads import build_head
+from .heads import Head, build_head
 from .injection import LayerPrefix, PrefixInjector
 from .prompts import InputPrompt, PrefixEncoder, vocabulary_prefix
 from .validation import check_tensors, expected_tensors, load_finite, read_header, validate_config
@@ -94,7 +94,7 @@ class PromptModel(nn.Module):
                 dropout=config.prompt_dropout,
                 dropout_per_example=config.prompt_dropout_per_example,
             )
-        self.head = build_head(
+        self.head: Head = build_head(
             spec.task_type,
             self.geometry.hidden_size,
             spec.num_labels,
@@ -239,15 +239,14 @@ class PromptModel(nn.Module):
         prefix_mask: torch.Tensor | None = None,
         **_: object,
     ) -> ModelOutput:
-        num_choices = None
-        if self.spec.task_type == "multiple_choice":
-            num_choices = input_ids.shape[1]
-            input_ids = input_ids.flatten(0, 1)
-            attention_mask = attention_mask.flatten(0, 1) if attention_mask is not None else None
-            token_type_ids = token_type_ids.flatten(0, 1) if token_type_ids is not None else None
-        hidden = self.encode(input_ids, attention_mask, token_type_ids, prefix_mask)
-        if self.spec.task_type == "question_answering":
-            return self.head(hidden, attention_mask, start_positions, end_positions)
-        if self.spec.task_type == "multiple_choice":
-            return self.head(hidden, attention_mask, labels, num_choices=num_choices)
-        return self.head(hidden, attention_mask, labels)
+        rows = self.head.flatten  # multiple choice: (batch, choices, length) -> one row per choice
+        mask = rows(attention_mask)
+        hidden = self.encode(rows(input_ids), mask, rows(token_type_ids), prefix_mask)
+        return self.head(
+            hidden,
+            mask,
+            labels=labels,
+            start_positions=start_positions,
+            end_positions=end_positions,
+            batch=input_ids.shape[0],
+        )

@@ -30,7 +30,7 @@ from .checkpoint import load_training_state, save_checkpoint
 from .data import encode, make_collator, subsample
 from .data.features import Collator
 from .data.spec import DataError, TaskSpec
-from .evaluation import EvalSet, _reduce_logits
+from .evaluation import EvalSet
 from .modeling import PromptModel
 from .task_sampling import SAMPLING_RULES, TaskBatchSampler
 from .train_config import TrainConfig
@@ -143,10 +143,6 @@ class TaskCollator:
         return batch
 
 
-def _label_names(spec: TaskSpec) -> list[str]:
-    return ["start_positions", "end_positions"] if spec.task_type == "question_answering" else ["labels"]
-
-
 class MultiTaskTrainer(PromptTrainer):
     """`PromptTrainer` over a `MultiTaskModel`: task-by-task batches, evaluation of every task, one
     sub-checkpoint per task."""
@@ -172,8 +168,8 @@ class MultiTaskTrainer(PromptTrainer):
         primary = []
         for index, (name, eval_set) in enumerate(self.eval_sets.items()):
             self.compute_metrics = lambda p, s=eval_set: s.metrics(p.predictions, p.label_ids)
-            self.preprocess_logits_for_metrics = _reduce_logits(eval_set.spec)
-            self.label_names = _label_names(eval_set.spec)
+            self.preprocess_logits_for_metrics = eval_set.head.reduce
+            self.label_names = list(eval_set.head.label_names)
             features = [{**feature, TASK_KEY: index} for feature in eval_set.features]
             prefix = f"{metric_key_prefix}_{name}"
             metrics.update(super().evaluate(features, ignore_keys, metric_key_prefix=prefix))

@@ -29,6 +29,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .checkpoint import atomic_write_text, load_training_state, save_checkpoint
 from .data import load_task, load_user_task
 from .data.spec import DataError, TaskSpec
+from .heads import head_class
 from .precision import resolve_precision
 from .train_config import TrainConfig
 
@@ -222,9 +223,7 @@ def training_arguments(
         logging_steps=cfg.logging_steps,
         report_to=[],  # TensorBoard is added by `tensorboard_callbacks` with our log folder
         train_sampling_strategy="group_by_length",
-        label_names=["start_positions", "end_positions"]
-        if spec.task_type == "question_answering"
-        else ["labels"],
+        label_names=list(head_class(spec.task_type).label_names),
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=precision.bf16,  # autocast through Accelerate, on the CPU too

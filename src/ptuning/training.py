@@ -21,7 +21,7 @@ from .checkpoint import CONFIG_NAME, save_checkpoint
 from .config import HANDCRAFTED
 from .data import encode, make_collator, subsample
 from .data.spec import DataError
-from .evaluation import EvalSet, _reduce_logits
+from .evaluation import EvalSet
 from .modeling import PromptModel
 from .precision import resolve_precision
 from .train_config import TrainConfig as TrainConfig  # re-exported: its home before train_config
@@ -137,7 +137,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
         eval_dataset=eval_set.features,
         data_collator=make_collator(spec, tokenizer),
         compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
-        preprocess_logits_for_metrics=_reduce_logits(spec),
+        preprocess_logits_for_metrics=eval_set.head.reduce,
         callbacks=[clock, *tensorboard_callbacks(output / "tensorboard"), *(callbacks or [])],
     )
     if trainer.is_world_process_zero():

@@ -18,10 +18,7 @@ JSON, 422 malformed JSON, a wrong field or text that is not valid Unicode (the `
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
-import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,6 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Body, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,14 +35,25 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..data.spec import DataError
 from ..validation import CONFIG_NAME
-from .engine import (
+from .batcher import MicroBatcher
+from .errors import (
     InvalidTaskNameError,
-    MicroBatcher,
-    MultiTaskPredictor,
     QueueFullError,
     ShuttingDownError,
     TaskExistsError,
     UnknownTaskError,
+    error_line,
+)
+from .guards import BodyLimit, Guard, normal_host
+from .predictor import MultiTaskPredictor
+from .responses import (
+    SafeJSONResponse,
+    bad_unicode,
+    characters,
+    data_error,
+    error_response,
+    validation_error,
+    validation_errors,
 )
 
 logger = logging.getLogger("ptuning.serve")
@@ -82,7 +89,7 @@ class ServeSettings:
             raise ValueError(f"body_timeout_s must be > 0, got {self.body_timeout_s}")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise ValueError("the admin token must have at least 8 characters")
-        self.allowed_hosts = tuple(_normal_host(h) for h in self.allowed_hosts)
+        self.allowed_hosts = tuple(normal_host(h) for h in self.allowed_hosts)
         if self.max_queue < self.max_inputs:
             raise ValueError(
                 f"max_queue ({self.max_queue}) must be >= max_inputs ({self.max_inputs}), "
@@ -159,201 +166,6 @@ class ErrorResponse(BaseModel):
     known_tasks: list[str] | None = None
 
 
-class SafeJSONResponse(JSONResponse):
-    """JSON with every non-ASCII character escaped: valid UTF-8 whatever text a client sent us
-    (a lone surrogate echoed back in an error would fail the default UTF-8 encoding)."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
-
-
-def _error(status: int, detail: Any, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
-    return SafeJSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
-
-
-def _bad_unicode(value: Any, loc: list) -> tuple[list, str] | None:
-    """(loc, message) of the first string in `value` that is not valid Unicode (an unpaired
-    surrogate, as JSON's "\\ud800" decodes to), or None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return loc, (
-                f"not valid Unicode text: unpaired surrogate U+{ord(value[exc.start]):04X} at character "
-                f"{exc.start}; send UTF-8 text"
-            )
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _bad_unicode(key, [*loc, "(key)"]) or _bad_unicode(item, [*loc, key])
-            if found:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _bad_unicode(item, [*loc, index])
-            if found:
-                return found
-    return None
-
-
-def _validation_error(loc: list, message: str) -> JSONResponse:
-    return _error(422, [{"type": "value_error", "loc": loc, "msg": message}])
-
-
-_INPUT_FIELD = re.compile(r"^input (\d+): (?:field '([^']+)')?")
-
-
-def _data_error(exc: DataError) -> JSONResponse:
-    """A DataError of `parse_input` ("input 3: field 'text' must be ...") as a 422 naming the field."""
-    message = str(exc)
-    loc: list[Any] = ["body", "inputs"]
-    match = _INPUT_FIELD.match(message)
-    if match:
-        loc.append(int(match.group(1)))
-        if match.group(2):
-            loc.append(match.group(2))
-    return _validation_error(loc, message)
-
-
-def _characters(item: Any) -> int:
-    if isinstance(item, str):
-        return len(item)
-    if isinstance(item, dict):
-        return sum(_characters(v) for v in item.values())
-    if isinstance(item, list):
-        return sum(_characters(v) for v in item)
-    return 0
-
-
-class _BodyLimit:
-    """Pure ASGI middleware: 413 for request bodies over `limit` bytes, before they are buffered;
-    408 for a body that stops arriving for `timeout` seconds (a stalled or slow-loris client)."""
-
-    def __init__(self, app, limit: int, timeout: float = 30.0) -> None:
-        self.app = app
-        self.limit = limit
-        self.timeout = timeout
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._refuse(scope, receive, send)
-        received = 0
-        started = False
-        complete = False
-
-        async def limited_receive():
-            nonlocal received, complete
-            if complete:  # after the body: only the disconnect message is left to wait for
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), self.timeout)
-            except TimeoutError:
-                raise _TooLarge(408, f"the request body stalled for {self.timeout:g} s") from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge(413, f"request body larger than {self.limit} bytes")
-                complete = not message.get("more_body", False)
-            return message
-
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge as exc:
-            if not started:
-                await self._refuse(scope, receive, send, exc.status_code, exc.detail)
-
-    async def _refuse(self, scope, receive, send, status: int = 413, detail: str = "") -> None:
-        response = _error(status, detail or f"request body larger than {self.limit} bytes")
-        await response(scope, receive, send)
-
-
-class _TooLarge(HTTPException):
-    """Raised from `receive`: FastAPI passes HTTP exceptions of its body reading through (413, 408)."""
-
-
-_ADMIN_PATH = re.compile(r"^/v1/tasks/[^/]+/?$")
-
-
-def _normal_host(host: str) -> str:
-    return host.strip().strip("[]").rstrip(".").lower()
-
-
-def _host_of(header: str) -> str:
-    """The host part of a Host header: `name`, `name:port`, `[v6]`, `[v6]:port`."""
-    header = header.strip()
-    if header.startswith("["):
-        header = header[1 : header.find("]")] if "]" in header else header
-    elif header.count(":") == 1:
-        header = header.split(":", 1)[0]
-    return _normal_host(header)
-
-
-class _Guard:
-    """Pure ASGI middleware, before any body is read: the Host header must be an allowed one (400;
-    DNS rebinding), admin routes need the bearer token (403 disabled, 401 without it), and request
-    bodies must be JSON (415; so a browser's form or text/plain POST, which needs no CORS
-    preflight, never reaches a route)."""
-
-    def __init__(self, app, settings: ServeSettings) -> None:
-        self.app = app
-        self.settings = settings
-        self.token = settings.admin_token.encode() if settings.admin_token else None
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        allowed = self.settings.allowed_hosts
-        if "*" not in allowed:
-            host = _host_of(headers.get(b"host", b"").decode("latin-1"))
-            if host not in allowed:
-                return await _error(400, "invalid Host header; this server answers only its own host names")(
-                    scope, receive, send
-                )
-        method = scope["method"]
-        if method in ("POST", "PUT", "PATCH", "DELETE") and _ADMIN_PATH.match(scope["path"]):
-            if not self.settings.admin_enabled:
-                return await _error(403, "adding and removing tasks is disabled on this server")(
-                    scope, receive, send
-                )
-            if self.token is not None:
-                scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
-                if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
-                    return await _error(
-                        401,
-                        "adding and removing tasks needs the header 'Authorization: Bearer <admin token>'",
-                        {"WWW-Authenticate": "Bearer"},
-                    )(scope, receive, send)
-        if method in ("POST", "PUT", "PATCH"):
-            kind = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-            if kind != b"application/json":
-                return await _error(415, "the request body must be JSON (content-type: application/json)")(
-                    scope, receive, send
-                )
-        return await self.app(scope, receive, send)
-
-
-def _validation_errors(errors) -> list:
-    """FastAPI's error list, with the echoed inputs only where they encode as strict JSON (an
-    infinite number or an odd object in the input would fail the answer itself)."""
-    try:
-        encoded = jsonable_encoder(errors)
-        json.dumps(encoded, allow_nan=False)
-        return encoded
-    except (TypeError, ValueError, UnicodeError):
-        return [{k: jsonable_encoder(e.get(k)) for k in ("type", "loc", "msg")} for e in errors]
-
-
 async def _until_disconnected(request: Request) -> None:
     """Returns when the client has gone (the body was read already: only a disconnect can come)."""
     while True:
@@ -402,18 +214,18 @@ def create_app(
     app.state.predictor = predictor
     app.state.batcher = batcher
     app.state.settings = settings
-    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes, timeout=settings.body_timeout_s)
-    app.add_middleware(_Guard, settings=settings)  # added last: runs first
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout=settings.body_timeout_s)
+    app.add_middleware(Guard, settings=settings)  # added last: runs first
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, _validation_errors(exc.errors()))
+        return error_response(422, validation_errors(exc.errors()))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI: "There was an error parsing the body" (e.g. not UTF-8)
-            return _validation_error(["body"], f"the body cannot be parsed as JSON ({exc.detail})")
-        return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
+            return validation_error(["body"], f"the body cannot be parsed as JSON ({exc.detail})")
+        return error_response(exc.status_code, exc.detail, getattr(exc, "headers", None))
 
     retry = {"Retry-After": "1"}
     admin_lock = asyncio.Lock()  # one task added at a time: the max_tasks count cannot race
@@ -450,45 +262,47 @@ def create_app(
     )
     async def predict(body: PredictRequest, request: Request):
         bad = (
-            _bad_unicode(body.task, ["body", "task"])
-            or _bad_unicode(body.tasks, ["body", "tasks"])
-            or _bad_unicode(body.inputs, ["body", "inputs"])
+            bad_unicode(body.task, ["body", "task"])
+            or bad_unicode(body.tasks, ["body", "tasks"])
+            or bad_unicode(body.inputs, ["body", "inputs"])
         )
         if bad:
-            return _validation_error(*bad)
+            return validation_error(*bad)
         if (body.task is None) == (body.tasks is None):
             where = ["body", "task"] if body.task is None else ["body", "tasks"]
-            return _validation_error(where, "give either 'task' (one task) or 'tasks' (a list of tasks)")
+            return validation_error(where, "give either 'task' (one task) or 'tasks' (a list of tasks)")
         names = [body.task] if body.task is not None else body.tasks
         try:
             served = predictor.tasks_for(names)
         except UnknownTaskError as exc:
-            return _error(404, str(exc), known_tasks=exc.known)
+            return error_response(404, str(exc), known_tasks=exc.known)
         except ValueError as exc:
-            return _validation_error(["body", "tasks"], str(exc))
+            return validation_error(["body", "tasks"], str(exc))
         if len(body.inputs) > settings.max_inputs:
-            return _error(
+            return error_response(
                 413, f"{len(body.inputs)} inputs in one request; the limit is {settings.max_inputs}"
             )
         for index, item in enumerate(body.inputs):
-            size = _characters(item)
+            size = characters(item)
             if size > settings.max_chars:
-                return _error(413, f"input {index} has {size} characters; the limit is {settings.max_chars}")
+                return error_response(
+                    413, f"input {index} has {size} characters; the limit is {settings.max_chars}"
+                )
         if len(body.inputs) * len(served) > settings.max_queue:
-            return _error(
+            return error_response(
                 413,
                 f"{len(body.inputs)} inputs x {len(served)} tasks in one request; the queue holds {settings.max_queue}",
             )
         if batcher.closing:
-            return _error(503, "the server is shutting down", retry)
+            return error_response(503, "the server is shutting down", retry)
         try:
             prepared = [await run_in_threadpool(predictor.prepare, task, body.inputs) for task in served]
         except DataError as exc:
-            return _data_error(exc)
+            return data_error(exc)
         try:
             futures = batcher.submit_many(prepared)  # queued together: one batch when the rows fit
         except (QueueFullError, ShuttingDownError) as exc:
-            return _error(503, str(exc), retry)
+            return error_response(503, str(exc), retry)
         answers = [asyncio.wrap_future(future) for future in futures]
         everything = asyncio.gather(*answers, return_exceptions=True)
         gone = asyncio.ensure_future(_until_disconnected(request))
@@ -498,11 +312,11 @@ def create_app(
             gone.cancel()
         if not everything.done():  # the client left: drop its queued work (a running batch finishes)
             everything.cancel()
-            return _error(499, "the client closed the connection")
+            return error_response(499, "the client closed the connection")
         logits = everything.result()
         for result in logits:
             if isinstance(result, ShuttingDownError):  # not started before the shutdown deadline
-                return _error(503, str(result), retry)
+                return error_response(503, str(result), retry)
             if isinstance(result, BaseException):
                 raise result
         outputs = [
@@ -536,34 +350,33 @@ def create_app(
             ),
         ],
     ):
-        if not settings.admin_enabled:  # the _Guard middleware refuses first; kept for direct calls
-            return _error(403, "adding and removing tasks is disabled on this server")
+        if not settings.admin_enabled:  # the Guard middleware refuses first; kept for direct calls
+            return error_response(403, "adding and removing tasks is disabled on this server")
         path = body if isinstance(body, str) else body.path
         loc = ["body"] if isinstance(body, str) else ["body", "path"]
-        bad = _bad_unicode(name, ["path", "name"]) or _bad_unicode(path, loc)
+        bad = bad_unicode(name, ["path", "name"]) or bad_unicode(path, loc)
         if bad:
-            return _validation_error(*bad)
+            return validation_error(*bad)
         if not _usable_checkpoint(path):  # one answer for missing, unreadable, file or folder
-            return _validation_error(
+            return validation_error(
                 loc, f"cannot serve {path!r}: not a checkpoint folder this server can read"
             )
         async with admin_lock:
             if len(predictor.task_names) >= settings.max_tasks:
-                return _error(
+                return error_response(
                     507, f"this server serves {settings.max_tasks} tasks, its limit; remove one before adding"
                 )
             try:
                 task = await run_in_threadpool(predictor.add_task, name, path)
             except TaskExistsError as exc:
-                return _error(409, str(exc))
+                return error_response(409, str(exc))
             except (ValueError, OSError) as exc:  # CheckpointError is a ValueError too: the path's fault
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                return _validation_error(
-                    ["path", "name"] if isinstance(exc, InvalidTaskNameError) else loc, message
+                return validation_error(
+                    ["path", "name"] if isinstance(exc, InvalidTaskNameError) else loc, error_line(exc)
                 )
             except Exception as exc:  # a checkpoint the validator let through: still the path's fault
                 logger.exception("adding task %r from %s failed", name, path)
-                return _validation_error(loc, f"cannot load the checkpoint {path!r} ({type(exc).__name__})")
+                return validation_error(loc, f"cannot load the checkpoint {path!r} ({type(exc).__name__})")
         return task.info()
 
     @app.delete(
@@ -577,11 +390,11 @@ def create_app(
     )
     async def remove_task(name: str):
         if not settings.admin_enabled:
-            return _error(403, "adding and removing tasks is disabled on this server")
+            return error_response(403, "adding and removing tasks is disabled on this server")
         try:
             task = predictor.remove_task(name)
         except UnknownTaskError as exc:
-            return _error(404, str(exc), known_tasks=exc.known)
+            return error_response(404, str(exc), known_tasks=exc.known)
         return {"removed": task.name, "tasks": predictor.task_names}
 
     return app
