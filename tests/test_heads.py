@@ -181,3 +181,23 @@ def test_training_inference_and_serving_have_no_task_type_switches():
     counts = {name: _task_type_literals(PACKAGE / name) for name in files}
     assert counts == dict.fromkeys(files, 0)
     assert _task_type_literals(PACKAGE / "heads.py") == len(TASK_TYPES)  # each head names its type once
+
+
+def test_a_prefix_mask_per_example_reaches_every_choice():
+    from ptuning.config import PromptConfig
+    from ptuning.modeling import PromptModel
+    from ptuning.testing import tiny_backbone
+
+    torch.manual_seed(0)
+    model = PromptModel(tiny_backbone("bert"), CHOICE, PromptConfig(prefix_len=2, prompt_dropout=0.0)).eval()
+    ids = torch.randint(5, 900, (2, 3, 6))  # 2 examples, 3 choices each
+    mask = torch.ones_like(ids)
+    hidden = torch.tensor([[False, False], [True, True]])  # example 0 sees no prefix
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, prefix_mask=hidden).logits
+        per_row = hidden.repeat_interleave(3, dim=0)
+        expected = model.head(
+            model.encode(ids.flatten(0, 1), mask.flatten(0, 1), None, per_row), mask.flatten(0, 1), batch=2
+        ).logits
+    assert logits.shape == (2, 3)
+    torch.testing.assert_close(logits, expected)

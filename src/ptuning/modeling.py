@@ -241,7 +241,10 @@ class PromptModel(nn.Module):
     ) -> ModelOutput:
         rows = self.head.flatten  # multiple choice: (batch, choices, length) -> one row per choice
         mask = rows(attention_mask)
-        hidden = self.encode(rows(input_ids), mask, rows(token_type_ids), prefix_mask)
+        ids = rows(input_ids)
+        if prefix_mask is not None and prefix_mask.shape[0] != ids.shape[0]:  # per example -> per row
+            prefix_mask = prefix_mask.repeat_interleave(ids.shape[0] // prefix_mask.shape[0], dim=0)
+        hidden = self.encode(ids, mask, rows(token_type_ids), prefix_mask)
         return self.head(
             hidden,
             mask,
