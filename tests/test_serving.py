@@ -245,6 +245,17 @@ def test_queue_is_bounded_and_close_answers_what_it_accepted(predictor):
     assert batcher.pending == 0 and "temporary" not in predictor.task_names
 
 
+def test_queue_room_is_given_back_before_the_answer(predictor):
+    # a caller that sends again as soon as it has its answer must find its inputs no longer counted
+    with MicroBatcher(predictor, max_wait_ms=0, max_queue=2) as batcher:
+        seen: list[int] = []
+        future = batcher.submit(predictor.prepare("sentiment", ["a", "b"]))
+        future.add_done_callback(lambda _: seen.append(batcher.pending))  # runs as the answer is set
+        future.result(30)
+        assert seen == [0]
+        assert len(batcher.submit(predictor.prepare("sentiment", ["c", "d"])).result(30)) == 2
+
+
 def test_worker_survives_a_failing_batch(predictor, monkeypatch):
     calls = {"n": 0}
     original = predictor.compute

@@ -119,7 +119,12 @@ def test_command_line_options_override_the_config_file(tmp_path):
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({"prefix_len": 8, "lr": 0.05, "task": "rte", "prefix_projection": True}))
     cfg = _args_with_config(path)
-    assert (cfg.prompt.prefix_len, cfg.learning_rate, cfg.task, cfg.prompt.prefix_projection) == (8, 0.05, "rte", True)
+    assert (cfg.prompt.prefix_len, cfg.learning_rate, cfg.task, cfg.prompt.prefix_projection) == (
+        8,
+        0.05,
+        "rte",
+        True,
+    )
     # an explicit flag wins even where it equals the option's default (16)
     cfg = _args_with_config(path, "--prefix-len", "16", "--task", "sst2")
     assert (cfg.prompt.prefix_len, cfg.learning_rate, cfg.task) == (16, 0.05, "sst2")

@@ -200,23 +200,30 @@ class MicroBatcher:
             if batch is None:
                 return
             live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            answered, error = [], None
             try:
                 if live:
                     outputs = self.predictor.compute(
                         [job.request for job in live], max_batch_size=self.max_batch_size
                     )
-                    for job, output in zip(live, outputs, strict=True):
-                        job.future.set_result(output)
-                    self.stats["batches"] += 1
-                    self.stats["requests"] += len(live)
-                    self.stats["rows"] += sum(job.rows for job in live)
-                    if len({id(job.request.task) for job in live}) > 1:
-                        self.stats["mixed_batches"] += 1
+                    answered = list(zip(live, outputs, strict=True))
             except Exception as exc:  # answer every caller; the worker keeps serving
+                error = exc
+            finally:
+                # the queue room is given back before any caller hears its answer, so a caller that
+                # sends again right after its answer never finds its own inputs still counted
+                with self._cond:
+                    self._pending -= sum(job.inputs for job in batch)
+            if error is not None:
                 self.stats["errors"] += 1
                 for job in live:
                     if not job.future.done():
-                        job.future.set_exception(exc)
-            finally:
-                with self._cond:
-                    self._pending -= sum(job.inputs for job in batch)
+                        job.future.set_exception(error)
+            elif live:
+                for job, output in answered:
+                    job.future.set_result(output)
+                self.stats["batches"] += 1
+                self.stats["requests"] += len(live)
+                self.stats["rows"] += sum(job.rows for job in live)
+                if len({id(job.request.task) for job in live}) > 1:
+                    self.stats["mixed_batches"] += 1
