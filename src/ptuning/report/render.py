@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +15,7 @@ from .cells import BASELINE, cells, kept_levers, lever_cells
 from .gaps import _gap_table, _verdicts
 from .plots import _plot_learning_curves, _plot_params, _plot_sweep
 from .protocols import (
+    LEARNT_ABOVE,
     METRIC_TITLES,
     PAPER_FIGURES,
     PAPER_NOTE,
@@ -48,8 +50,14 @@ def _learning_rate(ok: dict[str, dict[str, Any]], setting: TaskSetting, method: 
     return f"{setting.learning_rates.get(method, default):g}"
 
 
-def _tuning_table(protocol: Protocol, tuned: Mapping[tuple[str, str], dict[str, Any]]) -> list[str]:
-    """Per task: the subset the trials used, and each method's best learning rate and prompt length."""
+def _tuning_table(
+    protocol: Protocol,
+    tuned: Mapping[tuple[str, str], dict[str, Any]],
+    scores: Mapping[tuple[str, str], float] | None = None,
+) -> list[str]:
+    """Per task: the subset the trials used, and each method's best learning rate, prompt length and
+    dev score; tasks no method learnt at the tuning size are named (their picks are noise)."""
+    scores = scores or {}
     lines = [
         "| task | trial train / eval / epochs | prompt lengths searched | "
         + " | ".join(protocol.methods)
@@ -66,12 +74,30 @@ def _tuning_table(protocol: Protocol, tuned: Mapping[tuple[str, str], dict[str, 
             text = f"lr {values['learning_rate']:.3g}" if "learning_rate" in values else ""
             if method != "fine-tune" and "prefix_len" in values:
                 text += f", P {values['prefix_len']}"
+            if (t.task, method) in scores:
+                text += f" (dev {scores[(t.task, method)]:.1f})"
             best.append(text)
         lines.append(
             f"| {TASK_TITLES.get(t.task, t.task)} | {t.tune_train_samples or 'all'} / "
             f"{t.tune_eval_samples or 'all'} / {t.tune_epochs or t.epochs:g} | "
             f"{', '.join(map(str, t.tune_prefix_lens)) or '—'} | " + " | ".join(best) + " |"
         )
+    unlearnt = [
+        t.task
+        for t in protocol.tasks
+        if t.task in LEARNT_ABOVE
+        and all((t.task, m) in scores for m in protocol.methods)
+        and max(scores[(t.task, m)] for m in protocol.methods) < LEARNT_ABOVE[t.task]
+    ]
+    if unlearnt:
+        lines += [
+            "",
+            "No method learnt "
+            + ", ".join(TASK_TITLES.get(task, task) for task in unlearnt)
+            + " at the tuning size (every best trial below the 'learnt' line of the results section): "
+            "there the trials could not tell the settings apart, and the pick is close to a random one "
+            "from the space, for every method alike.",
+        ]
     return lines + [""]
 
 
@@ -108,6 +134,18 @@ def _lever_lines(
             if not verdict["n"]
             else f"{verdict['gain']:+.2f} points over {verdict['n']} pairs"
         )
+        spread = max(
+            (
+                _mean_std(
+                    [100 * r["score"] for r in ok.values() if r["kind"] == f"lever-{n}" and r["task"] == task]
+                )[1]
+                for task in protocol.lever_tasks
+                for n in (BASELINE, name)
+            ),
+            default=math.nan,
+        )
+        if verdict["n"] and abs(verdict["gain"]) < spread:
+            gain += f", smaller than the seed spread of these cells (up to {spread:.1f}): not told apart from noise"
         lines.append(f"- {name}: {gain}: **{state}**.")
     return lines + [""]
 
@@ -129,8 +167,8 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
             sweep, table.get(sweep_task, {}).get("fine-tune"), sweep_task, folder / "prompt_length.png"
         )
 
+    from .tuning_budget import best_values, tuned_settings
     from .tuning_budget import describe as describe_tuning
-    from .tuning_budget import tuned_settings
 
     tuned = tuned_settings(protocol, folder)
     expected = lever_cells(protocol, tuned=tuned) + cells(protocol, tuned=tuned)
@@ -159,7 +197,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     lines += [protocol.description, ""]
     if protocol.tune_trials:
         lines += ["## Tuning", "", describe_tuning(protocol), ""]
-        lines += _tuning_table(protocol, tuned)
+        lines += _tuning_table(protocol, tuned, best_values(protocol, folder))
     if protocol.levers:
         lines += _lever_lines(protocol, ok, levers)
     lines += [
@@ -170,7 +208,11 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
             if protocol.backbone == "minilm"
             else ". "
         )
-        + f"Prompt length P = {protocol.prefix_len} for the prompt methods.",
+        + (
+            "Prompt lengths: each method's tuned one per task (see Tuning)."
+            if protocol.tune_trials
+            else f"Prompt length P = {protocol.prefix_len} for the prompt methods."
+        ),
         "",
         "| task | train | eval | max len | epochs | batch | pooling | learning rates | seeds |",
         "|---|---|---|---|---|---|---|---|---|",

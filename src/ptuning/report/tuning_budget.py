@@ -131,6 +131,17 @@ def tuned_settings(protocol: Protocol, folder: Path) -> dict[tuple[str, str], di
     return out
 
 
+def best_values(protocol: Protocol, folder: Path) -> dict[tuple[str, str], float]:
+    """(task, method) -> its study's best dev value, x100."""
+    out = {}
+    for setting in protocol.tasks:
+        for method in protocol.methods:
+            path = study_dir(folder, setting.task, method) / "search.json"
+            if path.is_file() and json.loads(path.read_text()).get("best_value") is not None:
+                out[(setting.task, method)] = 100 * json.loads(path.read_text())["best_value"]
+    return out
+
+
 def describe(protocol: Protocol) -> str:
     """One paragraph for the report: the budget and the spaces."""
     spaces = "; ".join(
