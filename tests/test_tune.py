@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import subprocess
@@ -305,3 +306,17 @@ def test_two_processes_share_one_study(tiny_bert_dir, shared_data, tmp_path):
     assert 2 <= len(numbers) <= 3 and numbers == list(range(len(numbers)))
     ran = [{int(n) for n in re.findall(r"^trial (\d+) complete", text, re.M)} for text in outputs]
     assert not ran[0] & ran[1] and ran[0] | ran[1] == set(numbers)  # never the same trial twice
+
+
+def test_a_seeded_qmc_search_proposes_the_same_spread_trials(tiny_bert_dir, shared_data, tmp_path):
+    space = ["--space", "lr=1e-3:1e-1,prefix_len=2,prefix_projection=false"]
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        args = ["tune", "--backbone", str(tiny_bert_dir), "--output-dir", str(out), *FIXED, *space]
+        assert main([*args, "--trials", "3", "--sampler", "qmc", "--sampler-seed", "7"]) == 0
+        runs.append([float(row["lr"]) for row in _rows(out)])
+    assert runs[0] == runs[1]  # the same seed proposes the same trials
+    logs = sorted(math.log10(lr) for lr in runs[0])
+    assert len(set(logs)) == 3 and logs[-1] - logs[0] > 0.5  # spread over the log range, not clumped
+    assert "sampler" not in json.loads((tmp_path / "a" / "best_config.json").read_text())

@@ -40,7 +40,7 @@ SEARCH_OPTIONS = {
     "config": "a JSON object of fixed train settings, option names as keys (e.g. a best_config.json); "
     "options on the command line override it",
 }
-NOT_FIXED = ("output_dir", "resume", "overwrite", "config", "quiet")
+NOT_FIXED = ("output_dir", "resume", "overwrite", "config", "quiet", "sampler", "sampler_seed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +54,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     search.add_argument(
         "--timeout", type=float, default=None, metavar="SECONDS", help="stop starting trials after this"
+    )
+    search.add_argument(
+        "--sampler",
+        choices=("tpe", "qmc"),
+        default="tpe",
+        help="tpe (default): Optuna's TPE, random for its first 10 trials, then guided by the results; "
+        "qmc: a scrambled Sobol sequence, which spreads a few trials evenly over the space (what "
+        "`ptuning report --protocol cpu-converged` uses for its 4-trial budgets)",
+    )
+    search.add_argument(
+        "--sampler-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the sampler, so the same search proposes the same trials (default: a fresh one)",
     )
     search.add_argument(
         "--space",
@@ -113,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         notes=notes,
+        seed=args.sampler_seed,
+        sampler=args.sampler,
     )
     for note in notes:
         print(f"note: {note}")
