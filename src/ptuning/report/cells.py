@@ -19,7 +19,7 @@ class Cell:
     method: str
     seed: int
     prefix_len: int
-    kind: str = "main"  # "main" or "sweep"
+    kind: str = "main"  # "main", "sweep", or "lever-<name>" (a lever comparison)
 
     @property
     def key(self) -> str:
@@ -35,11 +35,6 @@ def cells(
     and the prompt-length sweep first, then the secondary methods' first seed, then the other seeds
     (priority tasks first), the secondary methods' later seeds last. `tuned` (task, method) ->
     settings of a tuned protocol gives each main cell its tuned prompt length."""
-    tuned = tuned or {}
-
-    def length_of(setting: TaskSetting, method: str) -> int:
-        return tuned.get((setting.task, method), {}).get("prefix_len") or prompt_length(protocol, setting)
-
     wanted = set(tasks) if tasks else None
     settings = [t for t in protocol.tasks if wanted is None or t.task in wanted]
     out: list[Cell] = []
@@ -53,7 +48,8 @@ def cells(
         for setting in ordered:
             if round_ < len(setting.seeds):
                 for method in protocol.methods:
-                    cell = Cell(setting.task, method, setting.seeds[round_], length_of(setting, method))
+                    length = tuned_length(protocol, setting, method, tuned)
+                    cell = Cell(setting.task, method, setting.seeds[round_], length)
                     if method not in protocol.secondary_methods:
                         out.append(cell)
                     else:
@@ -83,17 +79,13 @@ def lever_cells(
     tuned: Mapping[tuple[str, str], dict[str, Any]] | None = None,
 ) -> list[Cell]:
     """The lever comparison: the baseline and each lever, on each lever task, seed by seed."""
-    tuned = tuned or {}
     wanted = set(tasks) if tasks else None
     out = []
     for seed in protocol.lever_seeds:
         for task in protocol.lever_tasks:
             if wanted is not None and task not in wanted:
                 continue
-            setting = setting_of(protocol, task)
-            length = tuned.get((task, protocol.lever_method), {}).get("prefix_len") or prompt_length(
-                protocol, setting
-            )
+            length = tuned_length(protocol, setting_of(protocol, task), protocol.lever_method, tuned)
             for name in (BASELINE, *protocol.levers):
                 out.append(Cell(task, protocol.lever_method, seed, length, f"lever-{name}"))
     return out
@@ -101,12 +93,9 @@ def lever_cells(
 
 def lever_settings(protocol: Protocol, cell: Cell) -> dict[str, Any]:
     """A lever cell trains at its task's tuning size, with the lever's settings."""
-    setting = setting_of(protocol, cell.task)
     name = cell.kind.removeprefix("lever-")
     return {
-        "max_train_samples": setting.tune_train_samples,
-        "max_eval_samples": setting.tune_eval_samples,
-        "epochs": setting.tune_epochs or setting.epochs,
+        **tuning_size(setting_of(protocol, cell.task)),
         **({} if name == BASELINE else protocol.levers[name]),
     }
 
@@ -137,6 +126,49 @@ def kept_levers(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, dic
 def prompt_length(protocol: Protocol, setting: TaskSetting) -> int:
     """The task's own prompt length where it sets one, else the protocol's."""
     return setting.prefix_len or protocol.prefix_len
+
+
+def tuned_length(
+    protocol: Protocol,
+    setting: TaskSetting,
+    method: str,
+    tuned: Mapping[tuple[str, str], dict[str, Any]] | None,
+) -> int:
+    """The prompt length the method's study picked for the task, else `prompt_length`."""
+    return (tuned or {}).get((setting.task, method), {}).get("prefix_len") or prompt_length(protocol, setting)
+
+
+def tuning_size(setting: TaskSetting) -> dict[str, Any]:
+    """What a run at the task's tuning size changes (a tuning trial, a lever cell): the training
+    subset, the evaluation subset and the epochs."""
+    return {
+        "max_train_samples": setting.tune_train_samples,
+        "max_eval_samples": setting.tune_eval_samples,
+        "epochs": setting.tune_epochs or setting.epochs,
+    }
+
+
+def shared_settings(
+    protocol: Protocol, setting: TaskSetting, method: str, *, bf16: bool | None, data_dir: str | None
+) -> dict[str, Any]:
+    """The TrainConfig settings every run of `method` on the task shares, a main cell or a tuning
+    trial (JSON-able: a study records them): the whole training set, the protocol's epochs."""
+    return {
+        "task": setting.task,
+        "backbone": protocol.backbone,
+        "method": method,
+        "prefix_len": prompt_length(protocol, setting),
+        "epochs": setting.epochs,
+        "batch_size": setting.batch_size,
+        "eval_batch_size": 64,
+        "max_seq_length": setting.max_seq_length,
+        "max_train_samples": setting.max_train_samples,
+        "max_eval_samples": setting.max_eval_samples,
+        "pooling": setting.pooling,
+        "data_dir": data_dir,
+        "bf16": bf16,
+        "logging_steps": 10,
+    }
 
 
 def zero_shot_applies(method: str, task: str) -> bool:

@@ -117,14 +117,19 @@ def _lever_lines(
         "| task | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
+    scores = {
+        (task, name): [
+            100 * r["score"] for r in ok.values() if r["kind"] == f"lever-{name}" and r["task"] == task
+        ]
+        for task in protocol.lever_tasks
+        for name in names
+    }
     for task in protocol.lever_tasks:
         cells_ = []
         for name in names:
-            scores = [
-                100 * r["score"] for r in ok.values() if r["kind"] == f"lever-{name}" and r["task"] == task
-            ]
-            mean, std = _mean_std(scores)
-            cells_.append(f"{mean:.1f} ± {std:.1f} (n={len(scores)})" if scores else "not run")
+            mean, std = _mean_std(scores[(task, name)])
+            n = len(scores[(task, name)])
+            cells_.append(f"{mean:.1f} ± {std:.1f} (n={n})" if n else "not run")
         lines.append(f"| {TASK_TITLES.get(task, task)} | " + " | ".join(cells_) + " |")
     lines.append("")
     for name, verdict in levers.items():
@@ -135,13 +140,7 @@ def _lever_lines(
             else f"{verdict['gain']:+.2f} points over {verdict['n']} pairs"
         )
         spread = max(
-            (
-                _mean_std(
-                    [100 * r["score"] for r in ok.values() if r["kind"] == f"lever-{n}" and r["task"] == task]
-                )[1]
-                for task in protocol.lever_tasks
-                for n in (BASELINE, name)
-            ),
+            (_mean_std(scores[(task, n)])[1] for task in protocol.lever_tasks for n in (BASELINE, name)),
             default=math.nan,
         )
         if verdict["n"] and abs(verdict["gain"]) < spread:

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .cells import Cell, cells, kept_levers, lever_cells, lever_settings, setting_of
+from .cells import Cell, cells, kept_levers, lever_cells, lever_settings, setting_of, shared_settings
 from .protocols import RESULTS, Protocol
 
 
@@ -79,27 +79,17 @@ def run_cell(
     run_dir = work / cell.key.replace("/", "_")
     shutil.rmtree(run_dir, ignore_errors=True)
     cfg = TrainConfig.build(
-        task=cell.task,
-        backbone=protocol.backbone,
-        method=cell.method,
-        prefix_len=cell.prefix_len,
-        epochs=setting.epochs,
-        batch_size=setting.batch_size,
-        eval_batch_size=64,
-        max_seq_length=setting.max_seq_length,
-        max_train_samples=0 if cell.method in protocol.zero_shot_methods else setting.max_train_samples,
-        max_eval_samples=setting.max_eval_samples,
-        seed=cell.seed,
-        pooling=setting.pooling,
-        learning_rate=setting.learning_rates.get(cell.method),
-        data_dir=data_dir,
-        output_dir=str(run_dir),
-        bf16=bf16,
-        logging_steps=10,
-        progress=False,
+        **{
+            **shared_settings(protocol, setting, cell.method, bf16=bf16, data_dir=data_dir),
+            "prefix_len": cell.prefix_len,
+            "seed": cell.seed,
+            "learning_rate": setting.learning_rates.get(cell.method),
+            "output_dir": str(run_dir),
+            "progress": False,
+            **({"max_train_samples": 0} if cell.method in protocol.zero_shot_methods else {}),
+            **(settings or {}),
+        }
     )
-    if settings:
-        cfg = cfg.updated(**settings)
     row: dict[str, Any] = {**asdict(cell), "key": cell.key, "protocol": protocol.name}
     if settings:
         row["settings"] = settings
@@ -157,7 +147,8 @@ def run_protocol(
         tuned = tune_protocol(protocol, folder, tasks=tasks, bf16=bf16, data_dir=data_dir, log=log)
         if tune_only:
             return read_results(folder)
-    done = {row["key"] for row in read_results(folder) if row.get("status") == "ok"}
+    rows = read_results(folder)
+    done = {row["key"] for row in rows if row.get("status") == "ok"}
     levers = [c for c in lever_cells(protocol, tasks, tuned) if c.key not in done]
     if levers:  # before the main cells, which take the levers that helped
         log(f"protocol {protocol.name}: {len(levers)} lever cells to run")
@@ -175,8 +166,9 @@ def run_protocol(
                 **lever_settings(protocol, cell),
             },
         )
-        done = {row["key"] for row in read_results(folder) if row.get("status") == "ok"}
-    final = final_settings(protocol, read_results(folder))
+        rows = read_results(folder)
+        done = {row["key"] for row in rows if row.get("status") == "ok"}
+    final = final_settings(protocol, rows)
     todo = [c for c in cells(protocol, tasks, tuned) if c.key not in done]
     log(f"protocol {protocol.name}: {len(todo)} cells to run, {len(done)} already done ({folder / RESULTS})")
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..search_space import PARAMETERS, Choice, Range, Space
+from .cells import shared_settings, tuning_size
 
 if TYPE_CHECKING:
     from ..train_config import TrainConfig
@@ -51,24 +52,10 @@ def space_of(protocol: Protocol, setting: TaskSetting, method: str) -> Space:
 def fixed_settings(
     protocol: Protocol, setting: TaskSetting, method: str, *, bf16: bool | None, data_dir: str | None
 ) -> dict[str, Any]:
-    """The TrainConfig fields every trial of this study shares (JSON-able: the study records them)."""
-    return {
-        "task": setting.task,
-        "backbone": protocol.backbone,
-        "method": method,
-        "prefix_len": setting.prefix_len or protocol.prefix_len,
-        "epochs": setting.tune_epochs or setting.epochs,
-        "batch_size": setting.batch_size,
-        "eval_batch_size": 64,
-        "max_seq_length": setting.max_seq_length,
-        "max_train_samples": setting.tune_train_samples,
-        "max_eval_samples": setting.tune_eval_samples,
-        "seed": TUNE_SEED,
-        "pooling": setting.pooling,
-        "data_dir": data_dir,
-        "bf16": bf16,
-        "logging_steps": 10,
-    }
+    """The TrainConfig settings every trial of this study shares: a main cell's, at the task's
+    tuning size, with the tuning seed."""
+    shared = shared_settings(protocol, setting, method, bf16=bf16, data_dir=data_dir)
+    return {**shared, **tuning_size(setting), "seed": TUNE_SEED}
 
 
 def _trial_config(settings: argparse.Namespace) -> TrainConfig:
@@ -113,33 +100,36 @@ def tune_protocol(
     return tuned_settings(protocol, folder)
 
 
-def tuned_settings(protocol: Protocol, folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(task, method) -> the TrainConfig fields its study's best trial set (empty where none ran)."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    if not protocol.tune_trials:
-        return out
+def _summaries(protocol: Protocol, folder: Path) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
+    """((task, method), its study's search.json) for every study that wrote one."""
     for setting in protocol.tasks:
         for method in protocol.methods:
             path = study_dir(folder, setting.task, method) / "search.json"
-            if not path.is_file():
-                continue
-            summary = json.loads(path.read_text())
-            params = summary.get("best_params") or {}
-            out[(setting.task, method)] = {
-                FINAL_FIELDS[name]: value for name, value in params.items() if name in FINAL_FIELDS
-            }
-    return out
+            if path.is_file():
+                yield (setting.task, method), json.loads(path.read_text())
+
+
+def tuned_settings(protocol: Protocol, folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(task, method) -> the TrainConfig fields its study's best trial set (empty where none ran)."""
+    if not protocol.tune_trials:
+        return {}
+    return {
+        key: {
+            FINAL_FIELDS[name]: value
+            for name, value in (summary.get("best_params") or {}).items()
+            if name in FINAL_FIELDS
+        }
+        for key, summary in _summaries(protocol, folder)
+    }
 
 
 def best_values(protocol: Protocol, folder: Path) -> dict[tuple[str, str], float]:
     """(task, method) -> its study's best dev value, x100."""
-    out = {}
-    for setting in protocol.tasks:
-        for method in protocol.methods:
-            path = study_dir(folder, setting.task, method) / "search.json"
-            if path.is_file() and json.loads(path.read_text()).get("best_value") is not None:
-                out[(setting.task, method)] = 100 * json.loads(path.read_text())["best_value"]
-    return out
+    return {
+        key: 100 * summary["best_value"]
+        for key, summary in _summaries(protocol, folder)
+        if summary.get("best_value") is not None
+    }
 
 
 def describe(protocol: Protocol) -> str:
