@@ -219,7 +219,7 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
     train_examples = [subsample(data.train, cfg.max_train_samples, cfg.seed) for data in datas]
     eval_examples = [subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED) for data in datas]
 
-    model, tokenizer = MultiTaskModel.build(cfg.backbone, specs, cfg.prompt_config())
+    model, tokenizer = MultiTaskModel.build(cfg.backbone, specs, cfg.prompt)
     if cfg.init_from:
         print(f"prompt initialised from {init_prompt_from(model.model(names[0]), cfg.init_from)}")
     length = min(cfg.max_seq_length, model.model(names[0]).max_text_length)  # input prompts take positions

@@ -171,8 +171,6 @@ class TrainConfig:
     extra: dict[str, Any] = option({}, "free-form notes kept in train_config.json", cli=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.prompt, dict):  # from JSON
-            self.prompt = PromptConfig.from_dict(self.prompt)
         if self.method not in get_args(TrainMethod):
             raise ValueError(f"method must be one of {', '.join(get_args(TrainMethod))}, got {self.method!r}")
         if self.method in METHODS and self.prompt.method != self.method:
@@ -228,9 +226,6 @@ class TrainConfig:
         return cls.build(**{k: v for k, v in data.items() if k in known})
 
     # --- derived ----------------------------------------------------------------------------------
-
-    def prompt_config(self) -> PromptConfig:
-        return self.prompt
 
     @property
     def lr(self) -> float:

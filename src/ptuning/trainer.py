@@ -233,7 +233,7 @@ def training_arguments(
         remove_unused_columns=False,
         # every trainable tensor of a prompt method gets a gradient; fine-tune trains the whole backbone,
         # whose pooler (BERT, RoBERTa, MPNet) never does, so DDP must look for unused parameters there
-        ddp_find_unused_parameters=not cfg.prompt_config().freezes_backbone,
+        ddp_find_unused_parameters=not cfg.prompt.freezes_backbone,
         ddp_broadcast_buffers=False,  # the buffers (position ids) never change: no per-step broadcast
     )
 

@@ -109,7 +109,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
     train_examples = subsample(data.train, cfg.max_train_samples, cfg.seed)
     eval_examples = subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED)
 
-    model, tokenizer = PromptModel.from_backbone(cfg.backbone, spec, cfg.prompt_config())
+    model, tokenizer = PromptModel.from_backbone(cfg.backbone, spec, cfg.prompt)
     if cfg.init_from:
         from .transfer import init_prompt_from
 
