@@ -36,8 +36,6 @@ MAIN_JOB_TASK = "sst2"
 MAIN_JOB_TRAIN_SAMPLES = 6000
 AUTO = "auto"
 
-_BUILD_ALIASES = {"lr": "learning_rate"}  # option name -> field, where they differ
-
 
 @dataclass
 class TrainConfig:
@@ -197,7 +195,7 @@ class TrainConfig:
         top: dict[str, Any] = {}
         prompt: dict[str, Any] = {}
         for name, value in settings.items():
-            name = _BUILD_ALIASES.get(name, name)
+            name = OPTION_FIELDS.get(name, name)
             if name in own:
                 top[name] = value
             elif name in prompt_fields:
@@ -222,7 +220,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """From `to_dict`'s output; unknown keys (another version's) are ignored."""
-        known = {f.name for f in fields(cls)} | {f.name for f in fields(PromptConfig)} | set(_BUILD_ALIASES)
+        known = {f.name for f in fields(cls)} | {f.name for f in fields(PromptConfig)} | set(OPTION_FIELDS)
         return cls.build(**{k: v for k, v in data.items() if k in known})
 
     # --- derived ----------------------------------------------------------------------------------
@@ -245,3 +243,9 @@ class TrainConfig:
             label_column=self.label_column,
             tag_column=self.tag_column,
         )
+
+
+# option name -> field name, where an option's `dest` differs from its field's name (`lr`)
+OPTION_FIELDS: dict[str, str] = {
+    f.metadata["dest"]: f.name for f in fields(TrainConfig) if "dest" in f.metadata
+}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..search_space import PARAMETERS, Choice, Range, Space
+from ..train_config import OPTION_FIELDS
 from .cells import shared_settings, tuning_size
 
 if TYPE_CHECKING:
@@ -26,13 +27,8 @@ if TYPE_CHECKING:
     from .protocols import Protocol, TaskSetting
 
 TUNING_DIR = "tuning"
-# the searched parameters whose best value the final cells take (by TrainConfig field)
-FINAL_FIELDS = {
-    "lr": "learning_rate",
-    "prefix_len": "prefix_len",
-    "prompt_dropout": "prompt_dropout",
-    "prefix_projection": "prefix_projection",
-}
+# the searched parameters whose best value the final cells take (as TrainConfig fields)
+FINAL_PARAMETERS = ("lr", "prefix_len", "prompt_dropout", "prefix_projection")
 TUNE_SEED = 0  # trials train with this seed; the sampler is seeded with it too
 
 
@@ -115,9 +111,9 @@ def tuned_settings(protocol: Protocol, folder: Path) -> dict[tuple[str, str], di
         return {}
     return {
         key: {
-            FINAL_FIELDS[name]: value
+            OPTION_FIELDS.get(name, name): value
             for name, value in (summary.get("best_params") or {}).items()
-            if name in FINAL_FIELDS
+            if name in FINAL_PARAMETERS
         }
         for key, summary in _summaries(protocol, folder)
     }
@@ -145,4 +141,4 @@ def describe(protocol: Protocol) -> str:
     )
 
 
-assert set(FINAL_FIELDS) <= set(PARAMETERS)
+assert set(FINAL_PARAMETERS) <= set(PARAMETERS)
