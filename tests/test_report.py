@@ -264,3 +264,71 @@ def test_gap_table_judges_gaps_by_the_seed_spread_and_states_the_targets():
     sst2 = next(line for line in text.splitlines() if line.startswith("| SST-2"))
     assert "-3.0 (one seed)" in sst2
     assert "| MRPC | — | — |" in text and "not enough results" in text
+
+
+# --- the convergence check: the claim method's main cell again, trained longer ---------------------
+
+
+def test_longer_cells_run_after_the_first_seeds_main_cells_with_the_main_settings_and_more_epochs(
+    tmp_path, monkeypatch
+):
+    import ptuning.report.run as run_module
+    import ptuning.report.tuning_budget as tuning_budget
+
+    protocol = replace(PROTOCOLS["cpu-converged"], levers={})
+    tuned = {("conll03", "p-tuning-v2"): {"learning_rate": 0.03, "prefix_len": 64}}
+    monkeypatch.setattr(tuning_budget, "tune_protocol", lambda *a, **k: tuned)
+    seen = {}
+
+    def fake_run_cell(cell, protocol, work, *, settings=None, **options):
+        seen[cell.key] = settings
+        return {
+            **asdict(cell),
+            "key": cell.key,
+            "status": "ok",
+            "metric": "f1",
+            "score": 0.5,
+            "wall_seconds": 0,
+        }
+
+    monkeypatch.setattr(run_module, "run_cell", fake_run_cell)
+    run_protocol(protocol, tmp_path, tasks=["conll03", "rte"], log=lambda message: None)
+
+    order = list(seen)
+    longer = [k for k in order if k.startswith("longer/")]
+    assert longer == ["longer/conll03/p-tuning-v2/P64/seed0", "longer/rte/p-tuning-v2/P16/seed0"]
+    first_seed_main = [
+        k for k in order if k.startswith("main/") and k.endswith("seed0") and "prompt-tuning" not in k
+    ]
+    assert max(order.index(k) for k in first_seed_main) < order.index(longer[0])
+    assert order.index(longer[-1]) < order.index("main/conll03/prompt-tuning/P16/seed0")
+    conll = next(t for t in protocol.tasks if t.task == "conll03")
+    main, more = seen["main/conll03/p-tuning-v2/P64/seed0"], seen[longer[0]]
+    assert more == {**main, "epochs": conll.epochs * protocol.longer_factor}
+    assert more["learning_rate"] == 0.03 and "epochs" not in main
+
+
+def test_render_states_the_convergence_check(tmp_path):
+    protocol = PROTOCOLS["cpu-converged"]
+    rows = _synthetic_rows(protocol)
+    curve = [{"epoch": float(e), "metric": 0.70 + 0.01 * e, "train_loss": 0.3} for e in range(1, 16)]
+    for row in rows:
+        if row["kind"] == "main" and row["seed"] == 0 and row["task"] == "conll03":
+            row["score"] = {"fine-tune": 0.91, "p-tuning-v2": 0.85}.get(row["method"], row["score"])
+        if row["key"].startswith("longer/conll03/"):
+            row.update(score=0.905, curve=curve)
+    _write(tmp_path, [r for r in rows if not r["key"].startswith("longer/rte/")])
+    render(protocol, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    section = text[text.index("## Is p-tuning-v2 trained to convergence here?") :]
+    conll = next(line for line in section.splitlines() if line.startswith("| CoNLL-2003"))
+    assert "15 epochs: 90.5 (best epoch 15 of 15, still rising; train loss 0.300)" in conll
+    assert "| +5.5 | -0.5 |" in conll
+    assert (
+        "- CoNLL-2003: 3x the epochs gained +5.5 points; trained longer, p-tuning-v2 is within 1 point"
+        in section
+    )
+    assert "- RTE: not enough results." in section
+    assert "not run: `longer/rte/p-tuning-v2/P16/seed0`" in text
+    checks = json.loads((tmp_path / "results.json").read_text())["convergence"]
+    assert checks[0]["longer"] == {"key": "longer/conll03/p-tuning-v2/P16/seed0", "score": 90.5}

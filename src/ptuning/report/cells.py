@@ -19,7 +19,7 @@ class Cell:
     method: str
     seed: int
     prefix_len: int
-    kind: str = "main"  # "main", "sweep", or "lever-<name>" (a lever comparison)
+    kind: str = "main"  # "main", "sweep", "longer" (the convergence check) or "lever-<name>"
 
     @property
     def key(self) -> str:
@@ -66,8 +66,35 @@ def cells(
                 for length in protocol.sweep_lengths:
                     if length != protocol.prefix_len:
                         out.append(Cell(sweep.task, "p-tuning-v2", sweep.seeds[0], length, "sweep"))
+            out += longer_cells(protocol, tasks, tuned)
             out += secondary_first
     return out + later
+
+
+LONGER = "longer"
+
+
+def longer_cells(
+    protocol: Protocol,
+    tasks: Iterable[str] | None = None,
+    tuned: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+) -> list[Cell]:
+    """The convergence check: the lever method's main cell (first seed, its tuned prompt length) on
+    each of `longer_tasks`, to train with more epochs (`longer_settings`)."""
+    wanted = set(tasks) if tasks else None
+    out = []
+    for task in protocol.longer_tasks:
+        if wanted is not None and task not in wanted:
+            continue
+        setting = setting_of(protocol, task)
+        length = tuned_length(protocol, setting, protocol.lever_method, tuned)
+        out.append(Cell(task, protocol.lever_method, setting.seeds[0], length, LONGER))
+    return out
+
+
+def longer_settings(protocol: Protocol, cell: Cell) -> dict[str, Any]:
+    """What a convergence-check cell changes against its main cell: `longer_factor` times the epochs."""
+    return {"epochs": setting_of(protocol, cell.task).epochs * protocol.longer_factor}
 
 
 BASELINE = "baseline"

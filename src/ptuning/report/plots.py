@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .cells import LONGER
 from .protocols import METRIC_TITLES, TASK_TITLES, Protocol
 
 
@@ -50,6 +51,15 @@ def _plot_learning_curves(ok: dict[str, dict[str, Any]], protocol: Protocol, pat
             epochs = [curves[0][i]["epoch"] for i in range(length)]
             means = [100 * statistics.fmean(c[i]["metric"] for c in curves) for i in range(length)]
             ax.plot(epochs, means, marker="o", label=method)
+        for r in ok.values():  # the convergence check: one seed, trained longer
+            if r["kind"] == LONGER and r["task"] == task and r.get("curve"):
+                points = [(c["epoch"], 100 * c["metric"]) for c in r["curve"]]
+                ax.plot(
+                    *zip(*points, strict=True),
+                    linestyle="--",
+                    label=f"{r['method']}, longer (seed {r['seed']})",
+                )
+                ax.legend(fontsize=7)  # the first panel's legend does not name this line
         ax.set_title(f"{TASK_TITLES.get(task, task)} (dev {METRIC_TITLES.get(task, '')})")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

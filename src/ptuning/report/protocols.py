@@ -73,6 +73,10 @@ class Protocol:
     lever_method: str = "p-tuning-v2"
     lever_tasks: tuple[str, ...] = ()
     lever_seeds: tuple[int, ...] = (0, 1)
+    # the convergence check: the lever method's main cell again, first seed, trained `longer_factor`
+    # times the task's epochs, on `longer_tasks` (run after the first seed's main cells)
+    longer_tasks: tuple[str, ...] = ()
+    longer_factor: int = 3
 
 
 # fine-tuning's learning rate for the few-step CPU protocol (see its description)
@@ -216,7 +220,9 @@ PROTOCOLS: dict[str, Protocol] = {
             "training set; the best epoch's dev score is reported. Sized for about 3 hours of 2 CPU "
             "cores in all, resumable cell by cell; after the first seed the claim's cells (p-tuning-v2, "
             "fine-tune) run before prompt tuning's second seed. SST-2, whose 67k training sentences cost "
-            "the most, runs last."
+            "the most, runs last. Convergence check: after the first seed's main cells, p-tuning-v2's "
+            "cell trains again with three times the epochs on CoNLL-2003, RTE and MRPC (first seed), "
+            "before prompt tuning's cells."
         ),
         secondary_methods=("prompt-tuning",),
         priority_tasks=("conll03", "rte", "mrpc"),
@@ -226,6 +232,7 @@ PROTOCOLS: dict[str, Protocol] = {
             "per-example-dropout": {"prompt_dropout_per_example": True},
         },
         lever_tasks=("rte", "conll03"),
+        longer_tasks=("conll03", "rte", "mrpc"),
         tune_lr_ranges={
             "fine-tune": (1e-5, 2e-4),
             "prompt-tuning": (3e-3, 3e-1),

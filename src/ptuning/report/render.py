@@ -12,6 +12,7 @@ from typing import Any
 from ..config import METHODS, default_learning_rate
 from .aggregate import _mean_std, aggregate, latest_ok
 from .cells import BASELINE, cells, kept_levers, lever_cells
+from .convergence import convergence_lines, convergence_summary
 from .gaps import _gap_table, _verdicts
 from .plots import _plot_learning_curves, _plot_params, _plot_sweep
 from .protocols import (
@@ -35,8 +36,11 @@ def _fmt(entry: dict[str, Any] | None) -> str:
     return f"{entry['mean']:.1f} (n=1)"
 
 
-def _learning_rate(ok: dict[str, dict[str, Any]], setting: TaskSetting, method: str) -> str:
-    """The learning rate the runs used (from their rows), else what the protocol would use."""
+def _learning_rate(
+    ok: dict[str, dict[str, Any]], setting: TaskSetting, method: str, tuned: dict[str, Any]
+) -> str:
+    """The learning rate the runs used (from their rows), else what the protocol would use: the
+    tuned one where a study picked it, the task's or the method's default otherwise."""
     used = sorted(
         {
             r["learning_rate"]
@@ -46,6 +50,8 @@ def _learning_rate(ok: dict[str, dict[str, Any]], setting: TaskSetting, method: 
     )
     if used:
         return "/".join(f"{lr:g}" for lr in used)
+    if "learning_rate" in tuned:
+        return f"{tuned['learning_rate']:g}"
     default = default_learning_rate(method) if method in METHODS else float("nan")
     return f"{setting.learning_rates.get(method, default):g}"
 
@@ -185,6 +191,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "tuned": {f"{task}/{method}": values for (task, method), values in tuned.items()},
         "levers": levers,
         "final_settings": final_settings(protocol, rows),
+        "convergence": convergence_summary(protocol, ok),
     }
     (folder / "results.json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
 
@@ -217,7 +224,9 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in protocol.tasks:
-        lrs = ", ".join(f"{m} {_learning_rate(ok, t, m)}" for m in protocol.methods)
+        lrs = ", ".join(
+            f"{m} {_learning_rate(ok, t, m, tuned.get((t.task, m), {}))}" for m in protocol.methods
+        )
         pooling = t.pooling if t.task in SENTENCE_TASKS else "per token"
         lines.append(
             f"| {TASK_TITLES.get(t.task, t.task)} | {t.max_train_samples or 'all'} | {t.max_eval_samples or 'all'} "
@@ -294,13 +303,15 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     lines += ["", "## Does the claim hold here?", ""]
     lines += _gap_table(table, protocol)
     lines += _verdicts(table, protocol)
+    lines += [""] + convergence_lines(protocol, ok)
     lines += [
         "",
         "## Plots",
         "",
         "![learning curves](learning_curves.png)",
         "",
-        "Dev metric after each epoch (mean over seeds).",
+        "Dev metric after each epoch (mean over seeds); dashed: the convergence check's longer run "
+        "(one seed), where the protocol has one.",
         "",
         "![metric against trainable parameters](metric_vs_params.png)",
         "",

@@ -12,7 +12,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .cells import Cell, cells, kept_levers, lever_cells, lever_settings, setting_of, shared_settings
+from .cells import (
+    LONGER,
+    Cell,
+    cells,
+    kept_levers,
+    lever_cells,
+    lever_settings,
+    longer_settings,
+    setting_of,
+    shared_settings,
+)
 from .protocols import RESULTS, Protocol
 
 
@@ -173,9 +183,10 @@ def run_protocol(
     log(f"protocol {protocol.name}: {len(todo)} cells to run, {len(done)} already done ({folder / RESULTS})")
 
     def settings(cell: Cell) -> dict[str, Any]:
-        if cell.kind != "main":
+        if cell.kind not in ("main", LONGER):
             return {}
-        return {**tuned.get((cell.task, cell.method), {}), **final.get(cell.method, {})}
+        main = {**tuned.get((cell.task, cell.method), {}), **final.get(cell.method, {})}
+        return main if cell.kind == "main" else {**main, **longer_settings(protocol, cell)}
 
     _run_cells(
         todo, protocol, folder, jobs, log, bf16=bf16, data_dir=data_dir, threads=threads, settings=settings
