@@ -92,9 +92,14 @@ def longer_cells(
     return out
 
 
+def longer_epochs(protocol: Protocol, task: str) -> int:
+    """A convergence-check cell's epochs: `longer_factor` times the task's."""
+    return setting_of(protocol, task).epochs * protocol.longer_factor
+
+
 def longer_settings(protocol: Protocol, cell: Cell) -> dict[str, Any]:
-    """What a convergence-check cell changes against its main cell: `longer_factor` times the epochs."""
-    return {"epochs": setting_of(protocol, cell.task).epochs * protocol.longer_factor}
+    """What a convergence-check cell changes against its main cell: its epochs."""
+    return {"epochs": longer_epochs(protocol, cell.task)}
 
 
 BASELINE = "baseline"

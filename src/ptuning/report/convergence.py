@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cells import LONGER, setting_of
+from .cells import LONGER, longer_epochs, setting_of
 from .gaps import WITHIN_FT
 from .protocols import TASK_TITLES, Protocol
 
@@ -54,7 +54,7 @@ def convergence_check(protocol: Protocol, ok: dict[str, dict[str, Any]]) -> list
                 "task": task,
                 "seed": seed,
                 "epochs": setting.epochs,
-                "longer_epochs": setting.epochs * protocol.longer_factor,
+                "longer_epochs": longer_epochs(protocol, task),
                 "main": main,
                 "longer": longer,
                 "fine_tune": ft,
