@@ -63,20 +63,17 @@ def convergence_check(protocol: Protocol, ok: dict[str, dict[str, Any]]) -> list
     return out
 
 
-def convergence_summary(protocol: Protocol, ok: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The check for results.json: cell keys and scores (x100), not whole rows."""
+def convergence_summary(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`convergence_check`'s result for results.json: cell keys and scores (x100), not whole rows."""
 
     def brief(row: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if row is None else {"key": row["key"], "score": 100 * row["score"]}
 
-    return [
-        {**check, **{k: brief(check[k]) for k in ("main", "longer", "fine_tune")}}
-        for check in convergence_check(protocol, ok)
-    ]
+    return [{**check, **{k: brief(check[k]) for k in ("main", "longer", "fine_tune")}} for check in checks]
 
 
-def convergence_lines(protocol: Protocol, ok: dict[str, dict[str, Any]]) -> list[str]:
-    """The report's section: a table and one verdict per task."""
+def convergence_lines(protocol: Protocol, checks: list[dict[str, Any]]) -> list[str]:
+    """The report's section from `convergence_check`'s result: a table and one verdict per task."""
     if not protocol.longer_tasks:
         return []
     method = protocol.lever_method
@@ -92,7 +89,7 @@ def convergence_lines(protocol: Protocol, ok: dict[str, dict[str, Any]]) -> list
         "|---|---|---|---|---|---|",
     ]
     verdicts = []
-    for check in convergence_check(protocol, ok):
+    for check in checks:
         main, longer, ft = check["main"], check["longer"], check["fine_tune"]
         name = TASK_TITLES.get(check["task"], check["task"])
         gain = f"{100 * (longer['score'] - main['score']):+.1f}" if longer and main else "—"

@@ -12,7 +12,7 @@ from typing import Any
 from ..config import METHODS, default_learning_rate
 from .aggregate import _mean_std, aggregate, latest_ok
 from .cells import BASELINE, cells, kept_levers, lever_cells
-from .convergence import convergence_lines, convergence_summary
+from .convergence import convergence_check, convergence_lines, convergence_summary
 from .gaps import _gap_table, _verdicts
 from .plots import _plot_learning_curves, _plot_params, _plot_sweep
 from .protocols import (
@@ -179,6 +179,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     expected = lever_cells(protocol, tuned=tuned) + cells(protocol, tuned=tuned)
     levers = kept_levers(protocol, rows)
     missing = [c.key for c in expected if c.key not in ok]
+    checks = convergence_check(protocol, ok)
     raw = {
         "protocol": asdict(protocol),
         "command": command,
@@ -191,7 +192,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "tuned": {f"{task}/{method}": values for (task, method), values in tuned.items()},
         "levers": levers,
         "final_settings": final_settings(protocol, rows),
-        "convergence": convergence_summary(protocol, ok),
+        "convergence": convergence_summary(checks),
     }
     (folder / "results.json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
 
@@ -303,7 +304,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     lines += ["", "## Does the claim hold here?", ""]
     lines += _gap_table(table, protocol)
     lines += _verdicts(table, protocol)
-    lines += [""] + convergence_lines(protocol, ok)
+    lines += [""] + convergence_lines(protocol, checks)
     lines += [
         "",
         "## Plots",
