@@ -170,6 +170,9 @@ def fingerprint(model: PreTrainedModel) -> str:
     Two backbones with the same fingerprint give the same outputs for all practical purposes; it
     is cheap (a few rows of a few tensors) so it can be checked on every load.
     """
+    known = getattr(model, "_ptuning_fingerprint", None)
+    if known is not None:  # taken before `precision.hold_frozen_in_bf16` rounded the weights
+        return known
     digest = hashlib.sha256()
     config = model.config.to_dict()
     for volatile in (

@@ -33,7 +33,7 @@ from .data.spec import TaskSpec
 from .decode import format_outputs  # its home before decode.py
 from .heads import head_class
 from .modeling import PromptModel
-from .precision import resolve_precision
+from .precision import hold_frozen_in_bf16, resolve_precision
 
 
 def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool:
@@ -54,6 +54,8 @@ class Predictor:
     ) -> None:
         self.model = model.eval()
         self.precision = resolve_precision(bf16, next(model.parameters()).device.type, answers=True)
+        if self.precision.bf16:
+            hold_frozen_in_bf16(self.model)
         self.tokenizer = tokenizer
         self.spec = model.spec
         limit = getattr(tokenizer, "model_max_length", max_length) or max_length

@@ -107,3 +107,48 @@ def resolve_precision(
     if CPU_BF16_DEFAULT:
         return Precision(device, True, "default on a CPU with native bf16; --no-bf16 for fp32")
     return Precision(device, False, "default; --bf16 to use this CPU's native bf16")
+
+
+
+def _word_tables(model: torch.nn.Module) -> set[int]:
+    from transformers import PreTrainedModel
+
+    return {
+        id(sub.get_input_embeddings())
+        for sub in model.modules()
+        if isinstance(sub, PreTrainedModel) and sub.get_input_embeddings() is not None
+    }
+
+
+def hold_frozen_in_bf16(model: torch.nn.Module) -> int:
+    """Cast the frozen matrix weights of `model` (linear layers, the word embedding table) to bf16
+    once; returns the bytes freed.
+
+    Under bf16 autocast a frozen fp32 weight is cast to bf16 again at every forward (autocast caches
+    casts only of weights that require a gradient), and that copy is also what backward reads: holding
+    the weight in bf16 removes the cast and halves its bytes, while autocast still runs the products in
+    bf16 and its fp32 ops (LayerNorm, softmax, the loss) in fp32. The position and token-type tables
+    and LayerNorm stay fp32, so the embedding sum before the first LayerNorm is promoted back to fp32.
+    What trains (the prompt and the head; everything under fine-tuning) stays fp32: master weights,
+    fp32 optimizer state.
+
+    A backbone's fingerprint is taken first and kept (`backbones.fingerprint` answers it from then
+    on): rounding changes the sampled weight values, not which backbone it is.
+    """
+    from transformers import PreTrainedModel
+
+    from .backbones import fingerprint
+
+    for sub in model.modules():
+        if isinstance(sub, PreTrainedModel) and getattr(sub, "_ptuning_fingerprint", None) is None:
+            object.__setattr__(sub, "_ptuning_fingerprint", fingerprint(sub))  # not state, not a submodule
+    tables = _word_tables(model)
+    freed = 0
+    for module in model.modules():
+        if not (isinstance(module, torch.nn.Linear) or id(module) in tables):
+            continue
+        for param in module.parameters(recurse=False):
+            if not param.requires_grad and param.dtype == torch.float32:
+                param.data = param.data.to(torch.bfloat16)
+                freed += param.numel() * 2
+    return freed

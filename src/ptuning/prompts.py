@@ -8,6 +8,12 @@ from torch import nn
 from .injection import LayerPrefix, PrefixInjector
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast computes in on `device`'s type right now, None outside autocast."""
+    kind = device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+
+
 class PrefixEncoder(nn.Module):
     """Produces the prefix keys and values of the prompted layers.
 
@@ -63,16 +69,18 @@ class PrefixEncoder(nn.Module):
         """Changes whenever a weight does: in place (optimizer step, load_state_dict) or replaced (.to())."""
         return tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
 
-    def inference_table(self) -> torch.Tensor:
-        """`_stacked()` computed once and kept while the weights stay the same (eval mode, no grad).
+    def inference_table(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """`_stacked()` computed once and kept while the weights stay the same (eval mode, no grad),
+        in `dtype` (None: the weights' own): under autocast, the compute dtype, so that no layer
+        casts its prefix again at every call.
 
         The cache is dropped by `train()` and recomputed when a weight changed (optimizer step,
-        `load_state_dict`, a move to another device or dtype)."""
-        version = self._weights_version()
+        `load_state_dict`, a move to another device or dtype) or another dtype is asked for."""
+        version = (self._weights_version(), dtype)
         cached = self.__dict__.get("_cache")
         if cached is None or cached[0] != version:
             with torch.no_grad():
-                cached = (version, self._stacked().contiguous())
+                cached = (version, self._stacked().to(dtype or self.embedding.weight.dtype).contiguous())
             self.__dict__["_cache"] = cached
         return cached[1]
 
@@ -88,7 +96,10 @@ class PrefixEncoder(nn.Module):
         the attention of each layer), so no mask columns are built for it."""
         cached = not self.training and not torch.is_grad_enabled()
         per_example = self.training and self.dropout_per_example and self.dropout.p > 0
-        kv = self.inference_table() if cached else self._stacked(dropout=not per_example)
+        if cached:
+            kv = self.inference_table(autocast_dtype(self.embedding.weight.device))
+        else:
+            kv = self._stacked(dropout=not per_example)
         if mask is not None and mask.device.type == "cpu" and bool(mask.all()):
             mask = None
         kv = kv.unsqueeze(1).expand(-1, batch_size, -1, -1, -1)  # (2L, batch, heads, P, head_dim)

@@ -30,7 +30,7 @@ from .checkpoint import atomic_write_text, load_training_state, save_checkpoint
 from .data import load_task, load_user_task
 from .data.spec import DataError, TaskSpec
 from .heads import head_class
-from .precision import resolve_precision
+from .precision import hold_frozen_in_bf16, resolve_precision
 from .train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,8 @@ class PromptTrainer(Trainer):
         # `num_items_in_batch`: it would then skip the division by --grad-accum and, under DDP,
         # multiply the loss by the world size. Our heads return per-batch means.
         self.model_accepts_loss_kwargs = False
+        if self.args.bf16:  # autocast would cast the frozen weights again at every step
+            hold_frozen_in_bf16(self.model)
         # We pass broadcast_buffers=False (see training_arguments); torch 2.13 warns it is renamed.
         warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
 

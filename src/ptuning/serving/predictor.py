@@ -40,7 +40,7 @@ from ..heads import ClassificationHead
 from ..inference import Predictor
 from ..injection import LayerPrefix, PrefixInjector
 from ..modeling import PromptModel
-from ..precision import resolve_precision
+from ..precision import hold_frozen_in_bf16, resolve_precision
 from .errors import InvalidTaskNameError, TaskExistsError, UnknownTaskError
 from .tasks import (
     DEFAULT_MAX_LENGTH,
@@ -101,6 +101,8 @@ class MultiTaskPredictor:
         self._fixed_length = max_length is not None
         self.max_batch_size = max_batch_size
         self.precision = resolve_precision(bf16, next(backbone.parameters()).device.type, answers=True)
+        if self.precision.bf16:  # after the fingerprint above, which it keeps
+            hold_frozen_in_bf16(self.backbone)
         # attach before serving, so that adding the first deep task never rewires a running model; an
         # architecture without deep prompts raises ValueError: only prompt-tuning checkpoints can be served
         with contextlib.suppress(ValueError):
