@@ -109,7 +109,6 @@ def resolve_precision(
     return Precision(device, False, "default; --bf16 to use this CPU's native bf16")
 
 
-
 def _word_tables(model: torch.nn.Module) -> set[int]:
     from transformers import PreTrainedModel
 
