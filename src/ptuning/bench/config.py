@@ -41,14 +41,18 @@ METHOD_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 ALL_METHODS = tuple(METHOD_SPECS)
 
-# Targets of the issues, as ratios against fine-tuning (inference: against the plain backbone) in the same run.
+# Targets, as ratios against fine-tuning (inference: against the plain backbone) in the same run. A frozen
+# backbone skips the weight gradients, about a third of fine-tuning's products, and the optimizer over
+# its weights: about 2/3 of fine-tuning's step is the limit, nearer in bf16 where the frozen weights are
+# held in bf16 and no longer cast at every step.
 TARGETS = {
     "step_time": ("p-tuning-v2", 0.70),
-    "peak_memory": ("p-tuning-v2", 0.75),
-    "inference_prefix_overhead": ("p-tuning-v2", 1.05),
+    "peak_memory": ("p-tuning-v2", 0.60),
+    "inference_prefix_overhead": ("p-tuning-v2", 1.03),
 }
+PRECISION_TARGETS = {"bf16 autocast": {"step_time": ("p-tuning-v2", 0.65)}}
 # Where a backbone has targets of its own: the memory advantage grows with the frozen model.
-BACKBONE_TARGETS = {"mpnet-base": {"peak_memory": ("p-tuning-v2", 0.60)}}
+BACKBONE_TARGETS = {"mpnet-base": {"peak_memory": ("p-tuning-v2", 0.45)}}
 
 
 @dataclass

@@ -96,5 +96,5 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         "seconds": round(time.perf_counter() - started, 1),
         "rows": list(rows.values()),
         "ratios_vs_fine_tune": ratio_table,
-        "targets": check_targets(ratio_table, cfg.backbone),
+        "targets": check_targets(ratio_table, cfg.backbone, env["dtype"]),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from .config import BACKBONE_TARGETS, TARGETS
+from .config import BACKBONE_TARGETS, PRECISION_TARGETS, TARGETS
 
 NUMERIC = ("step_ms", "peak_mb", "base_mb", "train_mb", "infer_ms", "infer_plain_ms", "infer_ratio")
 
@@ -52,9 +52,13 @@ def ratios(rows: dict[str, dict[str, Any]], per_repeat: dict[str, list[dict[str,
     return out
 
 
-def check_targets(ratio_table: dict[str, Any], backbone: str = "minilm") -> dict[str, Any]:
+def check_targets(
+    ratio_table: dict[str, Any], backbone: str = "minilm", dtype: str = "fp32"
+) -> dict[str, Any]:
+    """Each target met or not; `dtype` is the precision's name ("fp32", "bf16 autocast")."""
     out = {}
-    for key, (method, limit) in {**TARGETS, **BACKBONE_TARGETS.get(backbone, {})}.items():
+    limits = {**TARGETS, **PRECISION_TARGETS.get(dtype, {}), **BACKBONE_TARGETS.get(backbone, {})}
+    for key, (method, limit) in limits.items():
         value = ratio_table.get(method, {}).get(key)
         out[key] = {
             "method": method,

@@ -18,7 +18,12 @@ On a GPU the same command measures there (CUDA). bf16 autocast: see --bf16.
 examples:
   ptuning bench --quick                          # under a minute on 2 CPU cores
   ptuning bench --repeats 3 --output bench/results/minilm-b16-t128.json
-  ptuning bench --methods fine-tune p-tuning-v2 --seq-len 256"""
+  ptuning bench --methods fine-tune p-tuning-v2 --seq-len 256
+  ptuning bench --sweep --warmup 1 --steps 3 --infer-reps 3 --batch-size 8 --prefix-len 32 \
+      --output bench/results/sweep-minilm-fp32.json   # cost curves: JSON, table and a PNG beside it
+
+--sweep varies one factor at a time around --seq-len, --prefix-len and --batch-size (T in 64, 128,
+256, 512; P in 8, 32, 128; B in 8, 32) and measures fine-tune and p-tuning-v2 at every point."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +50,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"small and short: {', '.join(f'{k}={v}' for k, v in QUICK.items())} (under a minute on 2 cores)",
     )
-    parser.add_argument("--output", default="bench/results/latest.json", help="JSON file to write")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="cost curves over sequence length, prompt length and batch size (fine-tune and p-tuning-v2); "
+        "writes the JSON and a PNG plot beside it",
+    )
+    parser.add_argument("--output", default=None, help="JSON file to write (default: bench/results/latest.json, "
+                        "with --sweep bench/results/sweep.json)")  # fmt: skip
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,13 +87,22 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         for key, value in QUICK.items():
             setattr(cfg, key, value)
-    if "fine-tune" not in cfg.methods:
-        print("note: fine-tune is not among --methods, so no ratios are computed")
-    result = run_bench(cfg, log=lambda message: print(message, flush=True))
+    if args.sweep:
+        from ..bench.sweep import format_sweep, plot_sweep, run_sweep
+
+        output = Path(args.output or "bench/results/sweep.json")
+        result = run_sweep(cfg, log=_log)
+        table = format_sweep(result)
+        plot = plot_sweep(result, output.with_suffix(".png"))
+    else:
+        if "fine-tune" not in cfg.methods:
+            print("note: fine-tune is not among --methods, so no ratios are computed")
+        output = Path(args.output or "bench/results/latest.json")
+        result = run_bench(cfg, log=_log)
+        table, plot = format_table(result), None
     print()
-    print(format_table(result))
-    output = Path(args.output)
+    print(table)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {output}")
+    print(f"\nwrote {output}" + (f" and {plot}" if plot else ""))
     return 0
