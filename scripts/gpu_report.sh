@@ -9,7 +9,8 @@
 #
 # `run` writes into $OUT (default: gpu-out/): run.log (versions, nvidia-smi, every stage's output),
 # bench-gpu.json (`ptuning bench` on CUDA, bf16 autocast: step time, peak memory, inference latency
-# of every method, ratios to fine-tuning), serving-gpu.json (mixed- vs single-task serving
+# of every method, ratios to fine-tuning; bench-gpu-fp32.json the same in fp32), sweep-gpu.json and .png
+# (cost curves over T, P, B; SKIP=sweep skips them), serving-gpu.json (mixed- vs single-task serving
 # throughput) and results.jsonl (one line per finished cell of the `gpu` report protocol). Each stage
 # has its own time limit (SKIP=bench skips the bench, TASKS="conll03 squad" runs only those tasks'
 # cells, and .gpu/results.jsonl, if present, holds cells already done that the protocol skips) and the protocol stops at DEADLINE seconds after the start (default 560),
@@ -57,6 +58,14 @@ fi
 
 say "stage 1: ptuning bench on $device"
 [[ "$SKIP" == *bench* ]] || timeout 150 "$PY" -m ptuning bench --device "$device" "${bench_opts[@]}" --output "$OUT/bench-gpu.json" 2>&1 | tee -a "$LOG"
+
+say "stage 1b: cost curves (fine-tune and p-tuning-v2 across T, P, B) and the fp32 bench on $device"
+if [[ "$SKIP" != *sweep* ]]; then
+    sweep_opts=(--warmup 2 --steps 5 --infer-reps 5 --batch-size 8 --prefix-len 32)
+    [ $dry = 1 ] && sweep_opts=(--warmup 1 --steps 1 --infer-reps 1 --batch-size 2 --prefix-len 4)
+    timeout 150 "$PY" -m ptuning bench --sweep --device "$device" "${sweep_opts[@]}" --output "$OUT/sweep-gpu.json" 2>&1 | tee -a "$LOG"
+    [[ "$SKIP" == *bench* ]] || timeout 90 "$PY" -m ptuning bench --device "$device" --no-bf16 "${bench_opts[@]}" --output "$OUT/bench-gpu-fp32.json" 2>&1 | tee -a "$LOG"
+fi
 
 say "stage 2: serving throughput on $device"
 timeout 90 "$PY" bench/bench_serving.py --device "$device" "${serve_opts[@]}" --json "$OUT/serving-gpu.json" 2>&1 | tee -a "$LOG"
