@@ -57,11 +57,15 @@ _HINT_TAIL = f"or set {DATA_ENV} / --data-dir"
 
 @dataclass
 class TaskData:
-    """A task's spec with its training and validation examples (dicts in the format of its task type)."""
+    """A task's spec with its training and validation examples (dicts in the format of its task type).
+
+    `test`: where the validation examples were held out of the training data (`data.holdout`), the
+    task's own validation examples, scored once after training."""
 
     spec: TaskSpec
     train: list[Example]
     validation: list[Example]
+    test: list[Example] | None = None
 
 
 # --------------------------------------------------------------------------------------------------
