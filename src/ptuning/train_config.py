@@ -7,7 +7,7 @@ main job, P-Tuning v2 on 6,000 SST-2 sentences with MiniLM.
 
 The JSON form (`to_dict`, train_config.json, `ptuning train --config`) is flat, keyed by option
 name (`"lr"`, `"prefix_len"`), and `TrainConfig.build(**settings)` reads it back. Data passed from
-Python (`train_file=` a DataFrame, ...) is recorded there as ``"<in-memory: DataFrame, 5000 rows, sha1
+Python (`train_file=` a DataFrame, ...) is recorded there as ``"<in-memory: DataFrame of 5000 rows; sha1
 ...>"``, which names the data but cannot stand for it: a run from such settings is refused.
 """
 

@@ -406,20 +406,21 @@ def _is(value: Any, module: str, name: str) -> bool:
 
 
 def describe_source(source: Any) -> str | None:
-    """A path as given; data passed from Python as ``<in-memory: KIND, N rows, sha1 X>`` (what
-    train_config.json records, and what tells one data set from another there)."""
+    """A path as given; data passed from Python as ``<in-memory: KIND of N rows; sha1 X>`` (what
+    train_config.json records, and what tells one data set from another there; no comma, which
+    would list several training files)."""
     if source is None or isinstance(source, str):
         return source
     if isinstance(source, os.PathLike):
         return os.fspath(source)
     if _is(source, "datasets", "DatasetDict"):
-        parts = ", ".join(f"{name} {len(split)}" for name, split in source.items())
-        return f"{IN_MEMORY_PREFIX}: DatasetDict ({parts}), sha1 {_digest(source)}>"
+        parts = "; ".join(f"{name} {len(split)}" for name, split in source.items())
+        return f"{IN_MEMORY_PREFIX}: DatasetDict ({parts}); sha1 {_digest(source)}>"
     try:
         rows = len(source)
     except TypeError:
         return f"{IN_MEMORY_PREFIX}: {type(source).__name__}>"
-    return f"{IN_MEMORY_PREFIX}: {type(source).__name__}, {rows} rows, sha1 {_digest(source)}>"
+    return f"{IN_MEMORY_PREFIX}: {type(source).__name__} of {rows} rows; sha1 {_digest(source)}>"
 
 
 def _digest(source: Any) -> str:

@@ -194,7 +194,7 @@ def _token_rows(
 
 
 def _qa_rows(source: DataSource, role: str) -> tuple[list[Example], list[Example] | None]:
-    if not _is_table(source) or Path(source).suffix.lower() == ".json":
+    if not _is_table(source) or (not is_in_memory(source) and Path(source).suffix.lower() == ".json"):
         return _read_squad(Path(source), TaskSpec("custom", "question_answering", (), "f1")), None
     rows = read_table_source(source, role, required=("id", "question", "context", "answers"))
     convert = lambda records: [_qa_example(record) for record in records]  # noqa: E731
