@@ -501,7 +501,7 @@ def test_validation_label_not_in_training(tmp_path: Path) -> None:
         load_user_task("classification", train, dev)
     assert (
         one_line_error(excinfo)
-        == f"{dev}, line 3: label 'maybe' does not occur in the training file; known: no, yes"
+        == f"{dev}, line 3: label 'maybe' does not occur in the training data; known: no, yes"
     )
 
 
@@ -528,7 +528,9 @@ def test_malformed_jsonl_line(tmp_path: Path) -> None:
 def test_unsupported_extension_and_task_type(tmp_path: Path) -> None:
     path = write(tmp_path / "t.xlsx", "x")
     with pytest.raises(
-        DataError, match=r"t\.xlsx: unsupported file type '.xlsx'; expected .csv, .tsv or .jsonl"
+        DataError,
+        match=r"t\.xlsx: unsupported file type '.xlsx'; expected .csv, .tsv, .jsonl, .json, .parquet, "
+        r"\.arrow or a save_to_disk folder",
     ):
         load_user_task("classification", path, path)
     with pytest.raises(DataError, match="unknown task type 'ranking'"):
@@ -553,7 +555,7 @@ def test_conll_validation_tag_not_in_training(tmp_path: Path) -> None:
         load_user_task("token_classification", train, dev)
     assert (
         one_line_error(excinfo)
-        == f"{dev}, line 1: tag 'B-LOC' does not occur in the training file; known: O, B-PER"
+        == f"{dev}, line 1: tag 'B-LOC' does not occur in the training data; known: O, B-PER"
     )
 
 

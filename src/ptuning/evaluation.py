@@ -65,22 +65,35 @@ def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
 
 
 def _recorded_user_data(checkpoint: Path, spec: TaskSpec, inputs: InputFormat):
-    """The own files a checkpoint was trained on (from its train_config.json), read its way."""
+    """The own data a checkpoint was trained on (from its train_config.json), read its way: the
+    validation file, a DatasetDict's validation part, or the split the run held out."""
+    from .data.readers import is_in_memory_record
+
     saved = checkpoint / "train_config.json"
     try:
         cfg = json.loads(saved.read_text())
         train_file, validation_file = cfg["train_file"], cfg["validation_file"]
     except (OSError, ValueError, KeyError, TypeError):
-        train_file = validation_file = None
-    if not (train_file and validation_file):
+        cfg, train_file = {}, None
+    if is_in_memory_record(train_file) or is_in_memory_record(validation_file):
+        raise DataError(
+            f"checkpoint {checkpoint} was trained on data passed from Python, which {saved} cannot hold: "
+            "give --validation-file FILE"
+        )
+    if not train_file:
         raise DataError(
             f"checkpoint {checkpoint} was trained on your own files, and {saved} does not say which: "
             "give --validation-file FILE"
         )
+    if cfg.get("validation_split") is not None:  # the held-out examples, drawn as in training
+        from .train_config import TrainConfig
+        from .trainer import load_data
+
+        return load_data(TrainConfig.from_dict({**cfg, "resume": False}))
     return _load_user_files(spec, train_file, validation_file, inputs)
 
 
-def _load_user_files(spec: TaskSpec, train_file: str, validation_file: str, inputs: InputFormat):
+def _load_user_files(spec: TaskSpec, train_file: str, validation_file: str | None, inputs: InputFormat):
     """A user task's files read with the input columns a checkpoint recorded."""
     return load_user_task(
         spec.task_type,

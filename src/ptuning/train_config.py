@@ -6,11 +6,15 @@ This is the one source of the training defaults. Every field carries its help te
 main job, P-Tuning v2 on 6,000 SST-2 sentences with MiniLM.
 
 The JSON form (`to_dict`, train_config.json, `ptuning train --config`) is flat, keyed by option
-name (`"lr"`, `"prefix_len"`), and `TrainConfig.build(**settings)` reads it back.
+name (`"lr"`, `"prefix_len"`), and `TrainConfig.build(**settings)` reads it back. Data passed from
+Python (`train_file=` a DataFrame, ...) is recorded there as ``"<in-memory: DataFrame of 5000 rows; sha1
+...>"``, which names the data but cannot stand for it: a run from such settings is refused.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -35,6 +39,9 @@ MAIN_JOB_TASK = "sst2"
 # the same 6,000 gave 83.0%.
 MAIN_JOB_TRAIN_SAMPLES = 6000
 AUTO = "auto"
+# What train_file / validation_file take from Python besides a path: a list of dicts, a pandas
+# DataFrame, a datasets Dataset or DatasetDict (`ptuning.data.readers.read_table_source`).
+TableData = Any
 
 
 @dataclass
@@ -146,8 +153,25 @@ class TrainConfig:
     data_dir: str | None = option(
         None, "benchmark folder", group="data", default_text="$PTUNING_DATA, else the hub"
     )
-    train_file: str | None = option(None, "your own training file", group="data")
-    validation_file: str | None = option(None, "your own validation file", group="data")
+    train_file: str | TableData | None = option(
+        None,
+        "your own training data: a CSV, TSV, JSONL, JSON, Parquet or Arrow file, a save_to_disk folder "
+        "(a DatasetDict's validation part is used unless --validation-file is given), CoNLL columns, "
+        "SQuAD JSON; from Python also a list of dicts, a DataFrame, a Dataset or DatasetDict",
+        group="data",
+    )
+    validation_file: str | TableData | None = option(
+        None, "your own validation data (the forms of --train-file)", group="data"
+    )
+    validation_split: float | None = option(
+        None,
+        "hold out this share (0 < F < 1) of the training data, stratified by label, to select the best "
+        "checkpoint on (the same examples whatever --seed); the task's own validation data, where "
+        "there is any, is then scored once after training",
+        group="data",
+        metavar="F",
+        default_text="none: select on the validation data",
+    )
     task_type: TaskType = option("classification", "type of your own data", group="data")
     text_column: str = option("text", "column of the text in your own files", group="data")
     text_pair_column: str | None = option(None, "second text of a pair task", group="data")
@@ -173,11 +197,21 @@ class TrainConfig:
             raise ValueError(f"method must be one of {', '.join(get_args(TrainMethod))}, got {self.method!r}")
         if self.method in METHODS and self.prompt.method != self.method:
             self.prompt = replace(self.prompt, method=self.method)
+        if self.validation_split is not None and not 0 < self.validation_split < 1:
+            raise ValueError(
+                f"--validation-split must be a share between 0 and 1 (exclusive), got {self.validation_split}"
+            )
+        own_data = self.train_file is not None and not (
+            isinstance(self.train_file, str) and not self.train_file
+        )
         if self.task is None:  # several comma-separated files: several tasks (ptuning.multitask)
-            files = self.train_file.split(",") if self.train_file else []
-            self.task = ",".join(Path(f).stem for f in files) if files else MAIN_JOB_TASK
+            if own_data and not isinstance(self.train_file, str | os.PathLike):
+                self.task = "custom"  # data passed from Python has no file name
+            else:
+                files = str(self.train_file).split(",") if own_data else []
+                self.task = ",".join(Path(f).stem for f in files) if files else MAIN_JOB_TASK
         if self.max_train_samples == AUTO:
-            main_job = self.task == MAIN_JOB_TASK and not self.train_file
+            main_job = self.task == MAIN_JOB_TASK and not own_data
             self.max_train_samples = MAIN_JOB_TRAIN_SAMPLES if main_job else None
             if self.method == HANDCRAFTED:
                 self.max_train_samples = 0  # zero-shot unless a few-shot size is given
@@ -189,7 +223,15 @@ class TrainConfig:
     @classmethod
     def build(cls, **settings: Any) -> TrainConfig:
         """A config from flat settings: fields of TrainConfig or of its PromptConfig, by field or
-        option name (`lr`). Unknown names are an error (a typo would otherwise pass unnoticed)."""
+        option name (`lr`), and the two options of `ptuning train` that are not fields: `quiet`
+        (no progress bar) and `config` (a JSON settings file, under the settings given here).
+        Unknown names are an error (a typo would otherwise pass unnoticed)."""
+        if "config" in settings:
+            path = settings.pop("config")
+            if path is not None:
+                settings = {**_settings_file(path), **settings}
+        if "quiet" in settings:
+            settings["progress"] = not settings.pop("quiet")
         own = {f.name for f in fields(cls)} - {"prompt"}
         prompt_fields = {f.name for f in fields(PromptConfig)}
         top: dict[str, Any] = {}
@@ -207,12 +249,21 @@ class TrainConfig:
         return cls(**top, prompt=PromptConfig(**prompt))
 
     def updated(self, **settings: Any) -> TrainConfig:
-        """A copy with some flat settings changed."""
-        return TrainConfig.build(**{**self.to_dict(), **settings})
+        """A copy with some flat settings changed (data passed from Python kept as it is)."""
+        data = {"train_file": self.train_file, "validation_file": self.validation_file}
+        return TrainConfig.build(**{**self.to_dict(), **data, **settings})
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat settings keyed by field name (the prompt's fields beside the run's), as train_config.json."""
-        data = asdict(self)
+        """Flat settings keyed by field name (the prompt's fields beside the run's), as train_config.json;
+        data passed from Python as its description (`ptuning.data.readers.describe_source`)."""
+        from .data.readers import describe_source
+
+        recorded = replace(
+            self,
+            train_file=describe_source(self.train_file),
+            validation_file=describe_source(self.validation_file),
+        )
+        data = asdict(recorded)
         prompt = data.pop("prompt")
         prompt.pop("method")
         return {**data, **prompt}
@@ -235,14 +286,35 @@ class TrainConfig:
         """How this run's data files are laid out (recorded in the checkpoint): a `data.inputs.InputFormat`."""
         from .data.inputs import InputFormat
 
+        # rows passed from Python are read back (eval, predict) as JSONL rows with the same columns
+        files = self.train_file if isinstance(self.train_file, str | os.PathLike) else "rows.jsonl"
         return InputFormat.for_files(
             self.task_type,
-            self.train_file,
+            files if self.train_file is not None else None,
             text_column=self.text_column,
             text_pair_column=self.text_pair_column,
             label_column=self.label_column,
             tag_column=self.tag_column,
         )
+
+
+def _settings_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a JSON settings file (`ptuning train --config`), for `TrainConfig.build`."""
+    from .errors import UserError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read the settings file ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object of settings, found {type(data).__name__}")
+    known = (
+        {f.name for f in fields(TrainConfig)} | {f.name for f in fields(PromptConfig)} | set(OPTION_FIELDS)
+    )
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"{path}: unknown setting {unknown[0]!r}")
+    return data
 
 
 # option name -> field name, where an option's `dest` differs from its field's name (`lr`)

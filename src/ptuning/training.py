@@ -88,7 +88,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
         from .handcrafted.run import train_handcrafted
 
         return train_handcrafted(cfg)
-    if "," in cfg.task or "," in (cfg.train_file or ""):
+    if "," in cfg.task or (isinstance(cfg.train_file, str) and "," in cfg.train_file):
         from .multitask import train_multitask
 
         return train_multitask(cfg)
@@ -161,6 +161,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
     train_seconds = clock.seconds
 
     eval_metrics = trainer.evaluate()  # the best checkpoint is loaded at the end of training
+    dev_metrics = _score_once(trainer, data, cfg, tokenizer, length)
     model = trainer.accelerator.unwrap_model(trainer.model)
     metrics: dict[str, Any] = {}
     if spec.null_answers and "eval_null_threshold" in eval_metrics:  # predict answers as evaluated
@@ -194,11 +195,35 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
             **sizes,
             "metric": spec.metric,
             "validation": validation,
+            **dev_metrics,
             "notes": list(spec.notes),
             **({"shallow_cache": shallow_cache.summary()} if shallow_cache is not None else {}),
         }
         write_json(output / "metrics.json", metrics)
     return metrics
+
+
+def _score_once(trainer, data, cfg: TrainConfig, tokenizer, length: int) -> dict[str, Any]:
+    """With --validation-split: the held-out split chose the checkpoint, and the task's own validation
+    data (`data.test`, where there is any) is scored once with it, as "dev"."""
+    if cfg.validation_split is None:
+        return {}
+    out: dict[str, Any] = {
+        "validation_split": {
+            "fraction": cfg.validation_split,
+            "seed": EVAL_SUBSET_SEED,
+            "train_examples": len(data.train),
+            "held_out_examples": len(data.validation),
+        }
+    }
+    if data.test:
+        dev_set = EvalSet(
+            data.spec, subsample(data.test, cfg.max_eval_samples, EVAL_SUBSET_SEED), tokenizer, length
+        )
+        trainer.compute_metrics = lambda p: dev_set.metrics(p.predictions, p.label_ids)
+        raw = trainer.evaluate(dev_set.features, metric_key_prefix="dev")
+        out["dev"] = {k.removeprefix("dev_"): v for k, v in raw.items()}
+    return out
 
 
 def _planned_length(cfg: TrainConfig, steps_per_epoch: int) -> str:

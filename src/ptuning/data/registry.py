@@ -46,7 +46,7 @@ from ptuning.data.converters import (
     _tsv,
     _wsc,
 )
-from ptuning.data.readers import Example, PathLike, _one_line, _Record
+from ptuning.data.readers import Example, PathLike, _dataset_records, _one_line
 from ptuning.data.spec import DataError, TaskSpec
 
 #: Environment variable naming the data directory when no ``data_dir`` is given.
@@ -57,11 +57,15 @@ _HINT_TAIL = f"or set {DATA_ENV} / --data-dir"
 
 @dataclass
 class TaskData:
-    """A task's spec with its training and validation examples (dicts in the format of its task type)."""
+    """A task's spec with its training and validation examples (dicts in the format of its task type).
+
+    `test`: where the validation examples were held out of the training data (`data.holdout`), the
+    task's own validation examples, scored once after training."""
 
     spec: TaskSpec
     train: list[Example]
     validation: list[Example]
+    test: list[Example] | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,26 +303,8 @@ def _load_from_hub(task: BuiltinTask) -> TaskData:
     )
 
 
-def _class_names(features: Any) -> dict[str, list[str]]:
-    """Class-label names of the columns of a hub split (plain and sequence-of class labels)."""
-    names: dict[str, list[str]] = {}
-    for column, feature in dict(features or {}).items():
-        inner = getattr(feature, "feature", feature)
-        if getattr(inner, "names", None):
-            names[column] = list(inner.names)
-    return names
-
-
 def _convert_hub_split(split: Any, source: str, convert: Converter, spec: TaskSpec) -> list[Example]:
-    names = _class_names(getattr(split, "features", None))
     examples = []
-    for index, row in enumerate(split):
-        row = dict(row)
-        for column, labels in names.items():
-            value = row.get(column)
-            if isinstance(value, list):
-                row[column] = [labels[v] if isinstance(v, int) and 0 <= v < len(labels) else v for v in value]
-            elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels):
-                row[column] = labels[value]
-        examples.extend(convert(_Record(source, f"row {index}", row), spec))
+    for record in _dataset_records(split, source, kind="key"):  # class-label ids as their names
+        examples.extend(convert(record, spec))
     return examples
