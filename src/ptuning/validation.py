@@ -376,17 +376,18 @@ class Checkpoint(os.PathLike):
         if "inputs" not in config and "max_seq_length" not in config:
             # written before they were recorded: train_config.json beside it, else the defaults
             saved = _read_train_config(directory)
-            known = {k: v for k, v in saved.items() if k in InputFormat.__dataclass_fields__}
+            known = {  # None: the default, as `InputFormat.from_dict` reads it
+                k: v
+                for k, v in saved.items()
+                if k in InputFormat.__dataclass_fields__ and (v is not None or k == "text_pair_column")
+            }
             source = {"inputs": known, "max_seq_length": saved.get("max_seq_length")}
             check_inputs(directory / TRAIN_CONFIG_NAME, source)
         try:
             inputs = InputFormat.from_dict(source.get("inputs"))
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: bad 'inputs' ({exc})") from None
-        length = source.get("max_seq_length")
-        if length is not None and (not _is_int(length) or length < 1):
-            raise CheckpointError(f"{path}: 'max_seq_length' must be a positive integer, got {_show(length)}")
-        return cls(directory, config, handcrafted, inputs, length)
+        return cls(directory, config, handcrafted, inputs, source.get("max_seq_length"))
 
     @functools.cached_property
     def train_config(self) -> dict[str, Any]:
