@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
+import signal
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -124,6 +127,43 @@ def _write(name: str, data: bytes) -> Callable[[Path], None]:
     return lambda folder: (folder / name).write_bytes(data)
 
 
+def _scale(factor: float):
+    def change(state):
+        for tensor in state.values():
+            tensor.mul_(factor)
+
+    return change
+
+
+def _raw_config(replace: Callable[[str], str]) -> Callable[[Path], None]:
+    """Edit the config's JSON text (for what `json.dumps` cannot write, such as a lone surrogate)."""
+
+    def apply(folder: Path) -> None:
+        path = folder / CONFIG_NAME
+        path.write_text(replace(json.dumps(_config(path.parent))))
+
+    return apply
+
+
+def _fifo(name: str) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        (folder / name).unlink()
+        os.mkfifo(folder / name)
+
+    return apply
+
+
+def _link(name: str, target: str) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        (folder / name).unlink()
+        (folder / name).symlink_to(target)
+
+    return apply
+
+
+_SURROGATE_LABEL = lambda text: text.replace('"positive"', '"pos\\ud800"')  # noqa: E731
+
+
 W, C = WEIGHTS_NAME, CONFIG_NAME
 CORRUPTIONS: list[tuple[str, Callable[[Path], None], tuple[str, ...]]] = [
     # (case, corruption, strings the one-line error must contain besides the checkpoint folder)
@@ -154,6 +194,17 @@ CORRUPTIONS: list[tuple[str, Callable[[Path], None], tuple[str, ...]]] = [
     ("an extra tensor", _tensor(lambda s: s.update(extra=torch.zeros(2))), (W, "'extra'")),
     ("a missing tensor", _tensor(lambda s: s.pop("head.classifier.bias")), (W, "head.classifier.bias")),
     ("an integer tensor", _tensor(lambda s: s.update({"head.classifier.bias": torch.zeros(2, dtype=torch.int64)})), (W, "dtype I64")),
+    ("weights x1e30", _tensor(_scale(1e30)), (W, "values up to", "overflow")),
+    ("a label with a lone surrogate", _raw_config(_SURROGATE_LABEL), (C, "'task.labels[1]'", "U+D800")),
+    ("null_threshold a string", _edit_config(_set("null_threshold", "0.5")), (C, "'task.null_threshold'")),
+    ("null_answers a string", _edit_config(_set("null_answers", "yes")), (C, "'task.null_answers'")),
+    ("prefix_init bogus", _edit_config(_set("prefix_init", "zeros")), (C, "'prompt_config.prefix_init'")),
+    ("inputs a string", _edit_config(lambda c: c.update(inputs="csv")), (C, "'inputs'")),
+    ("text_column a number", _edit_config(lambda c: c.update(inputs={"text_column": 3})), (C, "'inputs.text_column'")),
+    ("config a FIFO", _fifo(C), (C, "FIFO")),
+    ("config a link to /dev/zero", _link(C, "/dev/zero"), (C, "character device")),
+    ("weights a FIFO", _fifo(W), (W, "FIFO")),
+    ("weights a link to /dev/zero", _link(W, "/dev/zero"), (W, "character device")),
 ]  # fmt: skip
 IDS = [case[0] for case in CORRUPTIONS]
 
@@ -243,10 +294,147 @@ def test_hot_add_refuses_every_corrupted_checkpoint(corrupted, demo_checkpoints)
             assert response.status_code == 422, (case, response.text)
             message = response.json()["detail"][0]["msg"]
             assert len(message.splitlines()) == 1, (case, message)
-            if case != "config missing":  # a folder without a config gets the neutral answer
+            # a folder without a (regular) config gets the neutral answer
+            if case != "config missing" and not (case in NOT_REGULAR and C in needles):
                 for needle in needles:
                     assert needle in message, (case, needle, message)
             assert c.get("/health").json()["status"] == "ok"
         assert [t["name"] for t in c.get("/v1/tasks").json()["tasks"]] == ["ner"]
         good = c.post("/v1/tasks/ok", json={"path": str(demo_checkpoints["sentiment"])}, headers=auth)
         assert good.status_code == 201, good.text
+
+
+# --- files that are not regular files, every field's type, magnitudes, reading the config once -----
+
+NOT_REGULAR = [case for case in IDS if "FIFO" in case or "/dev/zero" in case]
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Fail (instead of hanging the suite) when the block takes longer than `seconds`."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: the file was read as if it were regular")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("case", NOT_REGULAR)
+def test_a_fifo_or_dev_zero_is_refused_at_once(corrupted, case, capsys, tmp_path):
+    """A FIFO would block the open forever, /dev/zero would be read until memory runs out."""
+    folder = corrupted[case]
+    data = tmp_path / "dev.csv"
+    data.write_text("text,label\nfine,positive\n")
+    needles = CORRUPTIONS[IDS.index(case)][2]
+    for args in (
+        ["predict", "--checkpoint", str(folder), "fine"],
+        ["eval", "--checkpoint", str(folder), "--validation-file", str(data)],
+        ["serve", "--prompt", f"bad={folder}", "--port", "0"],
+    ):
+        with _deadline(60):
+            code = main(args)
+        _assert_one_line(code, capsys.readouterr().err.strip(), folder, needles)
+
+
+def test_checkpoint_files_are_read_with_a_size_cap(demo_checkpoints, tmp_path):
+    from ptuning.validation import MAX_CONFIG_BYTES, CheckpointError, read_checkpoint_file
+
+    small = tmp_path / "small.json"
+    small.write_bytes(b" " * 2048)
+    with pytest.raises(CheckpointError, match="2048 bytes, larger than the 1024"):
+        read_checkpoint_file(small, limit=1024)
+    assert read_checkpoint_file(small, limit=2048) == b" " * 2048
+    folder = tmp_path / "huge-config"
+    shutil.copytree(demo_checkpoints["sentiment"], folder)
+    with open(folder / CONFIG_NAME, "r+b") as handle:  # sparse: no disk used
+        handle.truncate(MAX_CONFIG_BYTES + 1)
+    with pytest.raises(CheckpointError, match="larger than"), _deadline(30):
+        validate_config(folder)
+
+
+def _wrong_type(value):
+    """A JSON value of a type no config field has where `value` is (an object is never a leaf)."""
+    return "x" if isinstance(value, dict) else {"bad": 1}
+
+
+def test_every_config_field_is_type_checked(demo_checkpoints, tmp_path):
+    """Each key the writer records (and every field of the prompt config, the task and the input
+    format) given a value of the wrong type: a CheckpointError naming that key, never a later
+    TypeError."""
+    from dataclasses import fields
+
+    from ptuning.data.inputs import InputFormat
+    from ptuning.validation import Checkpoint, CheckpointError
+
+    config = _config(demo_checkpoints["sentiment"])
+    config.update(inputs=InputFormat("jsonl", "s1", "s2").to_dict(), max_seq_length=64)
+    keys = [(key,) for key in config]
+    keys += [("prompt_config", f.name) for f in fields(PromptConfig)]
+    keys += [("task", f.name) for f in fields(TaskSpec)]
+    keys += [("inputs", f.name) for f in fields(InputFormat)]
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for key in keys:
+        broken = json.loads(json.dumps(config))
+        parent = broken if len(key) == 1 else broken[key[0]]
+        parent[key[-1]] = _wrong_type(parent.get(key[-1]))
+        (folder / CONFIG_NAME).write_text(json.dumps(broken))
+        with pytest.raises(CheckpointError) as info:
+            Checkpoint.read(folder)
+        assert f"'{'.'.join(key)}" in str(info.value), (key, str(info.value))
+
+
+def test_weights_of_a_sane_magnitude_pass_and_huge_ones_are_refused(demo_checkpoints, tmp_path, capsys):
+    from ptuning.validation import MAX_ABS_WEIGHT
+
+    for factor, code in ((MAX_ABS_WEIGHT / 10, 0), (MAX_ABS_WEIGHT * 10, 2)):
+        folder = tmp_path / f"x{factor:g}"
+        shutil.copytree(demo_checkpoints["sentiment"], folder)
+        # every tensor scaled so that its largest value is `factor`
+        _tensor(lambda s: [t.mul_(factor / float(t.abs().max())) for t in s.values() if t.any()])(folder)  # noqa: B023
+        assert main(["predict", "--checkpoint", str(folder), "fine"]) == code
+        captured = capsys.readouterr()
+        if code == 0:
+            json.loads(captured.out)  # valid JSON: no NaN
+        else:
+            assert "values up to" in captured.err and captured.out == ""
+
+
+def test_predict_never_prints_nan(demo_checkpoints, monkeypatch, capsys):
+    """Weights the validator lets through may still overflow on some input: an error, not NaN."""
+    import numpy as np
+
+    from ptuning.inference import Predictor
+
+    def overflowing(self, features):
+        return [np.full(len(self.spec.labels), np.nan, dtype=np.float32) for _ in features]
+
+    monkeypatch.setattr(Predictor, "logits", overflowing)
+    folder = demo_checkpoints["sentiment"]
+    code = main(["predict", "--checkpoint", str(folder), "fine"])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _assert_one_line(code, captured.err.strip(), folder, ("NaN",))
+
+
+def test_a_predictor_reads_its_checkpoint_config_once(demo_checkpoints, monkeypatch):
+    from ptuning import validation
+    from ptuning.inference import Predictor
+
+    reads: list[str] = []
+    original = validation.read_checkpoint_file
+
+    def counting(path, **kwargs):
+        reads.append(Path(path).name)
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(validation, "read_checkpoint_file", counting)
+    predictor = Predictor.from_checkpoint(demo_checkpoints["sentiment"])
+    assert reads.count(CONFIG_NAME) == 1, reads
+    assert predictor.predict(["fine"])[0]["label"] in ("negative", "positive")

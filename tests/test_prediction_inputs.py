@@ -3,17 +3,20 @@ what a checkpoint records about its inputs, and what older checkpoints fall back
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import shutil
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 
 from ptuning.cli import main
 from ptuning.data import DataError, TaskSpec
-from ptuning.data.inputs import InputFormat, read_prediction_inputs
+from ptuning.data.inputs import InputFormat, parse_input, read_prediction_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = TaskSpec("pairs", "classification", ("neg", "pos"))
@@ -183,3 +186,165 @@ def test_help_texts_and_serving_docs_use_the_real_default_folders(capsys):
         for folder in PATH_IN_DOCS.findall(text):
             # "tune-": ptuning tune's outputs/tune-<task>-<method>
             assert folder in ("", "tune-", "<task>-<method>") or METHOD_SUFFIX.search(folder), folder
+
+
+# --- one input rule for predict, eval and serve: trained columns, pairs, visible text ---------------
+
+NLI_FORMAT = InputFormat("jsonl", text_column="premise", text_pair_column="hypothesis", label_column="gold")
+
+
+def _parse_error(item, spec=PAIRS, fmt=NLI_FORMAT) -> str:
+    with pytest.raises(DataError) as info:
+        parse_input(spec, item, 0, fmt)
+    return str(info.value)
+
+
+def test_parse_input_takes_the_trained_columns_and_requires_the_pair():
+    both = {"text": "a", "text_pair": "b"}
+    assert parse_input(PAIRS, {"premise": "a", "hypothesis": "b"}, 0, NLI_FORMAT) == both
+    assert parse_input(PAIRS, {"premise": "a", "hypothesis": "b", "gold": "pos"}, 0, NLI_FORMAT) == both
+    assert parse_input(PAIRS, both, 0, NLI_FORMAT) == both  # the generic keys as well
+    assert parse_input(PAIRS, {"premise": "a", "text_pair": "b"}, 0, NLI_FORMAT) == both
+    message = _parse_error({"premise": "a"})
+    assert "'hypothesis' (or 'text_pair') is missing" in message and "text pairs" in message
+    assert "trained on text pairs" in _parse_error("a premise alone")
+    assert "'hypothesis' (or 'text_pair') is missing" in _parse_error({"premise": "a", "hypothesis": None})
+    assert "both give the text" in _parse_error({"premise": "a", "text": "b", "hypothesis": "c"})
+    message = _parse_error({"premise": "a", "hypothesis": "b", "sentence": "c"})
+    assert "'sentence'" in message and "'premise' (or 'text')" in message
+    # a single-text checkpoint: its column, or text; a plain string; the pair stays optional
+    ticket = InputFormat("csv", text_column="ticket", label_column="queue")
+    assert parse_input(PAIRS, {"ticket": "awful"}, 0, ticket) == {"text": "awful", "text_pair": None}
+    assert parse_input(PAIRS, "awful", 0, ticket) == {"text": "awful", "text_pair": None}
+    assert "'ticket' (or 'text') must be a string; it is missing" in _parse_error({"queue": "x"}, fmt=ticket)
+    # without a recorded format (or for other task types) the generic keys only, as before
+    assert "'premise'" in _parse_error({"premise": "a", "hypothesis": "b"}, fmt=None)
+    assert parse_input(QA, {"question": "q", "context": "c"}, 0, NLI_FORMAT)["question"] == "q"
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\x00", "\ufeff", " \u200b\t\u00a0", "\u2028", "\u200d\u200c"])
+def test_text_with_no_visible_character_is_empty(text):
+    assert "is empty" in _parse_error(text, fmt=None)
+    assert "is empty" in _parse_error({"text": "fine", "text_pair": text}, fmt=None)
+    assert "is empty" in _parse_error({"tokens": ["John", text]}, spec=NER, fmt=None)
+
+
+@pytest.mark.parametrize("text", ["é", "😀", "a\u200b", "\u00a0x", "日本"])
+def test_text_with_a_visible_character_is_text(text):
+    assert parse_input(PAIRS, text, 0)["text"] == text
+
+
+def test_txt_files_and_stdin(tmp_path):
+    txt = _write(tmp_path / "reviews.txt", "a fine film\n\n   \ndull and overlong\r\n")
+    read = read_prediction_inputs(txt, PAIRS, InputFormat())
+    assert read.items == ["a fine film", "dull and overlong"] and not read.has_ids
+    assert read_prediction_inputs(txt, NER, InputFormat("conll")).items == [
+        "a fine film",
+        "dull and overlong",
+    ]
+    message = _error(txt, fmt=NLI_FORMAT)  # one text a line cannot be a pair
+    assert "reviews.txt, line 1" in message and "text pairs" in message
+    stdin = io.BytesIO(b'{"id": 3, "premise": "a", "hypothesis": "b"}\n\n"c"\n')
+    with pytest.raises(DataError, match=r"<stdin>, line 3: .*text pairs"):
+        read_prediction_inputs("-", PAIRS, NLI_FORMAT, stdin=stdin)
+    stdin = io.BytesIO(b'{"id": 3, "premise": "a", "hypothesis": "b"}\n\n{"text": "c", "text_pair": "d"}\n')
+    read = read_prediction_inputs("-", PAIRS, NLI_FORMAT, stdin=stdin)
+    assert read.items == [{"text": "a", "text_pair": "b"}, {"text": "c", "text_pair": "d"}]
+    assert read.ids == [3, None]
+    read = read_prediction_inputs("-", PAIRS, InputFormat(), stdin=io.BytesIO(b"great {fun}\n\nbad\n"))
+    assert read.items == ["great {fun}", "bad"]
+    with pytest.raises(DataError, match=r"<stdin>, line 2: expected UTF-8"):
+        read_prediction_inputs("-", PAIRS, InputFormat(), stdin=io.BytesIO(b"fine\ncaf\xe9\n"))
+    with pytest.raises(DataError, match=r"<stdin>: no inputs found"):
+        read_prediction_inputs("-", PAIRS, InputFormat(), stdin=io.BytesIO(b"\n \n"))
+
+
+@pytest.fixture(scope="module")
+def nli_checkpoint(demo_checkpoints, tmp_path_factory) -> Path:
+    """The demo sentiment checkpoint, as if trained on JSONL files with --text-pair-column hypothesis."""
+    from ptuning.checkpoint import CONFIG_NAME
+
+    folder = tmp_path_factory.mktemp("nli") / "nli"
+    shutil.copytree(demo_checkpoints["sentiment"], folder)
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config["inputs"] = NLI_FORMAT.to_dict()
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    return folder
+
+
+def _one_line(code: int, err: str, *needles: str) -> None:
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_a_pair_trained_checkpoint_requires_the_pair(nli_checkpoint, tmp_path, capsys):
+    from ptuning.inference import Predictor
+
+    code = main(["predict", "--checkpoint", str(nli_checkpoint), "a premise alone"])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _one_line(code, captured.err.strip(), "input 0", "text pairs", "'hypothesis'")
+    premises = _write(tmp_path / "premises.jsonl", '{"premise": "a", "hypothesis": "b"}\n{"premise": "c"}\n')
+    code = main(["predict", "--checkpoint", str(nli_checkpoint), "--input", str(premises)])
+    _one_line(code, capsys.readouterr().err.strip(), "premises.jsonl, line 2", "'hypothesis'")
+    pairs = _write(tmp_path / "pairs.jsonl", '{"premise": "a", "hypothesis": "b", "gold": "pos"}\n')
+    assert main(["predict", "--checkpoint", str(nli_checkpoint), "--input", str(pairs)]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in ("negative", "positive")
+    # the predictor the server builds per task parses the same way (the rule is in parse_input)
+    predictor = Predictor.from_checkpoint(nli_checkpoint)
+    with pytest.raises(DataError, match="'hypothesis' \\(or 'text_pair'\\) is missing"):
+        predictor.prepare([{"premise": "a"}])
+    with pytest.raises(DataError, match="text pairs"):
+        predictor.prepare(["a premise alone"])
+    assert len(predictor.predict([{"premise": "a", "hypothesis": "b"}])) == 1
+    # eval reads the validation file's trained pair column too
+    dev = _write(tmp_path / "dev.jsonl", '{"premise": "a", "gold": "positive"}\n')
+    code = main(["eval", "--checkpoint", str(nli_checkpoint), "--validation-file", str(dev)])
+    _one_line(code, capsys.readouterr().err.strip(), "dev.jsonl, line 1", "'hypothesis'")
+
+
+def test_predict_refuses_to_overwrite_its_input(demo_checkpoints, tmp_path, capsys, monkeypatch):
+    checkpoint = str(demo_checkpoints["sentiment"])
+    inputs = _write(tmp_path / "in.jsonl", '"a fine film"\n')
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.jsonl").symlink_to(inputs)
+    os.link(inputs, tmp_path / "hard.jsonl")
+    monkeypatch.chdir(tmp_path)
+    for output in (str(inputs), "in.jsonl", "./sub/../in.jsonl", str(tmp_path / "link.jsonl"), "hard.jsonl"):
+        code = main(["predict", "--checkpoint", checkpoint, "--input", "in.jsonl", "--output", output])
+        _one_line(code, capsys.readouterr().err.strip(), "--output", "--input", "in.jsonl")
+        assert inputs.read_text() == '"a fine film"\n'
+    code = main(["predict", "--checkpoint", checkpoint, "--input", "link.jsonl", "--output", "in.jsonl"])
+    _one_line(code, capsys.readouterr().err.strip(), "--output")
+    assert main(["predict", "--checkpoint", checkpoint, "--input", "in.jsonl", "--output", "out.jsonl"]) == 0
+    assert json.loads((tmp_path / "out.jsonl").read_text())["label"] in ("negative", "positive")
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+
+def test_predict_reads_txt_and_stdin_and_shows_progress_only_on_a_terminal(
+    demo_checkpoints, tmp_path, capsys, monkeypatch
+):
+    checkpoint = str(demo_checkpoints["sentiment"])
+    txt = _write(tmp_path / "reviews.txt", "a fine film\n\ndull and overlong\nfunny\n")
+    assert main(["predict", "--checkpoint", checkpoint, "--input", str(txt), "--batch-size", "2"]) == 0
+    captured = capsys.readouterr()
+    from_file = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(from_file) == 3 and captured.err == ""  # stderr is no terminal here: no bar
+    monkeypatch.setattr(sys, "stdin", _Stdin(b"a fine film\ndull and overlong\n\nfunny\n"))
+    assert main(["predict", "--checkpoint", checkpoint, "--input", "-"]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == from_file
+    monkeypatch.setattr(sys, "stdin", _Stdin(b'{"text": "a fine film", "id": "x"}\n'))
+    assert main(["predict", "--checkpoint", checkpoint, "--input", "-"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"id": "x", **from_file[0]}
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["predict", "--checkpoint", checkpoint, "--input", str(txt), "--batch-size", "2"]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line) for line in captured.out.splitlines()] == from_file  # the bar is on stderr
+    assert "3/3" in captured.err and "100%" in captured.err
+    assert main(["predict", "--checkpoint", checkpoint, "a fine film"]) == 0  # texts: no bar
+    assert "100%" not in capsys.readouterr().err

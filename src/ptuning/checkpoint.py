@@ -31,6 +31,7 @@ from .data.spec import TaskSpec
 from .validation import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    Checkpoint,
     CheckpointError,
     check_tensors,
     load_finite,
@@ -175,13 +176,14 @@ def save_checkpoint(
 
 def is_handcrafted(directory) -> bool:
     """True when the folder holds a handcrafted-prompt checkpoint (a template, no weights)."""
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        return False
+    if isinstance(directory, Checkpoint):
+        return directory.handcrafted
     try:
-        return json.loads(path.read_text()).get("prompt_config", {}).get("method") == HANDCRAFTED
-    except (ValueError, AttributeError, OSError, RecursionError):  # not JSON, not UTF-8, not an object
+        config = read_config_file(directory)
+    except CheckpointError:  # missing, not a regular file, not JSON: not a handcrafted one
         return False
+    prompt = config.get("prompt_config")
+    return isinstance(prompt, dict) and prompt.get("method") == HANDCRAFTED
 
 
 def read_config(directory) -> dict[str, Any]:
@@ -192,28 +194,10 @@ def read_config(directory) -> dict[str, Any]:
 def recorded_inputs(directory) -> tuple[InputFormat, int | None]:
     """The input format and max sequence length a checkpoint was trained with. Checkpoints from
     before they were recorded: train_config.json beside them where present, else the defaults
-    (`InputFormat()`, and None: the command's own default length)."""
-    # a handcrafted checkpoint (a template, no weights) is outside the prompt-weights schema
-    config = read_config_file(directory) if is_handcrafted(directory) else read_config(directory)
-    source: Any = config
-    if "inputs" not in config and "max_seq_length" not in config:
-        saved = Path(directory) / "train_config.json"
-        try:
-            source = json.loads(saved.read_text()) if saved.is_file() else {}
-        except (OSError, ValueError):
-            source = {}
-        source = source if isinstance(source, dict) else {}
-        source = {"inputs": source, "max_seq_length": source.get("max_seq_length")}
-    try:
-        inputs = InputFormat.from_dict(source.get("inputs"))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: bad 'inputs' ({exc})") from None
-    length = source.get("max_seq_length")
-    if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
-        raise CheckpointError(
-            f"{Path(directory) / CONFIG_NAME}: 'max_seq_length' must be a positive integer, got {length!r}"
-        )
-    return inputs, length
+    (`InputFormat()`, and None: the command's own default length). A loader that needs more of the
+    checkpoint reads it once with `Checkpoint.read` and takes both from it."""
+    checkpoint = Checkpoint.read(directory)
+    return checkpoint.inputs, checkpoint.max_seq_length
 
 
 def spec_from_config(config: dict[str, Any]) -> TaskSpec:

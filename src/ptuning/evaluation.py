@@ -3,7 +3,6 @@ saved checkpoint on a task's split (`evaluate_checkpoint`, behind `ptuning eval`
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -64,23 +63,20 @@ def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
         )
 
 
-def _recorded_user_data(checkpoint: Path, spec: TaskSpec, inputs: InputFormat):
-    """The own data a checkpoint was trained on (from its train_config.json), read its way: the
-    validation file, a DatasetDict's validation part, or the split the run held out."""
+def _recorded_user_data(checkpoint, spec: TaskSpec, inputs: InputFormat):
+    """The own data a checkpoint (a `Checkpoint`) was trained on (from its train_config.json), read its
+    way: the validation file, a DatasetDict's validation part, or the split the run held out."""
     from .data.readers import is_in_memory_record
 
-    saved = checkpoint / "train_config.json"
-    try:
-        cfg = json.loads(saved.read_text())
-        train_file, validation_file = cfg["train_file"], cfg["validation_file"]
-    except (OSError, ValueError, KeyError, TypeError):
-        cfg, train_file = {}, None
+    saved = Path(checkpoint) / "train_config.json"
+    cfg = checkpoint.train_config
+    train_file, validation_file = (cfg.get(k) for k in ("train_file", "validation_file"))
     if is_in_memory_record(train_file) or is_in_memory_record(validation_file):
         raise DataError(
             f"checkpoint {checkpoint} was trained on data passed from Python, which {saved} cannot hold: "
             "give --validation-file FILE"
         )
-    if not train_file:
+    if not (train_file and isinstance(train_file, str) and isinstance(validation_file, str | None)):
         raise DataError(
             f"checkpoint {checkpoint} was trained on your own files, and {saved} does not say which: "
             "give --validation-file FILE"
@@ -127,29 +123,25 @@ def evaluate_checkpoint(
     `max_seq_length` defaults to the recorded one (else 128). Labels are matched by name, so a file
     or task with the same labels in another order scores correctly. `bf16`: True / False / None (what
     the training run chose, else the default of `ptuning.precision`)."""
-    from .checkpoint import recorded_inputs
-    from .handcrafted import is_handcrafted, load_handcrafted
+    from .checkpoint import Checkpoint
+    from .handcrafted import load_handcrafted
 
-    handcrafted = is_handcrafted(checkpoint)
-    recorded, recorded_length = recorded_inputs(checkpoint)
-    inputs = replace(recorded, **(columns or {}))
-    max_seq_length = max_seq_length or recorded_length or 128
+    checkpoint = Checkpoint.read(checkpoint)  # its config read and checked once, for every step
+    handcrafted = checkpoint.handcrafted
+    inputs = replace(checkpoint.inputs, **(columns or {}))
+    max_seq_length = max_seq_length or checkpoint.max_seq_length or 128
     if handcrafted:
         model, tokenizer = load_handcrafted(checkpoint, max_length=max_seq_length), None
     else:
         model, tokenizer = PromptModel.from_pretrained(checkpoint)
     spec = model.spec
     if bf16 is None:  # evaluate in the precision the run trained (and evaluated) in
-        try:
-            saved = json.loads((Path(checkpoint) / "train_config.json").read_text())
-        except (OSError, ValueError, RecursionError):
-            saved = {}
-        bf16 = saved.get("bf16") if isinstance(saved, dict) else None
+        bf16 = checkpoint.train_config.get("bf16")
         bf16 = bf16 if isinstance(bf16, bool) else None
     if validation_file:
         data = _load_user_files(spec, validation_file, validation_file, inputs)
     elif task is None and inputs.file_format != "builtin":
-        data = _recorded_user_data(Path(checkpoint), spec, inputs)
+        data = _recorded_user_data(checkpoint, spec, inputs)
     else:
         data = load_task(task or spec.name, data_dir)
     if split not in ("validation", "train"):

@@ -14,8 +14,13 @@ Outputs:
 Every output also says `"truncated": true` when the input was longer than the model's limit.
 
 Input rules, the same for every task type: an object may hold only its type's fields; every text
-(a string input, a text field, each choice, each token) must hold a non-space character and be
-valid Unicode (no unpaired surrogate, which is what invalid UTF-8 on a command line decodes to).
+(a string input, a text field, each choice, each token) must hold a visible character (not only
+spaces, controls or zero-width characters) and be valid Unicode (no unpaired surrogate, which is
+what invalid UTF-8 on a command line decodes to). A classification or regression checkpoint that
+recorded its training columns also takes them as keys (`{"review": ...}`, its label column
+ignored), and one trained on text pairs needs the pair (`ptuning.data.inputs.parse_input`).
+Answers are finite numbers: a model whose outputs overflow to NaN or infinity is an error, never
+an answer.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ import torch
 
 from .data import encode, make_collator
 from .data.inputs import FIELDS as FIELDS  # re-exported: the input rules above live in data.inputs
-from .data.inputs import parse_input
+from .data.inputs import InputFormat, parse_input
 from .data.spec import TaskSpec
 from .decode import format_outputs  # its home before decode.py
+from .errors import CheckpointError
 from .heads import head_class
 from .modeling import PromptModel
 from .precision import hold_frozen_in_bf16, resolve_precision
@@ -51,8 +57,14 @@ class Predictor:
         max_length: int = 256,
         batch_size: int = 32,
         bf16: bool | None = None,
+        inputs: InputFormat | None = None,
+        source: str = "",
     ) -> None:
+        """`inputs`: the checkpoint's recorded input format, for `parse_input` (its trained column
+        names, a required pair). `source`: the checkpoint, named by errors about its answers."""
         self.model = model.eval()
+        self.inputs = inputs
+        self.source = source
         self.precision = resolve_precision(bf16, next(model.parameters()).device.type, answers=True)
         if self.precision.bf16:
             hold_frozen_in_bf16(self.model)
@@ -65,22 +77,24 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path, *, max_length: int | None = None, **kwargs) -> Predictor:
-        """`max_length` None: the length the checkpoint was trained with (256 if it did not record one)."""
-        from .checkpoint import recorded_inputs
-        from .handcrafted import is_handcrafted
+        """`max_length` None: the length the checkpoint was trained with (256 if it did not record one).
+        `path`: a folder, or a `Checkpoint` already read; its config is read and checked once."""
+        from .checkpoint import Checkpoint
 
-        if is_handcrafted(path):  # a template + verbalizer: same `predict`, no prompt model
+        checkpoint = Checkpoint.read(path)
+        if checkpoint.handcrafted:  # a template + verbalizer: same `predict`, no prompt model
             from .handcrafted.run import HandcraftedPredictor
 
             kwargs.pop("bf16", None)  # the template scorer runs in float32 (it trains nothing)
-            return HandcraftedPredictor.from_checkpoint(path, max_length=max_length, **kwargs)
-        model, tokenizer = PromptModel.from_pretrained(path)
-        max_length = max_length or recorded_inputs(path)[1] or 256
-        return cls(model, tokenizer, max_length=max_length, **kwargs)
+            return HandcraftedPredictor.from_checkpoint(checkpoint, max_length=max_length, **kwargs)
+        model, tokenizer = PromptModel.from_pretrained(checkpoint)
+        max_length = max_length or checkpoint.max_seq_length or 256
+        kwargs.setdefault("inputs", checkpoint.inputs)
+        return cls(model, tokenizer, max_length=max_length, source=str(checkpoint), **kwargs)
 
     def prepare(self, inputs: Sequence[Any]) -> tuple[list[dict], list[dict], list[bool]]:
         """Examples, features and truncation flags (raises DataError naming the bad input)."""
-        examples = [parse_input(self.spec, item, i) for i, item in enumerate(inputs)]
+        examples = [parse_input(self.spec, item, i, self.inputs) for i, item in enumerate(inputs)]
         flags = [self.model.head.truncated(ex, self.tokenizer, self.max_length) for ex in examples]
         features = encode(self.spec, examples, self.tokenizer, self.max_length, for_training=False)
         return examples, features, flags
@@ -100,4 +114,20 @@ class Predictor:
 
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         examples, features, flags = self.prepare(inputs)
-        return format_outputs(self.spec, examples, features, self.logits(features), flags)
+        logits = self.logits(features)
+        check_finite(logits, self.source)
+        return format_outputs(self.spec, examples, features, logits, flags)
+
+
+def check_finite(logits, source: str = "") -> None:
+    """Refuse model outputs holding NaN or infinity (CheckpointError): weights the validator let
+    through can still overflow in the forward pass, and a NaN answer is no answer (nor JSON)."""
+    parts = logits if isinstance(logits, tuple) else (logits,)
+    for part in parts:
+        for value in part:
+            if not np.isfinite(np.asarray(value, dtype=np.float64)).all():
+                where = f"checkpoint {source}" if source else "the checkpoint"
+                raise CheckpointError(
+                    f"{where}: the model's outputs overflow to NaN or infinity; expected finite scores "
+                    "(its weights are too large for the forward pass: retrain, or lower the learning rate)"
+                )

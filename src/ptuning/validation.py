@@ -1,37 +1,124 @@
 """The one checkpoint validator that every loader runs (eval, predict, serve, adding a task).
 
 A checkpoint is checked in three steps, each before the next allocates anything:
-  1. `validate_config`: `ptuning_config.json` is UTF-8 JSON, an object, with the known keys of the
-     right types, ranges and enums (unknown extra keys are tolerated, for newer writers);
+  1. `validate_config`: `ptuning_config.json` is a regular file of at most `MAX_CONFIG_BYTES`, UTF-8
+     JSON, an object whose every string is valid Unicode, with every key the writer records of the
+     right type, range or enum (unknown extra keys are tolerated, for newer writers);
   2. `read_header`: `prompt.safetensors` is a safetensors file whose header parses (read by the
      safetensors library, without loading the tensors): truncated files, huge header lengths and
      shapes that claim more bytes than the file holds are refused here;
   3. `check_tensors`: the header's names, dtypes and shapes are those the config and the backbone
-     call for (`expected_tensors`); then `load_finite` loads the tensors and refuses NaN and infinity.
+     call for (`expected_tensors`); then `load_finite` loads the tensors and refuses NaN, infinity
+     and magnitudes above `MAX_ABS_WEIGHT` (finite, but they overflow the forward pass to NaN).
+Every file of a checkpoint is opened by `read_checkpoint_file` / `check_regular_file`: only a regular
+file (links resolved), never more than a size cap, so a FIFO or a link to /dev/zero is refused
+instead of hanging or filling memory. `Checkpoint.read` reads and checks a folder's config once;
+a `Checkpoint` is path-like, and every loader given one reuses its checked config.
 Every failure is a `CheckpointError` of one line naming the file and what was expected.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
 from .backbones import geometry
-from .config import METHODS
+from .config import HANDCRAFTED, METHODS, PrefixInit
+from .data.inputs import FILE_FORMATS, InputFormat
 from .data.spec import TASK_TYPES
 from .errors import CheckpointError as CheckpointError  # re-exported: its home before ptuning.errors
 
 CONFIG_NAME = "ptuning_config.json"
 WEIGHTS_NAME = "prompt.safetensors"
+TRAIN_CONFIG_NAME = "train_config.json"
 MAX_PREFIX_LEN = 4096
 MAX_PROJECTION_HIDDEN = 16384
 MAX_LABELS = 100_000
+MAX_SEQ_LENGTH = 1_000_000
+# A config holds names, labels and notes: even 100k long labels stay far below this.
+MAX_CONFIG_BYTES = 64 * 2**20
+# A fine-tune checkpoint carries its backbone: the largest supported one is a few GiB.
+MAX_WEIGHTS_BYTES = 64 * 2**30
+# Trained prompts and heads (and backbones) stay far below this; much larger finite values overflow
+# the forward pass (attention scores, a layer norm's squares) to infinity and the answers to NaN.
+MAX_ABS_WEIGHT = 1e6
 FLOAT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
+
+
+# --- opening a checkpoint's files ---------------------------------------------------------------
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_stat(path: Path, info: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a plain file")
+        raise CheckpointError(
+            f"{path}: not a regular file ({kind}); expected the file `ptuning train` writes"
+        )
+    if info.st_size > limit:
+        raise CheckpointError(
+            f"{path}: {info.st_size} bytes, larger than the {limit} a checkpoint file may be"
+        )
+
+
+def check_regular_file(path: str | Path, *, limit: int = MAX_WEIGHTS_BYTES) -> None:
+    """Refuse `path` unless it is a regular file (links resolved) of at most `limit` bytes: what a
+    file is checked for before a library (safetensors) opens it. FileNotFoundError passes through."""
+    path = Path(path)
+    try:
+        info = os.stat(path)  # follows links: a link to a FIFO or /dev/zero is what it points at
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    _check_stat(path, info, limit)
+
+
+def read_checkpoint_file(path: str | Path, *, limit: int = MAX_CONFIG_BYTES) -> bytes:
+    """The bytes of one checkpoint file, read only if it is a regular file (links resolved) and
+    never more than `limit` bytes (CheckpointError otherwise). FileNotFoundError passes through."""
+    path = Path(path)
+    check_regular_file(path, limit=limit)
+    try:
+        # non-blocking: should the file be swapped for a FIFO after the check, opening cannot hang
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        _check_stat(path, os.fstat(fd), limit)
+        os.set_blocking(fd, True)
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if size > limit:  # it grew while read
+        raise CheckpointError(f"{path}: larger than the {limit} bytes a checkpoint file may be")
+    return b"".join(chunks)
 
 
 # --- step 1: the config -------------------------------------------------------------------------
@@ -67,11 +154,14 @@ class _Schema:
             return False
         return True
 
-    def string(self, key: str, *, required: bool = True, nonempty: bool = True) -> None:
+    def string(self, key: str, *, required: bool = True, nonempty: bool = True, null: bool = False) -> None:
         if self.present(key, required):
             value = self.data[key]
+            if value is None and null:
+                return
             if not isinstance(value, str) or (nonempty and not value):
-                raise self.fail(key, "a non-empty string" if nonempty else "a string")
+                expected = "a non-empty string" if nonempty else "a string"
+                raise self.fail(key, expected + (" or null" if null else ""))
 
     def enum(self, key: str, choices: tuple[str, ...], *, required: bool = True) -> None:
         if self.present(key, required) and self.data[key] not in choices:
@@ -112,15 +202,38 @@ class _Schema:
         return _Schema(self.path, self.data[key], f"{self.prefix}{key}.")
 
 
+def _bad_string(value: Any) -> str | None:
+    """What names the first string (key or value) in `value` that is not valid Unicode, and why."""
+    stack: list[tuple[Any, str, str]] = [(value, "", "")]  # (item, its path, how messages name it)
+    while stack:  # a stack, not recursion: JSON may nest as deep as the parser allowed
+        item, at, label = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                path = f"{at}.{key}" if at else str(key)
+                stack.append((key, path, f"a key of '{at}'" if at else "a top-level key"))
+                stack.append((child, path, f"'{path}'"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{at}[{i}]", f"'{at}[{i}]'") for i, child in enumerate(item))
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                why = f"unpaired surrogate U+{ord(item[exc.start]):04X} at character {exc.start}"
+                message = f"{label} is not valid Unicode text ({why})"
+                return message.encode("utf-8", "backslashreplace").decode()  # a key may hold one too
+    return None
+
+
 def read_config_file(directory: str | Path) -> dict[str, Any]:
-    """The parsed JSON object of `ptuning_config.json` (no schema checks)."""
+    """The parsed JSON object of `ptuning_config.json`, every string in it valid Unicode (no schema
+    checks). A `Checkpoint` gives the config it read."""
+    if isinstance(directory, Checkpoint):
+        return directory.config
     path = Path(directory) / CONFIG_NAME
     try:
-        raw = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raw = read_checkpoint_file(path)
+    except (FileNotFoundError, NotADirectoryError):
         raise CheckpointError(f"{directory} is not a ptuning checkpoint: {CONFIG_NAME} is missing") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -133,17 +246,39 @@ def read_config_file(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: JSON nested too deeply; expected a flat JSON object") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got a JSON {type(data).__name__}")
+    bad = _bad_string(data)
+    if bad is not None:  # a lone surrogate ("\ud800" in the JSON) fails every later print or encode
+        raise CheckpointError(f"{path}: {bad}; expected UTF-8 text")
     return data
 
 
-def validate_config(directory: str | Path) -> dict[str, Any]:
-    """The checkpoint's config after the schema checks (raises CheckpointError naming the key)."""
-    path = Path(directory) / CONFIG_NAME
-    config = read_config_file(directory)
+def check_inputs(path: Path, config: Mapping[str, Any]) -> None:
+    """The recorded input format (`inputs`) and `max_seq_length`, of any checkpoint kind."""
+    top = _Schema(path, config)
+    top.integer("max_seq_length", 1, MAX_SEQ_LENGTH, null=True)
+    if "inputs" in config:
+        inputs = top.object("inputs")
+        inputs.enum("file_format", FILE_FORMATS, required=False)
+        inputs.string("text_column", required=False)
+        inputs.string("text_pair_column", required=False, null=True)
+        inputs.string("label_column", required=False)
+        inputs.integer("tag_column", -1000, 1000)
+
+
+def check_config(path: Path, config: Mapping[str, Any]) -> None:
+    """The schema of a prompt checkpoint's config (`path` names the file in the errors)."""
+    from .config import PromptConfig
+
     top = _Schema(path, config)
     top.string("backbone", nonempty=False)  # empty for a model built from an in-memory backbone
     top.string("backbone_fingerprint")
+    top.string("backbone_model_type", required=False, nonempty=False)
+    top.string("ptuning_version", required=False, nonempty=False)
+    top.integer("format_version", 0, 1_000_000)
+    top.integer("checkpoint_bytes", 0, 2**62)
+    top.integer("backbone_bytes", 0, 2**62)
     top.boolean("prefix_folded")
+    check_inputs(path, config)
     prompt = top.object("prompt_config")
     prompt.enum("method", METHODS)
     method = prompt.data["method"]
@@ -151,16 +286,20 @@ def validate_config(directory: str | Path) -> dict[str, Any]:
     prompt.boolean("prefix_projection")
     prompt.integer("projection_hidden", 1, MAX_PROJECTION_HIDDEN)
     prompt.number("prompt_dropout", 0.0, 1.0)
+    prompt.boolean("prompt_dropout_per_example")
     prompt.number("head_dropout", 0.0, 1.0)
     prompt.number("init_std", 0.0, 1e6)
     prompt.integer("prompt_layers", 1, 10_000, null=True)
     prompt.enum("pooling", ("cls", "mean"), required=False)
+    prompt.enum("prefix_init", get_args(PrefixInit), required=False)
     task = top.object("task")
     task.string("name")
     task.enum("task_type", TASK_TYPES)
     task.strings("labels")
     task.string("metric", required=False)
     task.integer("num_choices", 0, 1000)
+    task.boolean("null_answers")
+    task.number("null_threshold", -1e9, 1e9)
     task.strings("notes")
     kind = task.data["task_type"]
     labels = task.data.get("labels", [])
@@ -169,7 +308,91 @@ def validate_config(directory: str | Path) -> dict[str, Any]:
             raise task.fail("labels", f"a non-empty list of label names for a {kind} task")
         if len(set(labels)) != len(labels):
             raise task.fail("labels", "a list of distinct label names")
+    try:  # combinations the types alone allow (prefix_init 'vocab' with the MLP, ...)
+        PromptConfig.from_dict(prompt.data)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: 'prompt_config' is inconsistent ({exc})") from None
+
+
+def validate_config(directory: str | Path) -> dict[str, Any]:
+    """The checkpoint's config after the schema checks (raises CheckpointError naming the key)."""
+    if isinstance(directory, Checkpoint) and not directory.handcrafted:
+        return directory.config  # checked when it was read
+    config = read_config_file(directory)
+    check_config(Path(directory) / CONFIG_NAME, config)
     return config
+
+
+def _read_train_config(directory: Path) -> dict[str, Any]:
+    """train_config.json beside a checkpoint ({} where absent or not a JSON object)."""
+    try:
+        raw = read_checkpoint_file(directory / TRAIN_CONFIG_NAME)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON: as good as absent (it is a record)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint(os.PathLike):
+    """A checkpoint folder whose config was read and checked once (`Checkpoint.read`).
+
+    It is path-like (`os.fspath`, `Path(...)`, `str` give the folder), so it can stand wherever a
+    loader takes a folder (`PromptModel.from_pretrained`, `load_handcrafted`, ...); those that read
+    the config (`read_config_file`, `validate_config`, `is_handcrafted`, `recorded_inputs`) take
+    the checked one from it instead of reading the file again."""
+
+    directory: Path
+    config: dict[str, Any]
+    handcrafted: bool
+    inputs: InputFormat
+    max_seq_length: int | None
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.directory)
+
+    def __str__(self) -> str:
+        return str(self.directory)
+
+    @classmethod
+    def read(cls, directory: str | Path | Checkpoint) -> Checkpoint:
+        """The folder's config read once and checked: the prompt-weights schema, or for a
+        handcrafted checkpoint (a template, no weights) its JSON only; then its recorded inputs."""
+        if isinstance(directory, Checkpoint):
+            return directory
+        directory = Path(directory)
+        path = directory / CONFIG_NAME
+        config = read_config_file(directory)
+        prompt = config.get("prompt_config")
+        handcrafted = isinstance(prompt, dict) and prompt.get("method") == HANDCRAFTED
+        if handcrafted:
+            check_inputs(path, config)
+        else:
+            check_config(path, config)
+        source: Mapping[str, Any] = config
+        if "inputs" not in config and "max_seq_length" not in config:
+            # written before they were recorded: train_config.json beside it, else the defaults
+            saved = _read_train_config(directory)
+            known = {  # None: the default, as `InputFormat.from_dict` reads it
+                k: v
+                for k, v in saved.items()
+                if k in InputFormat.__dataclass_fields__ and (v is not None or k == "text_pair_column")
+            }
+            source = {"inputs": known, "max_seq_length": saved.get("max_seq_length")}
+            check_inputs(directory / TRAIN_CONFIG_NAME, source)
+        try:
+            inputs = InputFormat.from_dict(source.get("inputs"))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: bad 'inputs' ({exc})") from None
+        return cls(directory, config, handcrafted, inputs, source.get("max_seq_length"))
+
+    @functools.cached_property
+    def train_config(self) -> dict[str, Any]:
+        """The training run's train_config.json beside it ({} where absent or not a JSON object)."""
+        return _read_train_config(self.directory)
 
 
 # --- step 2: the safetensors header -------------------------------------------------------------
@@ -180,8 +403,10 @@ def read_header(directory: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]
     from safetensors import safe_open
 
     path = Path(directory) / WEIGHTS_NAME
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_NAME}")
+    try:
+        check_regular_file(path, limit=MAX_WEIGHTS_BYTES)
+    except (FileNotFoundError, NotADirectoryError):
+        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_NAME}") from None
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty (0 bytes); expected a safetensors file")
     try:
@@ -277,12 +502,16 @@ def check_tensors(
 
 
 def load_finite(directory: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checked file; NaN or infinity anywhere is a CheckpointError."""
+    """The tensors of a checked file; NaN, infinity or a magnitude above `MAX_ABS_WEIGHT` anywhere
+    is a CheckpointError."""
     from safetensors.torch import load_file
 
     path = Path(directory) / WEIGHTS_NAME
     try:
+        check_regular_file(path, limit=MAX_WEIGHTS_BYTES)
         state = load_file(str(path))
+    except CheckpointError:
+        raise
     except Exception as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(f"{path}: cannot read the tensors ({reason})") from None
@@ -291,5 +520,12 @@ def load_finite(directory: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(
                 f"{path}: tensor {name!r} holds NaN or infinite values; expected finite numbers "
                 "(the training run diverged or the file was damaged)"
+            )
+        peak = float(tensor.abs().max()) if tensor.is_floating_point() and tensor.numel() else 0.0
+        if peak > MAX_ABS_WEIGHT:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} holds values up to {peak:.3g}; expected magnitudes of at most "
+                f"{MAX_ABS_WEIGHT:g} (larger ones overflow the forward pass to NaN: the training run "
+                "diverged or the file was damaged)"
             )
     return state
