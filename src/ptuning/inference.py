@@ -41,12 +41,19 @@ def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool
 
 
 class Predictor:
-    """One task's prompt model and tokenizer, answering raw inputs in batches."""
+    """One task's prompt model and tokenizer, answering raw inputs in batches (the input and output
+    forms by task type are in this module's docstring); `tokenizer` None: the model's own.
+
+        >>> from ptuning import Predictor
+        >>> predictor = Predictor.from_checkpoint("outputs/sst2-p-tuning-v2")
+        >>> predictor.predict(["a gripping, funny film", {"text": "dull and far too long"}])
+        [{'label': 'positive', 'probabilities': {'negative': 0.03, 'positive': 0.97}}, ...]
+    """
 
     def __init__(
         self,
         model: PromptModel,
-        tokenizer,
+        tokenizer=None,
         *,
         max_length: int = 256,
         batch_size: int = 32,
@@ -54,6 +61,9 @@ class Predictor:
     ) -> None:
         self.model = model.eval()
         self.precision = resolve_precision(bf16, next(model.parameters()).device.type, answers=True)
+        tokenizer = tokenizer if tokenizer is not None else model.tokenizer
+        if tokenizer is None:
+            raise ValueError("Predictor needs a tokenizer: this model carries none (pass tokenizer=...)")
         self.tokenizer = tokenizer
         self.spec = model.spec
         limit = getattr(tokenizer, "model_max_length", max_length) or max_length
@@ -72,9 +82,9 @@ class Predictor:
 
             kwargs.pop("bf16", None)  # the template scorer runs in float32 (it trains nothing)
             return HandcraftedPredictor.from_checkpoint(path, max_length=max_length, **kwargs)
-        model, tokenizer = PromptModel.from_pretrained(path)
+        model = PromptModel.from_pretrained(path)
         max_length = max_length or recorded_inputs(path)[1] or 256
-        return cls(model, tokenizer, max_length=max_length, **kwargs)
+        return cls(model, model.tokenizer, max_length=max_length, **kwargs)
 
     def prepare(self, inputs: Sequence[Any]) -> tuple[list[dict], list[dict], list[bool]]:
         """Examples, features and truncation flags (raises DataError naming the bad input)."""
