@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
 import os
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from .data.spec import TaskSpec
 from .errors import CheckpointError, DataError
 from .heads import Head, build_head
 from .injection import LayerPrefix, PrefixInjector
+from .interop.hf_config import task_config
 from .prompts import InputPrompt, PrefixEncoder, vocabulary_prefix
 from .validation import check_tensors, expected_tensors, load_finite, read_header, validate_config
 
@@ -36,23 +36,6 @@ class ParameterCount:
 
     def describe(self) -> str:
         return f"trainable {self.trainable:,} / total {self.total:,} ({100 * self.share:.3f}%)"
-
-
-def task_config(backbone_config: PretrainedConfig, spec: TaskSpec) -> PretrainedConfig:
-    """A copy of the backbone's config carrying the task's labels (`id2label`, `label2id`,
-    `problem_type`), as a Hugging Face task model's config does: what `transformers.pipeline`
-    reads to name its answers. A copy, so the backbone's own config (and fingerprint) stay as saved."""
-    config = copy.deepcopy(backbone_config)
-    if spec.task_type in ("classification", "token_classification") and spec.labels:
-        config.id2label = dict(enumerate(spec.labels))
-        config.label2id = {name: i for i, name in enumerate(spec.labels)}
-    else:
-        config.num_labels = spec.num_labels
-    config.problem_type = {"classification": "single_label_classification", "regression": "regression"}.get(
-        spec.task_type
-    )
-    config.architectures = ["PromptModel"]
-    return config
 
 
 def _tokenizer_beside(directory) -> PreTrainedTokenizerBase | None:

@@ -18,7 +18,7 @@ the folder back as it was. See docs/interop.md.
 
 examples:
   ptuning export --format peft outputs/conll03-p-tuning-v2 peft/conll03
-  ptuning import-peft peft/conll03 outputs/conll03-again"""
+  ptuning import-peft peft/conll03 outputs/conll03-p-tuning-v2"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

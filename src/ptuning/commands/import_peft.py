@@ -13,9 +13,9 @@ not: import its prompt alone (--prompt-only) and train a head on it (ptuning tra
 Note: PEFT numbers the text's positions from P, ptuning from 0 (see docs/interop.md).
 
 examples:
-  ptuning import-peft peft/conll03 outputs/conll03-imported
-  ptuning import-peft my-adapter outputs/ner --backbone minilm --labels O,B-PER,I-PER
-  ptuning import-peft sst2-adapter outputs/sst2-prompt --prompt-only --labels negative,positive"""
+  ptuning import-peft peft/conll03 outputs/conll03-p-tuning-v2
+  ptuning import-peft my-adapter outputs/ner-p-tuning-v2 --backbone minilm --labels O,B-PER,I-PER
+  ptuning import-peft sst2-adapter outputs/sst2-p-tuning-v2 --prompt-only --labels negative,positive"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
