@@ -173,27 +173,38 @@ def test_export_refuses_what_peft_cannot_hold(tiny_bert_dir, tmp_path):
 
 
 @needs_peft_prefix
-@pytest.mark.parametrize("spec", [NER, QA], ids=["token_classification", "question_answering"])
-def test_peft_prefix_gives_ptuning_logits(tiny_bert_dir, tmp_path, spec):
+def test_peft_prefix_gives_ptuning_logits(tiny_bert_dir, tmp_path):
     peft = pytest.importorskip("peft")
-    model = _model(tiny_bert_dir, spec)
+    model = _model(tiny_bert_dir, NER)
     model.save_pretrained(tmp_path / "ckpt")
     export_peft(tmp_path / "ckpt", tmp_path / "peft")
-    if spec is NER:
-        base = AutoModelForTokenClassification.from_pretrained(tiny_bert_dir, num_labels=3)
-    else:
-        base = AutoModelForQuestionAnswering.from_pretrained(tiny_bert_dir)
+    base = AutoModelForTokenClassification.from_pretrained(tiny_bert_dir, num_labels=3)
     theirs = peft.PeftModel.from_pretrained(base, tmp_path / "peft").eval()
     batch = _batch(model)
     with torch.no_grad():
-        ours = model(**batch)
-        got = theirs(**batch, position_ids=_shifted_back(batch, 4))
+        ours = model(**batch).logits
+        got = theirs(**batch, position_ids=_shifted_back(batch, 4)).logits
+        shifted = theirs(**batch).logits  # PEFT's own numbering (from P): close, not equal
     real = batch["attention_mask"].bool()
-    if spec is NER:
-        assert torch.allclose(ours.logits[real], got.logits[real], atol=1e-5)
-    else:  # ptuning masks padding out of the span logits; the real positions agree
-        assert torch.allclose(ours.start_logits[real], got.start_logits[real], atol=1e-5)
-        assert torch.allclose(ours.end_logits[real], got.end_logits[real], atol=1e-5)
+    assert torch.allclose(ours[real], got[real], atol=1e-5)
+    assert not torch.allclose(ours[real], shifted[real], atol=1e-3)
+
+
+def test_export_peft_qa_head_is_peft_qa_outputs(tiny_bert_dir, tmp_path):
+    """PEFT's QA forward drops `position_ids` (and `token_type_ids`), so its prefix logits always use
+    its own numbering: the head is checked by what PEFT loads, not by logits."""
+    peft = pytest.importorskip("peft")
+    model = _model(tiny_bert_dir, QA)
+    model.save_pretrained(tmp_path / "ckpt")
+    assert export_peft(tmp_path / "ckpt", tmp_path / "peft").task_type == "QUESTION_ANS"
+    loaded = peft.PeftModel.from_pretrained(
+        AutoModelForQuestionAnswering.from_pretrained(tiny_bert_dir), tmp_path / "peft"
+    )
+    assert torch.equal(loaded.base_model.qa_outputs.weight, model.head.qa_outputs.weight)
+    assert torch.equal(loaded.base_model.qa_outputs.bias, model.head.qa_outputs.bias)
+    assert torch.equal(
+        loaded.prompt_encoder["default"].embedding.weight, model.prefix_encoder.embedding.weight
+    )
 
 
 @needs_peft_prefix
