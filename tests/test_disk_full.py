@@ -68,7 +68,7 @@ def test_full_tmpfs_is_one_line_and_keeps_the_old_checkpoint(small_disk):
         save_checkpoint(_model(prefix_len=16), folder)  # 3 layers x 64 x 16 floats: more than 4 KiB
     assert str(caught.value) == f"no space left on device writing {folder / WEIGHTS_NAME}"
     assert not _leftovers(folder)
-    loaded, _ = PromptModel.from_pretrained(folder, backbone=tiny_backbone("bert"))
+    loaded = PromptModel.from_pretrained(folder, backbone=tiny_backbone("bert"))
     assert loaded.prompt_config.prefix_len == 4
     assert torch.equal(loaded.prefix_encoder.embedding.weight, old.prefix_encoder.embedding.weight)
 

@@ -78,7 +78,7 @@ def test_save_load_round_trip(method, tmp_path):
     if method != "fine-tune":
         assert sizes["checkpoint_bytes"] < sizes["backbone_bytes"] / 5
     # a fresh copy of the same backbone (same seed) is accepted
-    loaded, _ = PromptModel.from_pretrained(tmp_path / "ckpt", backbone=tiny_backbone("distilbert"))
+    loaded = PromptModel.from_pretrained(tmp_path / "ckpt", backbone=tiny_backbone("distilbert"))
     assert not loaded.training  # loaded ready for inference (dropout off)
     with torch.no_grad():
         got = loaded(**_inputs(2)).logits
@@ -106,3 +106,67 @@ def test_trainable_share_on_real_minilm(minilm):
     print(f"\nP-Tuning v2 on MiniLM, P=16: {count.describe()}")
     assert 0.001 <= count.share <= 0.03
     backbone.requires_grad_(False)
+
+
+def test_prompt_tuning_input_past_the_positions_is_a_clear_error_before_the_backbone_runs():
+    # the tiny backbone has 128 positions; P=16 input vectors leave 112 to the text
+    model = PromptModel(tiny_backbone("bert"), SPEC, PromptConfig(method="prompt-tuning", prefix_len=16))
+    ran = []
+    model.backbone.register_forward_pre_hook(lambda *_: ran.append(True))
+    ids = torch.randint(5, 900, (1, 120))
+    with pytest.raises(
+        ValueError,
+        match=r"input of 120 tokens is longer than this prompt-tuning model reads: 112 tokens \(the backbone's 128 positions less the 16 prompt vectors\)",
+    ):
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert not ran
+    fits = torch.randint(5, 900, (1, 112))
+    assert model(input_ids=fits, attention_mask=torch.ones_like(fits)).logits.shape == (1, 2)
+    deep = PromptModel(
+        tiny_backbone("bert"), SPEC, PromptConfig(prefix_len=16)
+    )  # deep prompts take no positions
+    with pytest.raises(ValueError, match="input of 129 tokens is longer than the backbone's 128 positions"):
+        deep(input_ids=torch.randint(5, 900, (1, 129)))
+
+
+def test_model_carries_what_hugging_face_code_reads():
+    model = PromptModel(tiny_backbone("bert"), SPEC, PromptConfig(prefix_len=4))
+    assert model.config.id2label == {0: "no", 1: "yes"} and model.config.label2id == {"no": 0, "yes": 1}
+    assert model.config.problem_type == "single_label_classification" and model.config.num_labels == 2
+    assert model.config.hidden_size == model.backbone.config.hidden_size
+    assert model.device == torch.device("cpu") and model.dtype == torch.float32
+    assert not model.can_generate() and model.tokenizer is None
+    # the backbone's own config is not the task's (its fingerprint is what checkpoints record)
+    assert model.backbone.config.id2label != model.config.id2label
+    regression = PromptModel(tiny_backbone("bert"), TaskSpec("r", "regression"), PromptConfig(prefix_len=4))
+    assert regression.config.num_labels == 1 and regression.config.problem_type == "regression"
+
+
+def test_from_pretrained_returns_the_model_with_its_tokenizer(tiny_bert_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    model, tokenizer = PromptModel.from_backbone(str(tiny_bert_dir), SPEC, PromptConfig(prefix_len=4))
+    model.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "tokenizer_config.json").is_file()
+    loaded = PromptModel.from_pretrained(tmp_path / "ckpt")
+    assert isinstance(loaded, PromptModel) and loaded.tokenizer is not None
+    saved = AutoTokenizer.from_pretrained(tmp_path / "ckpt")
+    assert saved("a gripping film")["input_ids"] == tokenizer("a gripping film")["input_ids"]
+    # a loaded backbone passed in: the tokenizer still comes from the checkpoint folder
+    again = PromptModel.from_pretrained(tmp_path / "ckpt", backbone=model.backbone)
+    assert again.tokenizer("a gripping film")["input_ids"] == tokenizer("a gripping film")["input_ids"]
+    # training checkpoints (not folded) carry no tokenizer
+    model.save_pretrained(tmp_path / "train", fold=False)
+    assert not (tmp_path / "train" / "tokenizer_config.json").exists()
+
+
+def test_predictor_is_public_and_defaults_to_the_models_tokenizer(tiny_bert_dir, tmp_path):
+    import ptuning
+
+    model, _ = PromptModel.from_backbone(str(tiny_bert_dir), SPEC, PromptConfig(prefix_len=4))
+    model.save_pretrained(tmp_path / "ckpt")
+    assert "Predictor" in ptuning.__all__ and ">>>" in ptuning.Predictor.__doc__
+    answers = ptuning.Predictor(PromptModel.from_pretrained(tmp_path / "ckpt")).predict(["a gripping film"])
+    assert answers[0]["label"] in ("no", "yes")
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        ptuning.Predictor(PromptModel(tiny_backbone("bert"), SPEC, PromptConfig(prefix_len=4)))

@@ -145,7 +145,7 @@ def test_two_tasks_share_the_prompt_and_save_every_head(tiny_bert_dir, tmp_path,
     assert sentiment[0]["label"] in ("negative", "positive")
 
     # --init-from the multi-task folder: prompt loaded (the sst2 sub-checkpoint's), head fresh
-    model = PromptModel.from_pretrained(out / "sst2")[0]
+    model = PromptModel.from_pretrained(out / "sst2")
     fresh = PromptModel(model.backbone, model.spec, model.prompt_config, backbone_name=str(tiny_bert_dir))
     head = fresh.head.classifier.weight.detach().clone()
     assert init_prompt_from(fresh, out) == out / "sst2"
@@ -185,7 +185,7 @@ def test_several_user_files(tiny_bert_dir, tmp_path, capsys):
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tasks"] == ["reviews", "topics"]
-    topics = PromptModel.from_pretrained(out / "topics")[0]
+    topics = PromptModel.from_pretrained(out / "topics")
     assert topics.spec.labels == ("art", "sport", "war")
     assert main([*args[:6], "reviews", *args[7:]]) == 2
     assert "name the 2 tasks with --task a,b" in capsys.readouterr().err

@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     "TaskSpec": "ptuning.data.spec",
     "ParameterCount": "ptuning.modeling",
     "PromptModel": "ptuning.modeling",
+    "Predictor": "ptuning.inference",
     "TrainConfig": "ptuning.train_config",
     "train": "ptuning.training",
 }
@@ -28,6 +29,7 @@ __all__ = [
     "METHODS",
     "DataError",
     "ParameterCount",
+    "Predictor",
     "PromptConfig",
     "PromptModel",
     "PtuningError",
@@ -41,6 +43,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; nothing is imported at run
     from .config import METHODS, PromptConfig
     from .data.spec import TaskSpec
     from .errors import DataError, PtuningError
+    from .inference import Predictor
     from .modeling import ParameterCount, PromptModel
     from .train_config import TrainConfig
     from .training import train

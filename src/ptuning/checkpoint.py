@@ -3,6 +3,8 @@
 A checkpoint folder holds
   ptuning_config.json  method config, task spec, backbone name and fingerprint, byte counts
   prompt.safetensors   the prompt parameters and the head (and, for fine-tune, the backbone)
+  tokenizer files      when the model carries its tokenizer (exported checkpoints only), so that
+                       `AutoTokenizer.from_pretrained(folder)` works as on a Hugging Face model folder
 The reparameterization MLP is folded into the plain prefix table on export (`fold=True`), so
 inference needs no MLP; training checkpoints keep it (`fold=False`) so training can resume.
 This module reads and writes files only: `PromptModel.from_pretrained` builds a model from them.
@@ -17,6 +19,7 @@ import errno
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -123,6 +126,16 @@ def checkpoint_state(model, *, fold: bool) -> dict:
     return state
 
 
+def _tokenizer_files(model) -> dict[str, bytes]:
+    """The files `model.tokenizer.save_pretrained` writes, by name (none when it has no tokenizer)."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
 def save_checkpoint(
     model,
     directory,
@@ -157,18 +170,32 @@ def save_checkpoint(
         config["inputs"] = inputs.to_dict()
     if max_seq_length is not None:
         config["max_seq_length"] = int(max_seq_length)
-    staged_weights = _stage(weights, data)
+    staged_tokenizer: list[tuple[str, Path]] = []
+    try:  # an exported checkpoint carries its tokenizer; training checkpoints need none
+        for name, content in (_tokenizer_files(model) if fold else {}).items():
+            staged_tokenizer.append((_stage(directory / name, content), directory / name))
+        staged_weights = _stage(weights, data)
+    except BaseException:
+        for tmp, _ in staged_tokenizer:
+            _remove(tmp)
+        raise
     try:
         staged_config = _stage(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     except BaseException:
         _remove(staged_weights)
+        for tmp, _ in staged_tokenizer:
+            _remove(tmp)
         raise
     try:
         (directory / CONFIG_NAME).unlink(missing_ok=True)  # never the new weights beside an old config
     except OSError as exc:
         _remove(staged_weights)
         _remove(staged_config)
+        for tmp, _ in staged_tokenizer:
+            _remove(tmp)
         raise _write_error(exc, directory / CONFIG_NAME) from None
+    for tmp, path in staged_tokenizer:
+        _commit(tmp, path)
     _commit(staged_weights, weights)
     _commit(staged_config, directory / CONFIG_NAME)
     return sizes

@@ -13,7 +13,7 @@ import sys
 from types import ModuleType
 
 from . import __version__
-from .commands import bench, evaluate, info, predict, report, serve, train, tune
+from .commands import bench, evaluate, export, import_peft, info, predict, report, serve, train, tune
 from .errors import UserError, error_line
 
 __all__ = ["COMMANDS", "UserError", "available_commands", "build_parser", "main"]
@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "serve": (serve, "serve many tasks' prompts over HTTP from one frozen backbone"),
     "bench": (bench, "measure step time, memory and size of each method side by side"),
     "report": (report, "run the reduced reproduction protocol and write a report with plots"),
+    "export": (export, "write a checkpoint as a PEFT adapter"),
+    "import-peft": (import_peft, "bring a PEFT prefix- or prompt-tuning adapter in as a checkpoint"),
 }
 
 # printed as one line with exit code 2 (data, backbone and checkpoint errors are UserErrors)

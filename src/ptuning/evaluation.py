@@ -133,7 +133,8 @@ def evaluate_checkpoint(
     if handcrafted:
         model, tokenizer = load_handcrafted(checkpoint, max_length=max_seq_length), None
     else:
-        model, tokenizer = PromptModel.from_pretrained(checkpoint)
+        model = PromptModel.from_pretrained(checkpoint)
+        tokenizer = model.tokenizer
     spec = model.spec
     if bf16 is None:  # evaluate in the precision the run trained (and evaluated) in
         bf16 = checkpoint.train_config.get("bf16")

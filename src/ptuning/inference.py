@@ -47,12 +47,19 @@ def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool
 
 
 class Predictor:
-    """One task's prompt model and tokenizer, answering raw inputs in batches."""
+    """One task's prompt model and tokenizer, answering raw inputs in batches (the input and output
+    forms by task type are in this module's docstring); `tokenizer` None: the model's own.
+
+        >>> from ptuning import Predictor
+        >>> predictor = Predictor.from_checkpoint("outputs/sst2-p-tuning-v2")
+        >>> predictor.predict(["a gripping, funny film", {"text": "dull and far too long"}])
+        [{'label': 'positive', 'probabilities': {'negative': 0.03, 'positive': 0.97}}, ...]
+    """
 
     def __init__(
         self,
         model: PromptModel,
-        tokenizer,
+        tokenizer=None,
         *,
         max_length: int = 256,
         batch_size: int = 32,
@@ -68,6 +75,9 @@ class Predictor:
         self.precision = resolve_precision(bf16, next(model.parameters()).device.type, answers=True)
         if self.precision.bf16:
             hold_frozen_in_bf16(self.model)
+        tokenizer = tokenizer if tokenizer is not None else model.tokenizer
+        if tokenizer is None:
+            raise ValueError("Predictor needs a tokenizer: this model carries none (pass tokenizer=...)")
         self.tokenizer = tokenizer
         self.spec = model.spec
         limit = getattr(tokenizer, "model_max_length", max_length) or max_length
@@ -87,10 +97,10 @@ class Predictor:
 
             kwargs.pop("bf16", None)  # the template scorer runs in float32 (it trains nothing)
             return HandcraftedPredictor.from_checkpoint(checkpoint, max_length=max_length, **kwargs)
-        model, tokenizer = PromptModel.from_pretrained(checkpoint)
+        model = PromptModel.from_pretrained(checkpoint)
         max_length = max_length or checkpoint.max_seq_length or 256
         kwargs.setdefault("inputs", checkpoint.inputs)
-        return cls(model, tokenizer, max_length=max_length, source=str(checkpoint), **kwargs)
+        return cls(model, model.tokenizer, max_length=max_length, source=str(checkpoint), **kwargs)
 
     def prepare(self, inputs: Sequence[Any]) -> tuple[list[dict], list[dict], list[bool]]:
         """Examples, features and truncation flags (raises DataError naming the bad input)."""

@@ -5,19 +5,21 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
 from .backbones import Geometry, backbone_limit, fingerprint, geometry, load_backbone
 from .checkpoint import check_backbone, is_handcrafted, load_state, save_checkpoint, spec_from_config
 from .config import PromptConfig
 from .data.spec import TaskSpec
-from .errors import CheckpointError
+from .errors import CheckpointError, DataError
 from .heads import Head, build_head
 from .injection import LayerPrefix, PrefixInjector
+from .interop.hf_config import task_config
 from .prompts import InputPrompt, PrefixEncoder, vocabulary_prefix
 from .validation import check_tensors, expected_tensors, load_finite, read_header, validate_config
 
@@ -36,13 +38,30 @@ class ParameterCount:
         return f"trainable {self.trainable:,} / total {self.total:,} ({100 * self.share:.3f}%)"
 
 
+def _tokenizer_beside(directory) -> PreTrainedTokenizerBase | None:
+    """The tokenizer saved in a checkpoint folder (`save_pretrained` writes it there), or None."""
+    if not (Path(directory) / "tokenizer_config.json").is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(directory))
+
+
 class PromptModel(nn.Module):
     """Frozen (or, for fine-tune, trainable) encoder with a prompt and a linear head.
 
     `forward` takes the tokenizer's outputs plus labels (`labels`, or `start_positions` and
     `end_positions` for QA; multiple choice takes (batch, choices, length) inputs) and returns
     the same output classes as Hugging Face task models, so `transformers.Trainer` trains it.
+    Like a Hugging Face model it carries `config` (the backbone's, with the task's labels),
+    `device`, `dtype` and, once loaded, its `tokenizer`; so `transformers.pipeline` runs it:
+
+        >>> from transformers import pipeline
+        >>> model = PromptModel.from_pretrained("outputs/sst2-p-tuning-v2")
+        >>> pipeline("text-classification", model=model, tokenizer=model.tokenizer)("a gripping film")
     """
+
+    main_input_name = "input_ids"
 
     def __init__(
         self,
@@ -60,6 +79,9 @@ class PromptModel(nn.Module):
         self.backbone_name = backbone_name
         self.backbone_fingerprint = backbone_fingerprint or fingerprint(backbone)
         self.geometry: Geometry = geometry(backbone.config)
+        self.config: PretrainedConfig = task_config(backbone.config, spec)
+        # the tokenizer the checkpoint or backbone came with (None for a model built in memory)
+        self.tokenizer: PreTrainedTokenizerBase | None = None
         self._accepts_token_type_ids = "token_type_ids" in inspect.signature(backbone.forward).parameters
 
         self.prefix_encoder: PrefixEncoder | None = None
@@ -110,7 +132,27 @@ class PromptModel(nn.Module):
         cls, backbone_name: str, spec: TaskSpec, config: PromptConfig
     ) -> tuple[PromptModel, PreTrainedTokenizerBase]:
         backbone, tokenizer = load_backbone(backbone_name)
-        return cls(backbone, spec, config, backbone_name=backbone_name), tokenizer
+        model = cls(backbone, spec, config, backbone_name=backbone_name)
+        model.tokenizer = tokenizer
+        return model, tokenizer
+
+    # --- what Hugging Face code (pipelines, Trainer) asks of a model ---------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def name_or_path(self) -> str:
+        return self.backbone_name
+
+    @staticmethod
+    def can_generate() -> bool:
+        return False  # an encoder with a task head: nothing to generate
 
     # --- bookkeeping ----------------------------------------------------------------------
 
@@ -136,25 +178,55 @@ class PromptModel(nn.Module):
         taken = self.input_prompt.prefix_len if self.input_prompt is not None else 0
         return backbone_limit(self.backbone.config) - taken
 
+    def _too_long(self, length: int) -> str:
+        limit = self.max_text_length
+        if self.input_prompt is None:
+            return (
+                f"input of {length} tokens is longer than the backbone's {limit} positions; "
+                f"truncate it to {limit} tokens (tokenizer(..., truncation=True, max_length={limit}))"
+            )
+        return (
+            f"input of {length} tokens is longer than this prompt-tuning model reads: {limit} tokens "
+            f"(the backbone's {limit + self.input_prompt.prefix_len} positions less the "
+            f"{self.input_prompt.prefix_len} prompt vectors); truncate it to {limit} tokens "
+            f"(tokenizer(..., truncation=True, max_length={limit}))"
+        )
+
     def fold_prefix(self) -> None:
         """Replace a reparameterized prefix encoder by its plain table (same outputs, no MLP)."""
         if self.prefix_encoder is not None and self.prefix_encoder.projection:
             self.prefix_encoder = self.prefix_encoder.fold()
 
     def save_pretrained(self, directory, *, fold: bool = True) -> dict[str, int]:
-        """Write the prompt-only checkpoint (see `ptuning.checkpoint`); returns its byte counts."""
+        """Write the prompt-only checkpoint (see `ptuning.checkpoint`), with the model's tokenizer
+        where it has one, so `AutoTokenizer.from_pretrained(directory)` works; returns its byte counts."""
         return save_checkpoint(self, directory, fold=fold)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload the prompt-only checkpoint (and tokenizer) to the Hugging Face hub; the commit's URL.
+        See `ptuning.interop.hub.push_to_hub` for the options."""
+        from .interop.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_pretrained(
-        cls, directory, *, backbone=None
-    ) -> tuple[PromptModel, PreTrainedTokenizerBase | None]:
-        """Load a checkpoint onto its backbone: (model in eval mode, tokenizer or None).
+        cls, directory, *, backbone=None, revision: str | None = None, cache_dir=None
+    ) -> PromptModel:
+        """Load a checkpoint onto its backbone: the model, in eval mode, with `model.tokenizer` set.
 
-        `backbone`: None (load by the saved name), a name, or a loaded model. The checkpoint passes
-        `ptuning.validation` (config schema, safetensors header, names/dtypes/shapes, finite values)
-        before its tensors are loaded; the header is read before the backbone is.
+        `directory`: a checkpoint folder, or a hub repo id ("user/name", at `revision`) fetched
+        through huggingface_hub into `cache_dir` (its default cache; read from the cache alone
+        when HF_HUB_OFFLINE=1). `backbone`: None (load by
+        the saved name), a name, or a loaded model. The tokenizer is the one saved in the folder,
+        else the backbone's (None when a loaded backbone is passed and the folder holds none).
+        The checkpoint passes `ptuning.validation` (config schema, safetensors header,
+        names/dtypes/shapes, finite values) before its tensors are loaded; the header is read
+        before the backbone is.
         """
+        from .interop.hub import resolve_checkpoint
+
+        directory = resolve_checkpoint(directory, revision=revision, cache_dir=cache_dir)
         if is_handcrafted(directory):
             raise CheckpointError(
                 f"{directory} is a handcrafted-prompt checkpoint (a template, no prompt weights); load it with "
@@ -183,7 +255,8 @@ class PromptModel(nn.Module):
         if config.get("prefix_folded"):
             model.fold_prefix()
         load_state(model, directory, state)
-        return model.eval(), tokenizer  # ready for inference, as Hugging Face's from_pretrained
+        model.tokenizer = _tokenizer_beside(directory) or tokenizer
+        return model.eval()  # ready for inference, as Hugging Face's from_pretrained
 
     # --- forward --------------------------------------------------------------------------
 
@@ -205,6 +278,8 @@ class PromptModel(nn.Module):
             kwargs["attention_mask"] = attention_mask
         if token_type_ids is not None and self._accepts_token_type_ids:
             kwargs["token_type_ids"] = token_type_ids
+        if input_ids is not None and input_ids.shape[-1] > self.max_text_length:
+            raise DataError(self._too_long(input_ids.shape[-1]))
 
         if self.input_prompt is not None:
             embeds = self.backbone.get_input_embeddings()(input_ids)

@@ -131,8 +131,8 @@ def memory_worker(scenario: str, config: dict) -> dict:
     if scenario.endswith("fine-tuned"):
         count = 1 if scenario.startswith("1") else NUM_TASKS
         for path in config["fine_tuned"][:count]:
-            model, tokenizer = PromptModel.from_pretrained(path)
-            predictor = Predictor(model, tokenizer, batch_size=BATCH)
+            model = PromptModel.from_pretrained(path)
+            predictor = Predictor(model, model.tokenizer, batch_size=BATCH)
             predictor.predict(texts)
             keep.append(predictor)
     elif scenario.endswith("served"):

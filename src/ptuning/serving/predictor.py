@@ -179,7 +179,7 @@ class MultiTaskPredictor:
                 f"(fingerprint {config['backbone_fingerprint']}), but this server's backbone is "
                 f"{self.backbone_name!r}{origin} (fingerprint {self.backbone_fingerprint})"
             )
-        model, _ = PromptModel.from_pretrained(path, backbone=self.backbone)
+        model = PromptModel.from_pretrained(path, backbone=self.backbone)
         model.to(next(self.backbone.parameters()).device)  # head and prompt where the backbone is
         model.fold_prefix()
         length = self.max_length
