@@ -261,12 +261,13 @@ class MultiTaskPredictor:
         an empty list or a name listed twice."""
         if isinstance(names, str) or not names:
             raise ValueError("expected a non-empty list of task names")
-        duplicates = [name for i, name in enumerate(names) if name in names[:i]]
-        if duplicates:
-            raise ValueError(f"task {duplicates[0]!r} is listed twice")
+        seen: set[str] = set()  # a set: a client may send a long list, and this must stay linear
+        for name in names:
+            if name in seen:
+                raise ValueError(f"task {name!r} is listed twice")
+            seen.add(name)
         return [self.task(name) for name in names]
 
-    @torch.inference_mode()
     def compute(self, requests: Sequence[PreparedRequest], *, max_batch_size: int | None = None) -> list:
         """Model outputs per request, aligned with its features (QA: (starts, ends)).
 
@@ -274,22 +275,39 @@ class MultiTaskPredictor:
         in passes of their own task. Rows are sorted by length so that little is padded, and each
         pass takes at most `max_batch_size` rows.
         """
+        parts = [(request, 0, len(request.features)) for request in requests]
+        values = self.compute_parts(parts, max_batch_size=max_batch_size)
+        return [self.join(request, part) for request, part in zip(requests, values, strict=True)]
+
+    @staticmethod
+    def join(request: PreparedRequest, values: list) -> Any:
+        """A request's outputs (the form `format` reads) from its features' values, in order."""
+        return request.task.model.head.join(values)
+
+    @torch.inference_mode()
+    def compute_parts(
+        self, parts: Sequence[tuple[PreparedRequest, int, int]], *, max_batch_size: int | None = None
+    ) -> list[list]:
+        """The values of features `start:stop` of each (request, start, stop), one per feature:
+        what `compute` does for whole requests, for slices of them. The micro-batcher runs a large
+        request slice by slice, so that other requests' slices can go between them; `join` turns a
+        request's values, all slices concatenated in order, into its outputs."""
         size = max_batch_size or self.max_batch_size
         deep: list[_Row] = []
         by_input_prompt: dict[int, list[_Row]] = collections.defaultdict(list)
-        for r, request in enumerate(requests):
+        for r, (request, start, stop) in enumerate(parts):
             target = deep if request.task.deep else by_input_prompt[id(request.task)]
             head = request.task.model.head
-            for f, feature in enumerate(request.features):
-                for c, sequence in enumerate(head.rows_of(feature)):
+            for f in range(start, stop):
+                for c, sequence in enumerate(head.rows_of(request.features[f])):
                     target.append(_Row(r, f, c, request.task, sequence))
         outputs: dict[tuple[int, int, int], Any] = {}
         for group in (deep, *by_input_prompt.values()):
             group.sort(key=lambda row: row.length)
-            for start in range(0, len(group), size):
+            for begin in range(0, len(group), size):
                 with self.precision.autocast():
-                    self._forward(group[start : start + size], outputs)
-        return [_assemble(r, request, outputs) for r, request in enumerate(requests)]
+                    self._forward(group[begin : begin + size], outputs)
+        return [_merge(r, request, start, stop, outputs) for r, (request, start, stop) in enumerate(parts)]
 
     def _forward(self, rows: list[_Row], outputs: dict) -> None:
         batch = self._collate([row.sequence for row in rows])
@@ -375,11 +393,10 @@ class _PrefixBank:
         self.visible = self.visible.to(self.keys.device)
 
 
-def _assemble(r: int, request: PreparedRequest, outputs: dict):
-    """A request's logits (in the form `decode` reads) from its rows' values."""
+def _merge(r: int, request: PreparedRequest, start: int, stop: int, outputs: dict) -> list:
+    """The values of features `start:stop` of a request from their rows' values (`outputs`)."""
     head = request.task.model.head
-    values = [
-        head.merge_rows([outputs[(r, f, c)] for c in range(head.num_rows(feature))])
-        for f, feature in enumerate(request.features)
+    return [
+        head.merge_rows([outputs[(r, f, c)] for c in range(head.num_rows(request.features[f]))])
+        for f in range(start, stop)
     ]
-    return head.join(values)
