@@ -15,10 +15,11 @@ import time
 import httpx
 import pytest
 from test_serve_http import ServerThread
+from test_serving import _answers_close
 
 from ptuning.cli import main as cli_main
 from ptuning.errors import DataError
-from ptuning.serving import MultiTaskPredictor
+from ptuning.serving import MicroBatcher, MultiTaskPredictor
 from ptuning.serving.app import ServeSettings, create_app
 from ptuning.serving.guards import host_of
 
@@ -53,7 +54,7 @@ def _slow(predictor, monkeypatch, per_row: float) -> None:
     compute = predictor.compute_parts  # the worker's call, once a batch
 
     def slow(parts, **kwargs):
-        rows = sum(sum(r.task.model.head.num_rows(f) for f in r.features[a:b]) for r, a, b in parts)
+        rows = sum(sum(r.task.model.head.num_rows(r.features[f]) for f in fs) for r, fs in parts)
         time.sleep(per_row * rows)
         return compute(parts, **kwargs)
 
@@ -122,6 +123,24 @@ def test_a_small_request_is_answered_while_a_large_one_runs(predictor, monkeypat
         assert small.status_code == 200 and "large" in done
         assert small_at < done["large_at"], done  # answered before the large one finished
         assert done["small"] < done["large"] / 3, done  # about two batches, not the whole large request
+
+
+def test_a_request_run_in_slices_answers_as_in_one_pass(predictor):
+    """Batches of 3 rows cut each request into slices (QA windows and choices kept whole, features
+    run shortest first): the answers are those of one pass over the whole request."""
+    requests = {
+        "squad": [LONG_CONTEXT, {"question": "who ?", "context": "Mary sings ."}, LONG_CONTEXT],
+        "copa": [{"context": "It rained .", "choices": ["wet", "dry"]}] * 2
+        + [{"context": "The man fell down the stairs .", "choices": ["he got up", "he flew"]}],
+        "sentiment": ["a gripping , funny film", "dull", "the plot was long " * 20, "fine"],
+    }
+    with MicroBatcher(predictor, max_batch_size=3, max_wait_ms=0) as batcher:
+        futures = {t: batcher.submit(predictor.prepare(t, inputs)) for t, inputs in requests.items()}
+        for task, inputs in requests.items():
+            prepared = predictor.prepare(task, inputs)
+            got = predictor.format(prepared, futures[task].result(60))
+            _answers_close(got, predictor.predict(task, inputs), tol=1e-5)
+        assert batcher.stats["batches"] >= 6 and batcher.stats["requests"] == 3
 
 
 # --- long task lists -------------------------------------------------------------------------------------

@@ -25,29 +25,35 @@ class _Job:
     request: PreparedRequest
     future: Future
     inputs: int
-    rows_of: list[int]  # model rows of each feature
-    done: int = 0  # features computed so far
-    values: list = field(default_factory=list)  # their values, in order
+    # the features in the order they are run, shortest first: a large request's slices then pad
+    # as little as the whole request sorted at once would
+    order: list[int]
+    rows_of: list[int]  # model rows of each feature, in `order`
+    done: int = 0  # features of `order` computed so far
+    values: dict[int, Any] = field(default_factory=dict)  # feature index -> its value
     accepted: float = field(default_factory=time.monotonic)
 
     @property
-    def rows(self) -> int:
-        return sum(self.rows_of)
-
-    @property
     def finished(self) -> bool:
-        return self.done >= len(self.rows_of)
+        return self.done >= len(self.order)
+
+    def ordered_values(self) -> list:
+        return [self.values[f] for f in range(len(self.order))]
 
 
 @dataclass(eq=False)
 class _Slice:
     job: _Job
-    start: int
+    start: int  # positions in job.order
     stop: int
 
     @property
     def rows(self) -> int:
         return sum(self.job.rows_of[self.start : self.stop])
+
+    @property
+    def features(self) -> list[int]:
+        return self.job.order[self.start : self.stop]
 
 
 class MicroBatcher:
@@ -150,7 +156,7 @@ class MicroBatcher:
     def submit_many(self, requests: Sequence[PreparedRequest]) -> list[Future]:
         """Queue several requests at once (all or none), so that the worker takes them into one batch
         when their rows fit `max_batch_size`: one input's requests to several tasks."""
-        jobs = [_Job(r, Future(), len(r.examples), _rows_of(r)) for r in requests]
+        jobs = [_Job(r, Future(), len(r.examples), *_run_order(r)) for r in requests]
         inputs = sum(job.inputs for job in jobs)
         with self._cond:
             if self._closing:
@@ -245,11 +251,11 @@ class MicroBatcher:
             try:
                 if live:
                     values = self.predictor.compute_parts(
-                        [(part.job.request, part.start, part.stop) for part in live],
+                        [(part.job.request, part.features) for part in live],
                         max_batch_size=self.max_batch_size,
                     )
                     for part, part_values in zip(live, values, strict=True):
-                        part.job.values.extend(part_values)
+                        part.job.values.update(zip(part.features, part_values, strict=True))
                         part.job.done = part.stop
             except Exception as exc:  # answer every caller; the worker keeps serving
                 error = exc
@@ -282,7 +288,7 @@ class MicroBatcher:
                     job.future.set_exception(error)
                 else:
                     try:
-                        output = self.predictor.join(job.request, job.values)
+                        output = self.predictor.join(job.request, job.ordered_values())
                     except Exception as exc:
                         job.future.set_exception(exc)
                         continue
@@ -290,6 +296,9 @@ class MicroBatcher:
                     self.stats["requests"] += 1
 
 
-def _rows_of(request: PreparedRequest) -> list[int]:
+def _run_order(request: PreparedRequest) -> tuple[list[int], list[int]]:
+    """The features' indices shortest first (a feature's longest row), and each one's rows."""
     head = request.task.model.head
-    return [head.num_rows(feature) for feature in request.features]
+    rows = [head.rows_of(feature) for feature in request.features]
+    order = sorted(range(len(rows)), key=lambda f: max((len(r["input_ids"]) for r in rows[f]), default=0))
+    return order, [len(rows[f]) for f in order]

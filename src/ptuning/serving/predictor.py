@@ -275,7 +275,7 @@ class MultiTaskPredictor:
         in passes of their own task. Rows are sorted by length so that little is padded, and each
         pass takes at most `max_batch_size` rows.
         """
-        parts = [(request, 0, len(request.features)) for request in requests]
+        parts = [(request, range(len(request.features))) for request in requests]
         values = self.compute_parts(parts, max_batch_size=max_batch_size)
         return [self.join(request, part) for request, part in zip(requests, values, strict=True)]
 
@@ -286,19 +286,19 @@ class MultiTaskPredictor:
 
     @torch.inference_mode()
     def compute_parts(
-        self, parts: Sequence[tuple[PreparedRequest, int, int]], *, max_batch_size: int | None = None
+        self, parts: Sequence[tuple[PreparedRequest, Sequence[int]]], *, max_batch_size: int | None = None
     ) -> list[list]:
-        """The values of features `start:stop` of each (request, start, stop), one per feature:
-        what `compute` does for whole requests, for slices of them. The micro-batcher runs a large
-        request slice by slice, so that other requests' slices can go between them; `join` turns a
-        request's values, all slices concatenated in order, into its outputs."""
+        """The values of the features listed for each (request, feature indices), one per index, in
+        that order: what `compute` does for whole requests, for parts of them. The micro-batcher
+        runs a large request part by part, so that other requests can go between them; `join`
+        turns a request's values, every feature's in the features' order, into its outputs."""
         size = max_batch_size or self.max_batch_size
         deep: list[_Row] = []
         by_input_prompt: dict[int, list[_Row]] = collections.defaultdict(list)
-        for r, (request, start, stop) in enumerate(parts):
+        for r, (request, indices) in enumerate(parts):
             target = deep if request.task.deep else by_input_prompt[id(request.task)]
             head = request.task.model.head
-            for f in range(start, stop):
+            for f in indices:
                 for c, sequence in enumerate(head.rows_of(request.features[f])):
                     target.append(_Row(r, f, c, request.task, sequence))
         outputs: dict[tuple[int, int, int], Any] = {}
@@ -307,7 +307,7 @@ class MultiTaskPredictor:
             for begin in range(0, len(group), size):
                 with self.precision.autocast():
                     self._forward(group[begin : begin + size], outputs)
-        return [_merge(r, request, start, stop, outputs) for r, (request, start, stop) in enumerate(parts)]
+        return [_merge(r, request, indices, outputs) for r, (request, indices) in enumerate(parts)]
 
     def _forward(self, rows: list[_Row], outputs: dict) -> None:
         batch = self._collate([row.sequence for row in rows])
@@ -393,10 +393,10 @@ class _PrefixBank:
         self.visible = self.visible.to(self.keys.device)
 
 
-def _merge(r: int, request: PreparedRequest, start: int, stop: int, outputs: dict) -> list:
-    """The values of features `start:stop` of a request from their rows' values (`outputs`)."""
+def _merge(r: int, request: PreparedRequest, indices: Sequence[int], outputs: dict) -> list:
+    """The values of a request's features `indices` from their rows' values (`outputs`)."""
     head = request.task.model.head
     return [
         head.merge_rows([outputs[(r, f, c)] for c in range(head.num_rows(request.features[f]))])
-        for f in range(start, stop)
+        for f in indices
     ]
