@@ -229,6 +229,14 @@ def test_an_idle_connection_is_closed(quick):
     assert data.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in data and waited < 5
 
 
+def test_oversized_headers_are_400(quick):
+    """Headers past 16 KiB are refused as they come, not buffered without end."""
+    with socket.create_connection(_address(quick), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nx-padding: " + b"a" * 20_000)
+        data, waited = _read_until_closed(sock, 10)
+    assert data.startswith(b"HTTP/1.1 400") and waited < 5, data
+
+
 def test_a_trickling_body_gets_408_at_its_deadline(quick):
     """One byte every 0.2 s never stalls, but the body is not in within 1 s of the headers: 408, closed."""
     body = json.dumps({"task": "sentiment", "inputs": ["a slow and steady text"]}).encode()

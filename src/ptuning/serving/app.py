@@ -298,7 +298,9 @@ def create_app(
         response_model_exclude_none=True,
         responses={
             404: {"model": ErrorResponse, "description": "unknown task"},
-            413: {"model": ErrorResponse, "description": "too many inputs or characters"},
+            408: {"model": ErrorResponse, "description": "the body did not arrive within its deadline"},
+            413: {"model": ErrorResponse, "description": "too many inputs, characters, tasks or model rows"},
+            500: {"model": ErrorResponse, "description": "a fault of the server (counted by /health)"},
             503: {"model": ErrorResponse, "description": "queue full or shutting down"},
         },
     )
