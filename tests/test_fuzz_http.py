@@ -6,6 +6,7 @@ operation) so it runs in seconds in CI."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from test_serve_http import ServerThread
 
 from ptuning.serving import MultiTaskPredictor
 from ptuning.serving.app import ServeSettings, create_app
+from ptuning.serving.guards import host_of
 
 TOKEN = "fuzzing-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -30,7 +32,7 @@ def fuzz_server(demo_checkpoints):
     predictor = MultiTaskPredictor.from_checkpoints(
         {n: demo_checkpoints[n] for n in names}, max_batch_size=16
     )
-    settings_ = ServeSettings(admin_token=TOKEN, max_inputs=8, max_chars=2000, max_tasks=8)
+    settings_ = ServeSettings(admin_token=TOKEN, max_inputs=8, max_chars=2000, max_tasks=8, max_rows=40)
     with ServerThread(create_app(predictor, settings_)) as server:
         yield server
 
@@ -116,3 +118,49 @@ def test_hostile_admin_bodies_never_get_a_5xx(http, name, path):
     response = http.post(url, content=raw, headers={"content-type": "application/json", **AUTH})
     _assert_sound(response.status_code, response.content, raw[:300], http)
     assert response.status_code != 201
+
+
+# --- the cases a hostile-input review found (each once a 5xx, a hang or a leak) ---------------------------
+
+LONG_QA = {"question": "where did John go ?", "context": "John went home to Paris . " * 45}
+HOSTILE_PREDICT = {
+    "50,000 task names": {"tasks": [f"u{i}" for i in range(50_000)], "inputs": ["x"]},
+    "8 unknown task names": {"tasks": [f"u{i}" for i in range(8)], "inputs": ["x"]},
+    "a name repeated at the end": {"tasks": ["ner", "copa", "squad", "ner"], "inputs": ["x"]},
+    "task names with surrogates": {"tasks": ["ner", "\ud800"], "inputs": ["x"]},
+    "QA windows past the row cap": {"task": "squad", "inputs": [LONG_QA] * 8},
+    "choices past the row cap": {"task": "copa", "inputs": [{"context": "c", "choices": ["a", "b"]}] * 8},
+    "a pair-less input": {"task": "similarity", "inputs": [{"text": "only one side"}]},
+    "an invisible-only text": {"task": "sentiment", "inputs": ["\u200b\u200b"]},
+}
+
+
+@pytest.mark.parametrize("body", list(HOSTILE_PREDICT.values()), ids=list(HOSTILE_PREDICT))
+def test_hostile_cases_of_the_review_never_get_a_5xx(http, body):
+    started = time.monotonic()
+    raw = json.dumps(body).encode()  # lone surrogates travel as JSON escapes ("\ud800")
+    response = http.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
+    _assert_sound(response.status_code, response.content, raw[:200], http)
+    assert time.monotonic() - started < 10  # a quadratic check took 20 s on 50,000 names
+    assert http.get("/health").json()["answered_5xx"] == 0
+
+
+@given(
+    header=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40)
+    | st.sampled_from(["127.0.0.1:80@evil.com", "[::1", "[::1]:80", "localhost:80:80", "::1", "LOCALHOST."])
+)
+@FUZZ
+def test_hostile_host_headers_are_400_unless_the_servers_own(fuzz_server, http, header):
+    response = http.get("/health", headers={"host": header})
+    _assert_sound(response.status_code, response.content, header, http)
+    own = host_of(header) in ServeSettings().allowed_hosts
+    assert response.status_code == (200 if own else 400), (header, response.status_code)
+
+
+@pytest.mark.parametrize("path", ["/v1/tasks/ner/", "/v1/predict/", "/v1/tasks/", "/redoc", "/docs"])
+def test_no_redirects_and_no_doc_pages(http, path):
+    for method in ("GET", "POST", "DELETE"):
+        response = http.request(
+            method, path, headers={"content-type": "application/json", **AUTH}, content=b"{}"
+        )
+        assert response.status_code in (404, 405) and "location" not in response.headers, (method, path)

@@ -298,6 +298,14 @@ def test_a_pair_trained_checkpoint_requires_the_pair(nli_checkpoint, tmp_path, c
     with pytest.raises(DataError, match="text pairs"):
         predictor.prepare(["a premise alone"])
     assert len(predictor.predict([{"premise": "a", "hypothesis": "b"}])) == 1
+    # and the server's task, loaded by add_task, takes the checkpoint's recorded inputs
+    from ptuning.serving import MultiTaskPredictor
+
+    served = MultiTaskPredictor.from_checkpoints({"nli": nli_checkpoint})
+    with pytest.raises(DataError, match="text pairs"):
+        served.predict("nli", ["a premise alone"])
+    answer = served.predict("nli", [{"premise": "a", "hypothesis": "b"}])
+    assert answer[0]["label"] == predictor.predict([{"premise": "a", "hypothesis": "b"}])[0]["label"]
     # eval reads the validation file's trained pair column too
     dev = _write(tmp_path / "dev.jsonl", '{"premise": "a", "gold": "positive"}\n')
     code = main(["eval", "--checkpoint", str(nli_checkpoint), "--validation-file", str(dev)])

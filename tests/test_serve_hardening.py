@@ -276,13 +276,13 @@ def test_a_stalled_body_gets_408(predictor):
 
 
 def _slow(predictor, monkeypatch, seconds: float) -> None:
-    compute = predictor.compute
+    compute = predictor.compute_parts  # what the batcher's worker runs, once a batch
 
-    def slow(requests, **kwargs):
+    def slow(parts, **kwargs):
         time.sleep(seconds)
-        return compute(requests, **kwargs)
+        return compute(parts, **kwargs)
 
-    monkeypatch.setattr(predictor, "compute", slow)
+    monkeypatch.setattr(predictor, "compute_parts", slow)
 
 
 def test_work_of_departed_clients_is_dropped(predictor, monkeypatch):

@@ -23,7 +23,7 @@ from ptuning.data.spec import TaskSpec
 from ptuning.inference import Predictor
 from ptuning.modeling import PromptModel
 from ptuning.serving import MultiTaskPredictor
-from ptuning.serving.app import ServeSettings, create_app
+from ptuning.serving.app import ServeSettings, create_app, server_config
 
 LIMITS = {"max_inputs": 8, "max_chars": 2000}
 ADMIN_TOKEN = "test-admin-token"
@@ -31,10 +31,11 @@ AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 class ServerThread:
-    """uvicorn in a background thread, on 127.0.0.1 and a port the OS picks."""
+    """uvicorn in a background thread, on 127.0.0.1 and a port the OS picks, configured as `ptuning
+    serve` configures it (the header deadline, keep-alive and header size of its `ServeSettings`)."""
 
     def __init__(self, app) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        config = server_config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -89,7 +90,12 @@ def test_health_tasks_and_docs(client):
         tasks["squad"]["task_type"] == "question_answering" and tasks["intent"]["method"] == "prompt-tuning"
     )
     assert listing["max_length"] == 128  # the tiny backbone's position limit
-    assert client.get("/docs").status_code == 200
+    assert tasks["topic"]["checkpoint"]  # the admin token shows the checkpoint folders
+    public = httpx.get(client.base_url.join("/v1/tasks")).json()["tasks"]  # no token: names and types
+    assert {t["name"]: t for t in public}["topic"] == {"name": "topic", "task_type": "classification"}
+    assert "checkpoint" not in json.dumps(public) and len(public) == len(listing["tasks"])
+    for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):  # Swagger UI pulls a CDN's scripts: off
+        assert client.get(page).status_code == 404, page
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/v1/tasks", "/v1/predict", "/v1/tasks/{name}"} <= set(paths)
 

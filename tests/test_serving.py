@@ -258,7 +258,7 @@ def test_queue_room_is_given_back_before_the_answer(predictor):
 
 def test_worker_survives_a_failing_batch(predictor, monkeypatch):
     calls = {"n": 0}
-    original = predictor.compute
+    original = predictor.compute_parts  # what the batcher's worker runs
 
     def flaky(requests, **kwargs):
         calls["n"] += 1
@@ -266,7 +266,7 @@ def test_worker_survives_a_failing_batch(predictor, monkeypatch):
             raise RuntimeError("boom")
         return original(requests, **kwargs)
 
-    monkeypatch.setattr(predictor, "compute", flaky)
+    monkeypatch.setattr(predictor, "compute_parts", flaky)
     with MicroBatcher(predictor, max_wait_ms=0) as batcher:
         with pytest.raises(RuntimeError, match="boom"):
             batcher.predict("sentiment", ["x"], timeout=10)

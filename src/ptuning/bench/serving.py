@@ -14,9 +14,15 @@
    a shared machine hits the modes alike; rates are total inputs / total time per mode. Goal:
    mixed >= 0.9 x single-task.
    For reference: `Predictor.logits` (the `ptuning predict` path) on the same single-task batches.
+3. Fairness of the micro-batcher: the latency of 1-input requests sent one after another while one
+   large request (LARGE_ROWS model rows) runs, against their latency alone, with the batcher's fair
+   turns (a large request runs slice by slice, taking turns with the queue) and with whole
+   requests (the large one runs to its end first, as the batcher did before). Printed: the small
+   requests' median latency over the large request's time, in both modes.
 
-  python bench/bench_serving.py            # about 11 minutes on 2 busy CPU cores
+  python bench/bench_serving.py            # about 12 minutes on 2 busy CPU cores
   python bench/bench_serving.py --quick    # fewer batches and rounds, no varied-P run
+  python bench/bench_serving.py --fairness-only   # part 3 alone (about a minute)
   python bench/bench_serving.py --device cuda --throughput-only   # on a GPU, bf16 autocast
 
 On CUDA only the throughput part runs (resident memory is a CPU measure), under bf16 autocast, with
@@ -42,6 +48,7 @@ BACKBONE = "minilm"
 NUM_TASKS = 8
 BATCH = 32
 PER_REQUEST = 4
+LARGE_ROWS = 256  # the large request of the fairness part: 8 batches of 32 rows
 
 
 def sentences(limit: int) -> list[str]:
@@ -253,6 +260,74 @@ def measure_throughput(
     return rates, {"seconds": seconds, "median_batch_ratio": statistics.median(pair_ratios)}
 
 
+# --- fairness ---------------------------------------------------------------------------------------
+
+
+def measure_fairness(prompts: list[str], texts: list[str], *, device: str = "cpu", smalls: int = 5) -> dict:
+    """Small requests' latency beside one large request, with fair turns and with whole requests."""
+    import torch
+
+    from ptuning.backbones import load_backbone
+    from ptuning.serving import MicroBatcher, MultiTaskPredictor
+
+    class WholeRequests(MicroBatcher):
+        """The batcher as it was: a request is never cut, so the large one runs to its end first."""
+
+        def _take(self, job, room, first):
+            rest = sum(job.rows_of[job.done :])
+            if not first and rest > room:
+                return None
+            return super()._take(job, max(room, rest), first)
+
+    if device == "cpu":
+        torch.set_num_threads(2)
+    model, tokenizer = load_backbone(BACKBONE)
+    served = MultiTaskPredictor.from_checkpoints(
+        {"large": prompts[0], "small": prompts[1]},
+        backbone=(model.to(device), tokenizer),
+        max_batch_size=BATCH,
+    )
+    large = (texts * (LARGE_ROWS // len(texts) + 1))[:LARGE_ROWS]
+    results: dict = {"large_rows": LARGE_ROWS, "batch": BATCH}
+    for mode, kind in (("fair turns", MicroBatcher), ("whole requests", WholeRequests)):
+        with kind(served, max_batch_size=BATCH, max_wait_ms=0) as batcher:
+            alone = []
+            for i in range(smalls):
+                start = time.perf_counter()
+                batcher.predict("small", [texts[i]])
+                alone.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            future = batcher.submit(served.prepare("large", large))
+            beside = []
+            while not future.done() and len(beside) < smalls * 4:
+                begin = time.perf_counter()
+                batcher.predict("small", [texts[len(beside) % len(texts)]])
+                beside.append(time.perf_counter() - begin)
+            future.result()
+            took = time.perf_counter() - start
+        results[mode] = {
+            "small_alone_s": statistics.median(alone),
+            "small_beside_large_s": statistics.median(beside),
+            "small_beside_large_max_s": max(beside),
+            "smalls_beside_large": len(beside),
+            "large_s": took,
+            "small_beside / large": statistics.median(beside) / took,
+        }
+    return results
+
+
+def print_fairness(fairness: dict) -> None:
+    for mode in ("fair turns", "whole requests"):
+        m = fairness[mode]
+        print(
+            f"  {mode:<15} small alone {m['small_alone_s'] * 1000:7.0f} ms, beside the large one "
+            f"{m['small_beside_large_s'] * 1000:7.0f} ms (median of {m['smalls_beside_large']}; max "
+            f"{m['small_beside_large_max_s'] * 1000:.0f}), large {m['large_s']:.1f} s: "
+            f"small / large = {m['small_beside / large']:.3f}",
+            flush=True,
+        )
+
+
 def measure_memory_part(folder: Path, prompts: list[str], results: dict) -> None:
     """Resident memory of fine-tuned models against served prompts, each in a fresh subprocess."""
     fine_tuned = make_checkpoints(folder, fine_tune=True)
@@ -297,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--throughput-only", action="store_true", help="skip the resident-memory part (implied on CUDA)"
     )
+    parser.add_argument(
+        "--fairness-only",
+        action="store_true",
+        help="only the fairness part (small requests beside a large one)",
+    )
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--config", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -330,10 +410,19 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         prompts = make_checkpoints(folder, fine_tune=False)
+        texts = sentences(872)
+        print(
+            f"fairness: 1-input requests, one after another, while one request of {LARGE_ROWS} rows runs "
+            f"(batches of {BATCH} rows):",
+            flush=True,
+        )
+        results["fairness"] = measure_fairness(prompts, texts, device=args.device)
+        print_fairness(results["fairness"])
+        if args.fairness_only:
+            return _finish(results, started, argv, args.json)
         if not (args.throughput_only or cuda):
             measure_memory_part(folder, prompts, results)
 
-        texts = sentences(872)
         print(
             f"throughput of forward passes: {batches} batches of {BATCH} inputs ({BATCH // PER_REQUEST} requests "
             f"of {PER_REQUEST}), {rounds} rounds, every batch in every mode side by side:",
@@ -376,11 +465,15 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"    single {medians_v['single']:.1f}, mixed {medians_v['mixed']:.1f} inputs/s: ratio {ratio_v:.3f}"
             )
+    return _finish(results, started, argv, args.json)
+
+
+def _finish(results: dict, started: float, argv: list[str] | None, json_path: str | None) -> int:
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["command"] = "python " + " ".join(["bench/bench_serving.py", *(argv or sys.argv[1:])])
     print(f"done in {results['seconds']} s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -18,7 +18,7 @@ tasks are batched together (each row gets its own task's prefix in one forward p
 All checkpoints must be made for the same backbone; fine-tune checkpoints carry their own
 backbone and are refused (serve them with `ptuning predict`).
 
-endpoints (OpenAPI docs at /docs):
+endpoints (OpenAPI schema at /openapi.json; Swagger UI at /docs with --docs):
   GET  /health               GET /v1/tasks
   POST /v1/predict           {"task": "sst2", "inputs": ["a gripping, funny film"]}
   POST /v1/tasks/NAME        {"path": "outputs/rte-p-tuning-v2"}   (add a task while serving)
@@ -94,10 +94,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-tasks", type=int, default=64, help="tasks served at once (default: 64; adding more: 507)"
     )
     limits.add_argument(
+        "--max-rows",
+        type=int,
+        default=512,
+        help="model rows per request, all its tasks together: a QA window and a multiple-choice "
+        "choice count one each (default: 512; 413 past it)",
+    )
+    limits.add_argument(
         "--body-timeout",
         type=float,
         default=30.0,
-        help="seconds a request body may stall before 408 (default: 30)",
+        help="seconds a request body may take to arrive, from its headers; then 408 (default: 30)",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may take to send a request's headers, from connecting or the "
+        "previous answer; then 408 and closed (default: 10)",
     )
     security = parser.add_argument_group("security")
     security.add_argument(
@@ -119,6 +133,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     security.add_argument(
         "--no-admin", action="store_true", help="disable POST/DELETE /v1/tasks (adding and removing tasks)"
+    )
+    security.add_argument(
+        "--docs",
+        action="store_true",
+        help="serve the Swagger UI at /docs (off by default: the browser loads its scripts from a "
+        "public CDN); /openapi.json is always served",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -142,9 +162,21 @@ def collect_prompts(prompts: list[str], prompt_dirs: list[str]) -> list[tuple[st
         path = Path(spec)
         if "=" in spec and not (path / CONFIG_NAME).is_file():
             name, _, folder = spec.partition("=")
+            if not Path(folder).is_dir():  # a folder's contents: the checkpoint validator's to judge
+                raise UserError(f"--prompt {spec}: no such checkpoint folder {folder!r}")
             pairs.append((name.strip(), folder))
         elif path.is_dir() and not (path / CONFIG_NAME).is_file():
-            prompt_dirs = [*prompt_dirs, spec]  # a folder of checkpoints: as --prompts-dir
+            found = sorted(p for p in path.iterdir() if (p / CONFIG_NAME).is_file())
+            if not found:  # named here, not as --prompts-dir: the user gave --prompt
+                raise UserError(
+                    f"--prompt {spec}: not a checkpoint folder (no {CONFIG_NAME}) and no checkpoint "
+                    "folders inside; expected NAME=CHECKPOINT_DIR, a checkpoint folder or a folder of them"
+                )
+            pairs.extend((p.name, str(p)) for p in found)  # a folder of checkpoints: one task each
+        elif not path.is_dir():
+            raise UserError(
+                f"--prompt {spec}: no such checkpoint folder; expected NAME=CHECKPOINT_DIR or a folder"
+            )
         else:
             pairs.append((path.resolve().name, spec))
     for folder in prompt_dirs:
@@ -205,11 +237,9 @@ def allowed_hosts(host: str, extra: list[str]) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from ..errors import UserError
     from ..serving import InvalidTaskNameError, MultiTaskPredictor
-    from ..serving.app import GracefulServer, ServeSettings, create_app
+    from ..serving.app import GracefulServer, ServeSettings, create_app, server_config
 
     token = args.admin_token if args.admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
     if args.allow_admin_without_token and args.host not in LOOPBACK:
@@ -229,7 +259,10 @@ def run(args: argparse.Namespace) -> int:
             allow_admin_without_token=args.allow_admin_without_token,
             allowed_hosts=allowed_hosts(args.host, args.allowed_host),
             max_tasks=args.max_tasks,
+            max_rows=args.max_rows,
             body_timeout_s=args.body_timeout,
+            header_timeout_s=args.header_timeout,
+            docs=args.docs,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -254,9 +287,10 @@ def run(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     names = ", ".join(predictor.task_names)
+    docs = f"http://{shown}:{port}/docs" if settings.docs else f"http://{shown}:{port}/openapi.json"
     print(
         f"ptuning serve: {len(pairs)} task(s) ({names}) on backbone {predictor.backbone_name!r}; "
-        f"listening on http://{shown}:{port} (docs: http://{shown}:{port}/docs)",
+        f"listening on http://{shown}:{port} (docs: {docs})",
         file=sys.stderr,
         flush=True,
     )
@@ -275,11 +309,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    config = uvicorn.Config(
+    config = server_config(
         create_app(predictor, settings),
         log_level=args.log_level,
         timeout_graceful_shutdown=args.shutdown_timeout,
-        timeout_keep_alive=5,
         lifespan="on",
     )
     server = GracefulServer(config)

@@ -1,18 +1,20 @@
 """The HTTP API of `ptuning serve` (FastAPI): a thin layer over `MultiTaskPredictor` + `MicroBatcher`.
 
-  GET    /health              liveness, backbone, task count, inputs pending, batch counters
-  GET    /v1/tasks            the served tasks: name, task type, labels, prompt length, method
+  GET    /health              liveness, backbone, task count, inputs pending, batch and 5xx counters
+  GET    /v1/tasks            the served tasks: name and task type; with the admin token also labels,
+                              prompt length, method and checkpoint folder
   POST   /v1/predict          {"task": NAME, "inputs": [...]} -> {"task": NAME, "outputs": [...]}
                               {"tasks": [A, B], "inputs": [...]} -> {"tasks": [A, B], "outputs": {A: [...], B: [...]}}
   POST   /v1/tasks/{name}     {"path": CHECKPOINT_DIR} adds a task while serving (201)
   DELETE /v1/tasks/{name}     removes a task; requests already accepted still get answers
-  GET    /docs, /openapi.json the OpenAPI documentation
+  GET    /openapi.json        the OpenAPI schema (and /docs, Swagger UI, only with `docs=True`)
 
 Errors: 400 a Host header not allowed, 401 admin without the right bearer token, 403 task admin
-disabled, 404 unknown task (the body lists the known ones), 408 a request body that stalled,
-409 a task name already served, 413 too many inputs / characters / bytes, 415 a body that is not
-JSON, 422 malformed JSON, a wrong field or text that is not valid Unicode (the `loc` names it),
-503 queue full or shutting down (with Retry-After), 507 `max_tasks` tasks served already.
+disabled, 404 unknown task (the body lists the known ones) or path, 408 request headers or body
+not in within their deadlines, 409 a task name already served, 413 too many inputs / characters /
+bytes / tasks / model rows, 415 a body that is not JSON, 422 malformed JSON, a wrong field or
+text that is not valid Unicode (the `loc` names it), 500 a fault of the server (counted by
+/health), 503 queue full or shutting down (with Retry-After), 507 `max_tasks` tasks served already.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ from .errors import (
     UnknownTaskError,
     error_line,
 )
-from .guards import BodyLimit, Guard, normal_host
+from .guards import Answers, BodyLimit, Guard, is_admin, normal_host
 from .predictor import MultiTaskPredictor
+from .protocol import MAX_HEADER_BYTES, header_timeout_protocol
 from .responses import (
     SafeJSONResponse,
     bad_unicode,
@@ -77,16 +80,23 @@ class ServeSettings:
     # Host headers answered (DNS rebinding defence); "*" answers any.
     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
     max_tasks: int = 64
-    body_timeout_s: float = 30.0  # a request body that stalls longer gets 408
+    # Model rows one request may cost, all its tasks together: a QA context longer than the
+    # sequence makes one row per window, a multiple-choice input one per choice (413 past it).
+    max_rows: int = 512
+    body_timeout_s: float = 30.0  # a body not complete this long after its headers gets 408
+    header_timeout_s: float = 10.0  # request headers not complete this long after connecting: 408, closed
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this long
+    docs: bool = False  # /docs (Swagger UI; the browser fetches its scripts from a public CDN)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_queue", "max_inputs", "max_chars", "max_tasks"):
+        for name in ("max_batch_size", "max_queue", "max_inputs", "max_chars", "max_tasks", "max_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
-        if self.body_timeout_s <= 0:
-            raise ValueError(f"body_timeout_s must be > 0, got {self.body_timeout_s}")
+        for name in ("body_timeout_s", "header_timeout_s", "keep_alive_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise ValueError("the admin token must have at least 8 characters")
         self.allowed_hosts = tuple(normal_host(h) for h in self.allowed_hosts)
@@ -137,7 +147,17 @@ class PredictResponse(BaseModel):
     )
 
 
+class TaskSummary(BaseModel):
+    """A task as GET /v1/tasks shows it to clients without the admin token."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    task_type: str
+
+
 class TaskInfo(BaseModel):
+    """A task as the admin sees it: also its labels, prompt and checkpoint folder."""
+
     name: str
     task_type: str
     labels: list[str]
@@ -153,7 +173,9 @@ class TasksResponse(BaseModel):
     backbone: str
     backbone_fingerprint: str
     max_length: int = Field(description="the server's limit on tokens per sequence (each task's: its own)")
-    tasks: list[TaskInfo]
+    tasks: list[TaskInfo] | list[TaskSummary] = Field(
+        description="every task's name and type; with the admin token, each task's full info"
+    )
 
 
 class AddTaskRequest(BaseModel):
@@ -210,12 +232,20 @@ def create_app(
         "with requests of different tasks batched together.",
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        # Swagger UI loads its scripts from a public CDN: only on request; ReDoc not at all
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
     )
+    # "/v1/tasks/x/" is a 404 like any unknown path, not a redirect to "/v1/tasks/x"
+    app.router.redirect_slashes = False
+    answers: dict[str, int] = {}
     app.state.predictor = predictor
     app.state.batcher = batcher
     app.state.settings = settings
+    app.state.answers = answers
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout=settings.body_timeout_s)
-    app.add_middleware(Guard, settings=settings)  # added last: runs first
+    app.add_middleware(Guard, settings=settings)
+    app.add_middleware(Answers, counts=answers)  # added last: runs first, sees every answer
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -238,16 +268,28 @@ def create_app(
             "tasks": len(predictor.task_names),
             "pending_inputs": batcher.pending,
             **batcher.stats,
+            **answers,
         }
 
-    @app.get("/v1/tasks", response_model=TasksResponse, summary="the served tasks")
-    async def list_tasks() -> dict[str, Any]:
-        return {
-            "backbone": predictor.backbone_name,
-            "backbone_fingerprint": predictor.backbone_fingerprint,
-            "max_length": predictor.max_length,
-            "tasks": [task.info() for task in predictor.tasks()],
-        }
+    @app.get(
+        "/v1/tasks",
+        response_model=TasksResponse,
+        summary="the served tasks (their checkpoints and prompts with the admin token only)",
+    )
+    async def list_tasks(request: Request):
+        admin = is_admin(dict(request.scope["headers"]), settings)
+        tasks = predictor.tasks()
+        return SafeJSONResponse(
+            {
+                "backbone": predictor.backbone_name,
+                "backbone_fingerprint": predictor.backbone_fingerprint,
+                "max_length": predictor.max_length,
+                "tasks": [
+                    task.info() if admin else {"name": task.name, "task_type": task.spec.task_type}
+                    for task in tasks
+                ],
+            }
+        )
 
     @app.post(
         "/v1/predict",
@@ -256,49 +298,26 @@ def create_app(
         response_model_exclude_none=True,
         responses={
             404: {"model": ErrorResponse, "description": "unknown task"},
-            413: {"model": ErrorResponse, "description": "too many inputs or characters"},
+            408: {"model": ErrorResponse, "description": "the body did not arrive within its deadline"},
+            413: {"model": ErrorResponse, "description": "too many inputs, characters, tasks or model rows"},
+            500: {"model": ErrorResponse, "description": "a fault of the server (counted by /health)"},
             503: {"model": ErrorResponse, "description": "queue full or shutting down"},
         },
     )
     async def predict(body: PredictRequest, request: Request):
-        bad = (
-            bad_unicode(body.task, ["body", "task"])
-            or bad_unicode(body.tasks, ["body", "tasks"])
-            or bad_unicode(body.inputs, ["body", "inputs"])
-        )
-        if bad:
-            return validation_error(*bad)
-        if (body.task is None) == (body.tasks is None):
-            where = ["body", "task"] if body.task is None else ["body", "tasks"]
-            return validation_error(where, "give either 'task' (one task) or 'tasks' (a list of tasks)")
-        names = [body.task] if body.task is not None else body.tasks
-        try:
-            served = predictor.tasks_for(names)
-        except UnknownTaskError as exc:
-            return error_response(404, str(exc), known_tasks=exc.known)
-        except ValueError as exc:
-            return validation_error(["body", "tasks"], str(exc))
-        if len(body.inputs) > settings.max_inputs:
-            return error_response(
-                413, f"{len(body.inputs)} inputs in one request; the limit is {settings.max_inputs}"
-            )
-        for index, item in enumerate(body.inputs):
-            size = characters(item)
-            if size > settings.max_chars:
-                return error_response(
-                    413, f"input {index} has {size} characters; the limit is {settings.max_chars}"
-                )
-        if len(body.inputs) * len(served) > settings.max_queue:
-            return error_response(
-                413,
-                f"{len(body.inputs)} inputs x {len(served)} tasks in one request; the queue holds {settings.max_queue}",
-            )
+        # the checks walk every name and input: off the event loop, which must keep answering
+        # /health and other requests whatever a body holds
+        refused, served = await run_in_threadpool(check_request, body)
+        if refused is not None:
+            return refused
         if batcher.closing:
             return error_response(503, "the server is shutting down", retry)
         try:
-            prepared = [await run_in_threadpool(predictor.prepare, task, body.inputs) for task in served]
+            prepared = await run_in_threadpool(prepare_request, served, body.inputs)
         except DataError as exc:
             return data_error(exc)
+        if isinstance(prepared, JSONResponse):
+            return prepared
         try:
             futures = batcher.submit_many(prepared)  # queued together: one batch when the rows fit
         except (QueueFullError, ShuttingDownError) as exc:
@@ -323,9 +342,71 @@ def create_app(
             await run_in_threadpool(predictor.format, prepared_task, output)
             for prepared_task, output in zip(prepared, logits, strict=True)
         ]
+        # answered as strict ASCII JSON here, not through the response model's serializer, which
+        # fails on text that is not valid Unicode (a label of a checkpoint, echoed back)
         if body.task is not None:
-            return {"task": body.task, "outputs": outputs[0]}
-        return {"tasks": names, "outputs": dict(zip(names, outputs, strict=True))}
+            return SafeJSONResponse({"task": body.task, "outputs": outputs[0]})
+        names = [task.name for task in served]
+        return SafeJSONResponse({"tasks": names, "outputs": dict(zip(names, outputs, strict=True))})
+
+    def check_request(body: PredictRequest) -> tuple[JSONResponse | None, list]:
+        """(an error answer, []) or (None, the served tasks): every check before tokenizing."""
+        if body.tasks is not None and len(body.tasks) > settings.max_tasks:
+            return error_response(
+                413,
+                f"{len(body.tasks)} tasks in one request; this server serves at most {settings.max_tasks}",
+            ), []
+        bad = (
+            bad_unicode(body.task, ["body", "task"])
+            or bad_unicode(body.tasks, ["body", "tasks"])
+            or bad_unicode(body.inputs, ["body", "inputs"])
+        )
+        if bad:
+            return validation_error(*bad), []
+        if (body.task is None) == (body.tasks is None):
+            where = ["body", "task"] if body.task is None else ["body", "tasks"]
+            return validation_error(where, "give either 'task' (one task) or 'tasks' (a list of tasks)"), []
+        names = [body.task] if body.task is not None else body.tasks
+        try:
+            served = predictor.tasks_for(names)
+        except UnknownTaskError as exc:
+            return error_response(404, str(exc), known_tasks=exc.known), []
+        except ValueError as exc:
+            return validation_error(["body", "tasks"], str(exc)), []
+        if len(body.inputs) > settings.max_inputs:
+            return error_response(
+                413, f"{len(body.inputs)} inputs in one request; the limit is {settings.max_inputs}"
+            ), []
+        for index, item in enumerate(body.inputs):
+            size = characters(item)
+            if size > settings.max_chars:
+                return error_response(
+                    413, f"input {index} has {size} characters; the limit is {settings.max_chars}"
+                ), []
+        if len(body.inputs) * len(served) > settings.max_queue:
+            return error_response(
+                413,
+                f"{len(body.inputs)} inputs x {len(served)} tasks in one request; the queue holds {settings.max_queue}",
+            ), []
+        return None, served
+
+    def prepare_request(served: list, inputs: list) -> list | JSONResponse:
+        """Each task's prepared request (DataError for an input a task cannot take), or a 413 once
+        the model rows counted so far pass `max_rows` (the tasks after it are not tokenized)."""
+        prepared = []
+        rows = 0
+        for task in served:
+            prepared.append(predictor.prepare(task, inputs))
+            rows += prepared[-1].num_rows
+            if rows > settings.max_rows:
+                what = f"{len(inputs)} inputs" + (f" x {len(served)} tasks" if len(served) > 1 else "")
+                return error_response(
+                    413,
+                    f"this request needs {'more than ' if task is not served[-1] else ''}{rows} model rows "
+                    f"({what}; a QA context longer than the sequence counts one row per window, a "
+                    f"multiple-choice input one per choice); the limit is {settings.max_rows} per request",
+                )
+        return prepared
 
     @app.post(
         "/v1/tasks/{name}",
@@ -377,7 +458,7 @@ def create_app(
             except Exception as exc:  # a checkpoint the validator let through: still the path's fault
                 logger.exception("adding task %r from %s failed", name, path)
                 return validation_error(loc, f"cannot load the checkpoint {path!r} ({type(exc).__name__})")
-        return task.info()
+        return SafeJSONResponse(task.info(), status_code=201)  # strict JSON whatever its labels hold
 
     @app.delete(
         "/v1/tasks/{name}",
@@ -398,6 +479,21 @@ def create_app(
         return {"removed": task.name, "tasks": predictor.task_names}
 
     return app
+
+
+def server_config(app: FastAPI, **kwargs: Any) -> uvicorn.Config:
+    """uvicorn's config for `app` with the deadlines of its `ServeSettings`: request headers within
+    `header_timeout_s` of connecting or of the last answer (`ptuning.serving.protocol`), idle
+    keep-alive connections closed after `keep_alive_s`, headers at most 16 KiB. `kwargs`: the
+    other `uvicorn.Config` arguments (host, port, log_level, ...)."""
+    settings: ServeSettings = app.state.settings
+    return uvicorn.Config(
+        app,
+        http=header_timeout_protocol(settings.header_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        **kwargs,
+    )
 
 
 class GracefulServer(uvicorn.Server):

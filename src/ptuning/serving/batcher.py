@@ -1,7 +1,8 @@
 """`MicroBatcher` puts one worker thread in front of a `MultiTaskPredictor`: callers `submit`
 prepared requests into a bounded queue and get a `concurrent.futures.Future`; the worker groups
 what is queued (up to `max_batch_size` model rows, waiting at most `max_wait_ms` for more) into one
-mixed batch. Tokenization and answer formatting happen in the callers' threads.
+mixed batch. A request larger than one batch runs slice by slice, taking turns with the other
+requests queued. Tokenization and answer formatting happen in the callers' threads.
 """
 
 from __future__ import annotations
@@ -23,9 +24,36 @@ from .tasks import PreparedRequest
 class _Job:
     request: PreparedRequest
     future: Future
-    rows: int
     inputs: int
+    # the features in the order they are run, shortest first: a large request's slices then pad
+    # as little as the whole request sorted at once would
+    order: list[int]
+    rows_of: list[int]  # model rows of each feature, in `order`
+    done: int = 0  # features of `order` computed so far
+    values: dict[int, Any] = field(default_factory=dict)  # feature index -> its value
     accepted: float = field(default_factory=time.monotonic)
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= len(self.order)
+
+    def ordered_values(self) -> list:
+        return [self.values[f] for f in range(len(self.order))]
+
+
+@dataclass(eq=False)
+class _Slice:
+    job: _Job
+    start: int  # positions in job.order
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return sum(self.job.rows_of[self.start : self.stop])
+
+    @property
+    def features(self) -> list[int]:
+        return self.job.order[self.start : self.stop]
 
 
 class MicroBatcher:
@@ -33,11 +61,17 @@ class MicroBatcher:
 
     The worker takes the oldest request, then keeps taking queued requests while the batch has
     fewer than `max_batch_size` model rows, waiting up to `max_wait_ms` for more to arrive, and runs
-    them all in one `compute` (mixed tasks). `max_queue` bounds the inputs accepted and not yet
-    answered: past it `submit` raises QueueFullError. `close()` refuses new work, answers
+    them all in one `compute_parts` (mixed tasks). A request with more rows than fit is cut at
+    feature boundaries (a QA window, a multiple-choice input's choices stay together): the batch
+    takes the slice that fits and the rest goes to the back of the queue once the batch has run,
+    behind the requests that arrived meanwhile, so one large request cannot starve small ones (a
+    small request waits for at most the batch running and the slices queued before it). The
+    future is answered when its last slice has run. `max_queue` bounds the inputs accepted and not
+    yet answered: past it `submit` raises QueueFullError. `close()` refuses new work, answers
     everything accepted, then stops the worker. `drain(within)` refuses new work and, `within`
-    seconds later, fails the requests not started yet with ShuttingDownError (a bounded shutdown).
-    A request whose future was cancelled (its client left) is dropped when it reaches the front.
+    seconds later, fails the requests not finished yet with ShuttingDownError (a bounded
+    shutdown). A request whose future was cancelled (its client left) is dropped when it reaches
+    the front, also between the slices of a large one.
     """
 
     def __init__(
@@ -122,7 +156,7 @@ class MicroBatcher:
     def submit_many(self, requests: Sequence[PreparedRequest]) -> list[Future]:
         """Queue several requests at once (all or none), so that the worker takes them into one batch
         when their rows fit `max_batch_size`: one input's requests to several tasks."""
-        jobs = [_Job(r, Future(), r.num_rows, len(r.examples)) for r in requests]
+        jobs = [_Job(r, Future(), len(r.examples), *_run_order(r)) for r in requests]
         inputs = sum(job.inputs for job in jobs)
         with self._cond:
             if self._closing:
@@ -166,7 +200,19 @@ class MicroBatcher:
             else:
                 self.stats["cancelled"] += 1
 
-    def _next_batch(self) -> list[_Job] | None:
+    def _take(self, job: _Job, room: int, first: bool) -> _Slice | None:
+        """The next features of `job` that fit `room` rows (at least one feature for a batch's
+        first slice: a feature is never cut), or None when not even one fits."""
+        stop = job.done
+        rows = 0
+        while stop < len(job.rows_of) and (rows + job.rows_of[stop] <= room or (first and stop == job.done)):
+            rows += job.rows_of[stop]
+            stop += 1
+        if stop == job.done and job.rows_of:
+            return None
+        return _Slice(job, job.done, stop)
+
+    def _next_batch(self) -> list[_Slice] | None:
         with self._cond:
             while True:
                 self._refuse_expired()
@@ -176,17 +222,18 @@ class MicroBatcher:
                 if self._closing:
                     return None
                 self._cond.wait()
-            batch = [self._queue.popleft()]
-            rows = batch[0].rows
+            batch: list[_Slice] = []
+            rows = 0
             deadline = time.monotonic() + self.max_wait
             while rows < self.max_batch_size:
                 self._drop_cancelled()
                 if self._queue:
-                    if rows + self._queue[0].rows > self.max_batch_size:
+                    part = self._take(self._queue[0], self.max_batch_size - rows, first=not batch)
+                    if part is None:
                         break
-                    job = self._queue.popleft()
-                    batch.append(job)
-                    rows += job.rows
+                    self._queue.popleft()  # an unfinished job is queued again after the batch ran
+                    batch.append(part)
+                    rows += part.rows
                     continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closing:
@@ -199,31 +246,59 @@ class MicroBatcher:
             batch = self._next_batch()
             if batch is None:
                 return
-            live = [job for job in batch if job.future.set_running_or_notify_cancel()]
-            answered, error = [], None
+            live = [part for part in batch if not part.job.future.cancelled()]
+            error = None
             try:
                 if live:
-                    outputs = self.predictor.compute(
-                        [job.request for job in live], max_batch_size=self.max_batch_size
+                    values = self.predictor.compute_parts(
+                        [(part.job.request, part.features) for part in live],
+                        max_batch_size=self.max_batch_size,
                     )
-                    answered = list(zip(live, outputs, strict=True))
+                    for part, part_values in zip(live, values, strict=True):
+                        part.job.values.update(zip(part.features, part_values, strict=True))
+                        part.job.done = part.stop
             except Exception as exc:  # answer every caller; the worker keeps serving
                 error = exc
-            finally:
-                # the queue room is given back before any caller hears its answer, so a caller that
-                # sends again right after its answer never finds its own inputs still counted
-                with self._cond:
-                    self._pending -= sum(job.inputs for job in batch)
+            answered: list[_Job] = []
+            with self._cond:
+                for part in batch:
+                    job = part.job
+                    if job.future.cancelled():
+                        self._pending -= job.inputs
+                        self.stats["cancelled"] += 1
+                    elif error is None and not job.finished:
+                        self._queue.append(job)  # behind what arrived meanwhile: others take turns
+                        self._cond.notify()
+                    else:
+                        # the queue room is given back before any caller hears its answer, so a caller
+                        # that sends again right after its answer never finds its own inputs counted
+                        self._pending -= job.inputs
+                        answered.append(job)
             if error is not None:
                 self.stats["errors"] += 1
-                for job in live:
-                    if not job.future.done():
-                        job.future.set_exception(error)
             elif live:
-                for job, output in answered:
-                    job.future.set_result(output)
                 self.stats["batches"] += 1
-                self.stats["requests"] += len(live)
-                self.stats["rows"] += sum(job.rows for job in live)
-                if len({id(job.request.task) for job in live}) > 1:
+                self.stats["rows"] += sum(part.rows for part in live)
+                if len({id(part.job.request.task) for part in live}) > 1:
                     self.stats["mixed_batches"] += 1
+            for job in answered:
+                if not job.future.set_running_or_notify_cancel():
+                    self.stats["cancelled"] += 1
+                elif error is not None:
+                    job.future.set_exception(error)
+                else:
+                    try:
+                        output = self.predictor.join(job.request, job.ordered_values())
+                    except Exception as exc:
+                        job.future.set_exception(exc)
+                        continue
+                    job.future.set_result(output)
+                    self.stats["requests"] += 1
+
+
+def _run_order(request: PreparedRequest) -> tuple[list[int], list[int]]:
+    """The features' indices shortest first (a feature's longest row), and each one's rows."""
+    head = request.task.model.head
+    rows = [head.rows_of(feature) for feature in request.features]
+    order = sorted(range(len(rows)), key=lambda f: max((len(r["input_ids"]) for r in rows[f]), default=0))
+    return order, [len(rows[f]) for f in order]

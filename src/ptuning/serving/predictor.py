@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import backbone_limit, fingerprint, load_backbone
-from ..checkpoint import CheckpointError, recorded_inputs
+from ..checkpoint import CheckpointError
 from ..data.features import make_collator
 from ..data.spec import TaskSpec
 from ..decode import format_outputs
@@ -131,7 +131,7 @@ class MultiTaskPredictor:
         items = list(prompts.items()) if isinstance(prompts, Mapping) else list(prompts)
         if not items:
             raise CheckpointError("no checkpoints to serve")
-        configs = [(name, str(path), check_servable(path)) for name, path in items]
+        configs = [(name, str(path), check_servable(path).config) for name, path in items]
         first_name, first_path, first = configs[0]
         for name, path, config in configs[1:]:
             if config["backbone_fingerprint"] != first["backbone_fingerprint"]:
@@ -171,7 +171,8 @@ class MultiTaskPredictor:
         if name in self._tasks:
             raise TaskExistsError(f"task {name!r} is already served (from {self._tasks[name].path})")
         path = str(path)
-        config = check_servable(path)
+        checkpoint = check_servable(path)  # read and checked once for everything below
+        config = checkpoint.config
         if config["backbone_fingerprint"] != self.backbone_fingerprint:
             origin = f" (from {_checkpoint_label(*self._origin)})" if self._origin else ""
             raise CheckpointError(
@@ -179,17 +180,24 @@ class MultiTaskPredictor:
                 f"(fingerprint {config['backbone_fingerprint']}), but this server's backbone is "
                 f"{self.backbone_name!r}{origin} (fingerprint {self.backbone_fingerprint})"
             )
-        model = PromptModel.from_pretrained(path, backbone=self.backbone)
+        model = PromptModel.from_pretrained(checkpoint, backbone=self.backbone)
         model.to(next(self.backbone.parameters()).device)  # head and prompt where the backbone is
         model.fold_prefix()
         length = self.max_length
         if not self._fixed_length:
-            length = min(recorded_inputs(path)[1] or DEFAULT_MAX_LENGTH, self.max_length)
+            length = min(checkpoint.max_seq_length or DEFAULT_MAX_LENGTH, self.max_length)
         task = ServedTask(
             name=name,
             path=path,
             model=model,
-            predictor=Predictor(model, self.tokenizer, max_length=length, batch_size=self.max_batch_size),
+            predictor=Predictor(
+                model,
+                self.tokenizer,
+                max_length=length,
+                batch_size=self.max_batch_size,
+                inputs=checkpoint.inputs,  # the trained column names, a required pair
+                source=path,
+            ),
         )
         if model.prefix_encoder is not None:
             set_prefix_table(task, model)
@@ -263,12 +271,13 @@ class MultiTaskPredictor:
         an empty list or a name listed twice."""
         if isinstance(names, str) or not names:
             raise ValueError("expected a non-empty list of task names")
-        duplicates = [name for i, name in enumerate(names) if name in names[:i]]
-        if duplicates:
-            raise ValueError(f"task {duplicates[0]!r} is listed twice")
+        seen: set[str] = set()  # a set: a client may send a long list, and this must stay linear
+        for name in names:
+            if name in seen:
+                raise ValueError(f"task {name!r} is listed twice")
+            seen.add(name)
         return [self.task(name) for name in names]
 
-    @torch.inference_mode()
     def compute(self, requests: Sequence[PreparedRequest], *, max_batch_size: int | None = None) -> list:
         """Model outputs per request, aligned with its features (QA: (starts, ends)).
 
@@ -276,22 +285,39 @@ class MultiTaskPredictor:
         in passes of their own task. Rows are sorted by length so that little is padded, and each
         pass takes at most `max_batch_size` rows.
         """
+        parts = [(request, range(len(request.features))) for request in requests]
+        values = self.compute_parts(parts, max_batch_size=max_batch_size)
+        return [self.join(request, part) for request, part in zip(requests, values, strict=True)]
+
+    @staticmethod
+    def join(request: PreparedRequest, values: list) -> Any:
+        """A request's outputs (the form `format` reads) from its features' values, in order."""
+        return request.task.model.head.join(values)
+
+    @torch.inference_mode()
+    def compute_parts(
+        self, parts: Sequence[tuple[PreparedRequest, Sequence[int]]], *, max_batch_size: int | None = None
+    ) -> list[list]:
+        """The values of the features listed for each (request, feature indices), one per index, in
+        that order: what `compute` does for whole requests, for parts of them. The micro-batcher
+        runs a large request part by part, so that other requests can go between them; `join`
+        turns a request's values, every feature's in the features' order, into its outputs."""
         size = max_batch_size or self.max_batch_size
         deep: list[_Row] = []
         by_input_prompt: dict[int, list[_Row]] = collections.defaultdict(list)
-        for r, request in enumerate(requests):
+        for r, (request, indices) in enumerate(parts):
             target = deep if request.task.deep else by_input_prompt[id(request.task)]
             head = request.task.model.head
-            for f, feature in enumerate(request.features):
-                for c, sequence in enumerate(head.rows_of(feature)):
+            for f in indices:
+                for c, sequence in enumerate(head.rows_of(request.features[f])):
                     target.append(_Row(r, f, c, request.task, sequence))
         outputs: dict[tuple[int, int, int], Any] = {}
         for group in (deep, *by_input_prompt.values()):
             group.sort(key=lambda row: row.length)
-            for start in range(0, len(group), size):
+            for begin in range(0, len(group), size):
                 with self.precision.autocast():
-                    self._forward(group[start : start + size], outputs)
-        return [_assemble(r, request, outputs) for r, request in enumerate(requests)]
+                    self._forward(group[begin : begin + size], outputs)
+        return [_merge(r, request, indices, outputs) for r, (request, indices) in enumerate(parts)]
 
     def _forward(self, rows: list[_Row], outputs: dict) -> None:
         batch = self._collate([row.sequence for row in rows])
@@ -377,11 +403,10 @@ class _PrefixBank:
         self.visible = self.visible.to(self.keys.device)
 
 
-def _assemble(r: int, request: PreparedRequest, outputs: dict):
-    """A request's logits (in the form `decode` reads) from its rows' values."""
+def _merge(r: int, request: PreparedRequest, indices: Sequence[int], outputs: dict) -> list:
+    """The values of a request's features `indices` from their rows' values (`outputs`)."""
     head = request.task.model.head
-    values = [
-        head.merge_rows([outputs[(r, f, c)] for c in range(head.num_rows(feature))])
-        for f, feature in enumerate(request.features)
+    return [
+        head.merge_rows([outputs[(r, f, c)] for c in range(head.num_rows(request.features[f]))])
+        for f in indices
     ]
-    return head.join(values)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CheckpointError, read_config
+from ..checkpoint import Checkpoint, CheckpointError
 from ..data.spec import TaskSpec
 from ..inference import Predictor
 from ..injection import PrefixInjector
@@ -98,11 +98,13 @@ def set_prefix_table(task: ServedTask, model: PromptModel) -> None:
     task.keys, task.values, task.layers = keys, values, tuple(sorted(prefix))
 
 
-def check_servable(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's config, or a CheckpointError saying why `ptuning serve` cannot serve it."""
+def check_servable(path: str | Path) -> Checkpoint:
+    """The checkpoint, its config read and checked once, or a CheckpointError saying why `ptuning
+    serve` cannot serve it."""
     if not Path(path).is_dir():
         raise CheckpointError(f"checkpoint {path} does not exist or is not a folder")
-    config = read_config(path)
+    checkpoint = Checkpoint.read(path)
+    config = checkpoint.config
     for key in ("backbone", "backbone_fingerprint", "prompt_config", "task"):
         if key not in config:
             raise CheckpointError(f"checkpoint {path}: {key!r} is missing from its config")
@@ -117,4 +119,4 @@ def check_servable(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} is a handcrafted prompt (a template scored through the backbone's MLM head or "
             "by similarity, not a prefix): serve it alone with `ptuning predict`"
         )
-    return config
+    return checkpoint
