@@ -25,10 +25,10 @@ from .backbones import geometry
 from .config import METHODS
 from .data.spec import TASK_TYPES
 from .errors import CheckpointError as CheckpointError  # re-exported: its home before ptuning.errors
+from .limits import MAX_PREFIX_LEN, MAX_PROMPT_LAYERS
 
 CONFIG_NAME = "ptuning_config.json"
 WEIGHTS_NAME = "prompt.safetensors"
-MAX_PREFIX_LEN = 4096
 MAX_PROJECTION_HIDDEN = 16384
 MAX_LABELS = 100_000
 FLOAT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
@@ -153,7 +153,7 @@ def validate_config(directory: str | Path) -> dict[str, Any]:
     prompt.number("prompt_dropout", 0.0, 1.0)
     prompt.number("head_dropout", 0.0, 1.0)
     prompt.number("init_std", 0.0, 1e6)
-    prompt.integer("prompt_layers", 1, 10_000, null=True)
+    prompt.integer("prompt_layers", 1, MAX_PROMPT_LAYERS, null=True)
     prompt.enum("pooling", ("cls", "mean"), required=False)
     task = top.object("task")
     task.string("name")
@@ -169,7 +169,44 @@ def validate_config(directory: str | Path) -> dict[str, Any]:
             raise task.fail("labels", f"a non-empty list of label names for a {kind} task")
         if len(set(labels)) != len(labels):
             raise task.fail("labels", "a list of distinct label names")
+    check_run_record(directory, config)
     return config
+
+
+def check_run_record(directory: str | Path, config: Mapping[str, Any]) -> None:
+    """A config that names its run (`run_id`, written by `ptuning train`) must sit beside the weights
+    and the train_config.json of that same run: a folder mixing two runs' files is refused, naming
+    both ids. Weights that cannot be read are left to `read_header` to report."""
+    run_id = config.get("run_id")
+    if run_id is None:  # a checkpoint from before run ids, or a Trainer's intermediate one
+        return
+    path = Path(directory) / CONFIG_NAME
+    if not isinstance(run_id, str) or not run_id:
+        raise CheckpointError(f"{path}: 'run_id' must be a non-empty string; got {_show(run_id)}")
+    weights = Path(directory) / WEIGHTS_NAME
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as handle:
+            theirs = (handle.metadata() or {}).get("run_id")
+    except Exception:  # missing or unreadable: read_header says which
+        theirs = run_id
+    if theirs != run_id:
+        raise CheckpointError(
+            f"{weights} is of run {theirs or 'unknown'}, {CONFIG_NAME} of run {run_id}: the folder mixes "
+            "two runs' files; train again into it, or into another --output-dir"
+        )
+    saved = Path(directory) / "train_config.json"
+    try:
+        settings = json.loads(saved.read_text())
+    except (OSError, ValueError, RecursionError):
+        return  # the settings are a record for people; a checkpoint loads without them
+    recorded = settings.get("run_id") if isinstance(settings, dict) else None
+    if recorded is not None and recorded != run_id:
+        raise CheckpointError(
+            f"{saved} is of run {recorded}, {CONFIG_NAME} of run {run_id}: the folder mixes two runs' "
+            "files; train again into it, or into another --output-dir"
+        )
 
 
 # --- step 2: the safetensors header -------------------------------------------------------------
