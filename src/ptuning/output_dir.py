@@ -6,8 +6,9 @@ path under a file; not a non-empty folder that holds no ptuning run, unless `ove
 creates it and takes an OS file lock on `<folder>/.ptuning.lock` (`flock`, released by the kernel
 when the process dies, SIGKILL included, so a crashed run never leaves a stale lock). Beside the
 lock, `.ptuning.lock.json` records the holder (pid, command, start time) so that a second writer is
-refused with one line naming it. Every failure is an `OutputDirError` (a UserError: one line, exit
-code 2), raised before anything is written.
+refused with one line naming it; both files go when an exclusive holder lets go. Every failure is
+an `OutputDirError` (a UserError: one line, exit code 2), raised before anything is written; a
+folder the claim created is removed again when the run fails before writing into it.
 
 A lock is exclusive, or shared (`ptuning tune --resume`: several processes share one Optuna study,
 whose own storage serialises them; an exclusive writer still waits for none of them and is refused
@@ -34,7 +35,7 @@ from .errors import UserError
 LOCK_NAME = ".ptuning.lock"
 HOLDER_NAME = ".ptuning.lock.json"
 # What a folder of ours holds (any one of them): a run's checkpoint and settings, a search, a report.
-# The lock file marks every folder a ptuning command has written, even one whose run died at once.
+# The lock file also marks a folder whose run was killed before it wrote anything else.
 OURS = frozenset(
     {
         LOCK_NAME,
@@ -158,16 +159,7 @@ class OutputLock:
         path = self.folder / LOCK_NAME
         try:
             if fcntl is not None:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-                try:
-                    fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    raise self._in_use() from None
-                except BaseException:
-                    os.close(fd)
-                    raise
-                self._fd = fd
+                self._fd = self._flock(path)
             else:
                 from filelock import FileLock, Timeout
 
@@ -184,6 +176,29 @@ class OutputLock:
                 f"{self.option} {self.folder}: cannot write into it ({_reason(exc)})"
             ) from None
         return self
+
+    def _flock(self, path: Path) -> int:
+        """A descriptor of the lock file, locked. An exclusive holder removes the file when it lets
+        go; one who opened it just before locks a file no longer in the folder, so it checks that the
+        path is still the file it locked, and tries again if not."""
+        for _ in range(100):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                try:
+                    same = os.path.samestat(os.fstat(fd), os.stat(path))
+                except FileNotFoundError:
+                    same = False
+            except BlockingIOError:
+                os.close(fd)
+                raise self._in_use() from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                return fd
+            os.close(fd)
+        raise OutputDirError(f"{self.option} {self.folder}: its lock file keeps changing; try again")
 
     def _in_use(self) -> OutputDirError:
         holder = read_holder(self.folder)
@@ -209,9 +224,12 @@ class OutputLock:
             raise
 
     def release(self) -> None:
-        if self.held and not self.shared:  # a shared holder leaves the others' record in place
+        if self.held and not self.shared:  # a shared holder leaves the others' record and lock in place
             with contextlib.suppress(OSError):
                 (self.folder / HOLDER_NAME).unlink()
+            if self._fd is not None:  # removed while still held: see _flock
+                with contextlib.suppress(OSError):
+                    (self.folder / LOCK_NAME).unlink()
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -266,8 +284,12 @@ def claim_output_dir(
         raise
     try:
         yield path
-    finally:
+    except BaseException:
         lock.release()
+        if created and not any(path.iterdir()):  # refused before it wrote anything: leave no folder
+            _remove_created(created)
+        raise
+    lock.release()
 
 
 def _remove_created(created: list[Path]) -> None:
