@@ -184,23 +184,27 @@ def check_run_record(directory: str | Path, config: Mapping[str, Any]) -> None:
     if not isinstance(run_id, str) or not run_id:
         raise CheckpointError(f"{path}: 'run_id' must be a non-empty string; got {_show(run_id)}")
     weights = Path(directory) / WEIGHTS_NAME
-    try:
-        from safetensors import safe_open
+    theirs = run_id
+    if weights.is_file():  # only a regular file is opened here (a FIFO would block); read_header says more
+        try:
+            from safetensors import safe_open
 
-        with safe_open(str(weights), framework="pt") as handle:
-            theirs = (handle.metadata() or {}).get("run_id")
-    except Exception:  # missing or unreadable: read_header says which
-        theirs = run_id
+            with safe_open(str(weights), framework="pt") as handle:
+                theirs = (handle.metadata() or {}).get("run_id")
+        except Exception:  # unreadable: read_header says why
+            theirs = run_id
     if theirs != run_id:
         raise CheckpointError(
             f"{weights} is of run {theirs or 'unknown'}, {CONFIG_NAME} of run {run_id}: the folder mixes "
             "two runs' files; train again into it, or into another --output-dir"
         )
     saved = Path(directory) / "train_config.json"
+    if not saved.is_file() or saved.stat().st_size > 1 << 20:
+        return  # the settings are a record for people; a checkpoint loads without them
     try:
         settings = json.loads(saved.read_text())
     except (OSError, ValueError, RecursionError):
-        return  # the settings are a record for people; a checkpoint loads without them
+        return
     recorded = settings.get("run_id") if isinstance(settings, dict) else None
     if recorded is not None and recorded != run_id:
         raise CheckpointError(
