@@ -6,6 +6,8 @@ import json
 import random
 from dataclasses import asdict, replace
 
+import pytest
+
 from ptuning.cli import main
 from ptuning.report import (
     PROTOCOLS,
@@ -156,6 +158,65 @@ def test_report_cli_render_only(tmp_path, capsys):
     assert main(["report", "--render-only", "--reports-dir", str(tmp_path)]) == 0
     assert (folder / "report.md").is_file()
     assert "report:" in capsys.readouterr().out
+
+
+def _good_row() -> dict:
+    return _synthetic_rows(PROTOCOLS["cpu"])[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            lambda: json.dumps({**_good_row(), "score": "high"}).encode(),
+            "'score' must be a finite number, got \"high\"",
+        ),
+        (lambda: json.dumps({**_good_row(), "score": float("nan")}).encode(), "NaN is not a JSON number"),
+        (lambda: b'{"key": "a\xff"}', "not UTF-8 text (byte 10)"),
+        (lambda: b"[1, 2, 3]", "expected a JSON object, got a JSON list"),
+        (lambda: b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+        (lambda: b'{"key": "x", "status": "ok"', "invalid JSON"),
+        (lambda: json.dumps({**_good_row(), "seed": "zero"}).encode(), "'seed' must be an integer"),
+        (
+            lambda: json.dumps({k: v for k, v in _good_row().items() if k != "key"}).encode(),
+            "'key' is missing",
+        ),
+    ],
+)
+def test_render_only_names_the_file_and_line_of_a_bad_row(line, expected, tmp_path, capsys):
+    folder = tmp_path / "cpu"
+    folder.mkdir()
+    rows = _synthetic_rows(PROTOCOLS["cpu"])[:3]
+    content = b"".join(json.dumps(row).encode() + b"\n" for row in rows[:2])
+    (folder / RESULTS).write_bytes(content + line() + b"\n" + json.dumps(rows[2]).encode() + b"\n")
+    assert main(["report", "--render-only", "--reports-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"ptuning report: error: {folder / RESULTS}:3: ") and expected in err, err
+    assert sorted(p.name for p in folder.iterdir()) == [RESULTS]  # nothing rendered, nothing locked
+
+
+@pytest.mark.parametrize("content", [None, b"", b"\n\n"])
+def test_render_only_of_a_missing_or_empty_results_file_says_so(content, tmp_path, capsys):
+    folder = tmp_path / "cpu"
+    if content is not None:
+        folder.mkdir()
+        (folder / RESULTS).write_bytes(content)
+    assert main(["report", "--render-only", "--reports-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    expected = "no such file" if content is None else "the file holds no results"
+    assert err.startswith(f"ptuning report: error: {folder / RESULTS}: {expected}"), err
+    assert not (folder / "report.md").exists()
+
+
+def test_a_run_drops_the_line_a_crash_cut_short(tmp_path):
+    from ptuning.report.run import drop_cut_line, read_results
+
+    rows = _synthetic_rows(PROTOCOLS["cpu"])[:2]
+    _write(tmp_path, rows)  # ends in a line cut mid-write
+    drop_cut_line(tmp_path)
+    assert (tmp_path / RESULTS).read_bytes().endswith(b"}\n")
+    assert read_results(tmp_path, strict=True) == rows
 
 
 def test_gpu_protocol_cells_and_dry_run():

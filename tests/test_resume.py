@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,76 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_last_complete_one(
     )
     assert main([*_args(tiny_bert_dir, out), "--resume"]) == 0
     _assert_same(_final_state(out), unbroken)
+
+
+def _short(backbone: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train", "--task", "sst2", "--backbone", str(backbone), "--output-dir", str(out), "--quiet",
+        "--max-train-samples", "24", "--max-eval-samples", "8", "--batch-size", "8", "--max-steps", "3",
+        "--max-seq-length", "32", "--prefix-len", "2", "--seed", "7", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_bert_dir, tmp_path_factory):
+    if not Path(os.environ.get("PTUNING_DATA", "")).is_dir():
+        pytest.skip("benchmark data folder ../shared/data is not present")
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert main(_short(tiny_bert_dir, out)) == 0
+    return out
+
+
+def test_the_final_files_carry_one_run_id_and_no_staging_is_left(finished):
+    from safetensors import safe_open
+
+    config = json.loads((finished / "ptuning_config.json").read_text())
+    settings = json.loads((finished / "train_config.json").read_text())
+    with safe_open(str(finished / "prompt.safetensors"), framework="pt") as handle:
+        weights_id = handle.metadata()["run_id"]
+    assert config["run_id"] == settings["run_id"] == weights_id
+    assert not list(finished.glob(".staging-*"))
+    # the running run's record, beside the training checkpoints, is the same run
+    assert json.loads((finished / "checkpoints" / "train_config.json").read_text())["run_id"] == weights_id
+
+
+def test_resume_with_other_settings_is_refused_naming_them(finished, tiny_bert_dir, capsys):
+    before = (finished / "train_config.json").read_text()
+    weights = (finished / "prompt.safetensors").read_bytes()
+    assert main([*_short(tiny_bert_dir, finished, "--seed", "6", "--lr", "0.05"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "--resume: " in err and "is a run with other settings" in err
+    assert "learning_rate None there, 0.05 now" in err and "seed 7 there, 6 now" in err
+    assert "--resume-with-changes" in err
+    assert (finished / "train_config.json").read_text() == before  # nothing rewritten
+    assert (finished / "prompt.safetensors").read_bytes() == weights
+
+
+def test_resume_with_changes_continues_the_same_run(finished, tiny_bert_dir):
+    run_id = json.loads((finished / "ptuning_config.json").read_text())["run_id"]
+    assert main([*_short(tiny_bert_dir, finished), "--resume"]) == 0  # the run's own settings: fine
+    args = [*_short(tiny_bert_dir, finished, "--lr", "0.05"), "--resume", "--resume-with-changes"]
+    assert main(args) == 0
+    settings = json.loads((finished / "train_config.json").read_text())
+    assert settings["learning_rate"] == 0.05 and settings["run_id"] == run_id  # recorded, same run
+
+
+def test_a_folder_mixing_two_runs_is_refused_on_load(finished, tiny_bert_dir, tmp_path):
+    from ptuning.errors import CheckpointError
+    from ptuning.validation import validate_config
+
+    other = tmp_path / "other"
+    assert main(_short(tiny_bert_dir, other, "--seed", "8")) == 0
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("ptuning_config.json", "train_config.json"):
+        (mixed / name).write_bytes((finished / name).read_bytes())
+    (mixed / "prompt.safetensors").write_bytes((other / "prompt.safetensors").read_bytes())
+    with pytest.raises(
+        CheckpointError, match=r"prompt.safetensors is of run \w+, ptuning_config.json of run"
+    ):
+        validate_config(mixed)
+    (mixed / "prompt.safetensors").write_bytes((finished / "prompt.safetensors").read_bytes())
+    (mixed / "train_config.json").write_bytes((other / "train_config.json").read_bytes())
+    with pytest.raises(CheckpointError, match=r"train_config.json is of run \w+, ptuning_config.json of run"):
+        validate_config(mixed)

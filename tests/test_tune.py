@@ -95,7 +95,7 @@ def test_train_config_reproduces_the_best_trial(search, tmp_path):
     args = ["train", "--config", str(search / "best_config.json"), "--output-dir", str(out), "--quiet"]
     assert main(args) == 0
     trial_dir = Path(summary["best_output_dir"])
-    ignore = ("output_dir", "progress", "overwrite", "resume")
+    ignore = ("output_dir", "progress", "overwrite", "resume", "run_id")
     mine, theirs = (
         {k: v for k, v in json.loads((d / "train_config.json").read_text()).items() if k not in ignore}
         for d in (out, trial_dir)
@@ -192,17 +192,26 @@ def test_space_syntax():
     [
         ("lr=abc", "lr expects a number, got 'abc'"),
         ("lr=1e-1:1e-3", "needs low < high"),
-        ("lr=0:1e-1", "lr must be > 0"),
+        ("lr=0:1e-1", "lr must be a number > 0 and <= 1, got 0"),
+        ("lr=1e-3:inf", "lr expects a finite number, got 'inf'"),
+        ("lr=1e-3:1e308", "lr must be a number > 0 and <= 1, got 1e+308"),
+        ("lr=nan:1e-1", "lr expects a finite number"),
+        ("prefix_len=100000", "prefix_len must be a whole number from 1 to 4096, got 100000"),
+        ("prefix_len=inf", "prefix_len expects a finite number"),
+        ("prompt_layers=1:100000", "prompt_layers must be a whole number from 1 to 10000"),
+        ("epochs=1:1e9", "epochs must be a number > 0 and <= 10000"),
+        ("batch_size=8,1e9", "batch_size must be a whole number from 1 to 65536"),
         ("foo=1", "unknown parameter 'foo'"),
         ("4,8", "expected name=values"),
         ("prefix_len=4:8:16", "expects a range low:high"),
         ("prefix_len=4.5,8", "prefix_len expects a whole number"),
         ("prefix_len=", "prefix_len has an empty value"),
         ("prefix_len=4,,8", "prefix_len has an empty value"),
-        ("prefix_len=0,8", "prefix_len must be >= 1"),
+        ("prefix_len=0,8", "prefix_len must be a whole number from 1 to 4096, got 0"),
         ("prefix_projection=0:1", "not a range"),
         ("prefix_projection=maybe", "expects true or false"),
-        ("prompt_dropout=0:1.5", "prompt_dropout must be in [0, 1)"),
+        ("prompt_dropout=0:1.5", "prompt_dropout must be a number from 0 to 1, got 1.5"),
+        ("prompt_dropout=0:1", "prompt_dropout must be a number from 0 to below 1"),
         ("lr=1e-3:1e-2,lr=1e-2", "lr is given twice"),
         ("prefix_len=4,8:16", "mixes a range and a list"),
     ],
@@ -236,7 +245,8 @@ def test_searches_that_cannot_run_are_one_line(args, expected, capsys):
 def test_search_killed_mid_trial_resumes(tiny_bert_dir, shared_data, tmp_path):
     out = tmp_path / "killed"
     args = _tune(tiny_bert_dir, out, "--trials", "1", "--max-train-samples", "400", "--max-steps", "50")
-    kill_when(args, (out / "trials" / "0" / "train_config.json").is_file)  # once the first trial trains
+    # once the first trial trains (a run records its settings beside its training checkpoints)
+    kill_when(args, (out / "trials" / "0" / "checkpoints" / "train_config.json").is_file)
     assert not (out / "trials" / "0" / "metrics.json").exists()  # killed mid-trial
     assert main([*args, "--resume"]) == 0
     rows = _rows(out)
@@ -320,3 +330,132 @@ def test_a_seeded_qmc_search_proposes_the_same_spread_trials(tiny_bert_dir, shar
     logs = sorted(math.log10(lr) for lr in runs[0])
     assert len(set(logs)) == 3 and logs[-1] - logs[0] > 0.5  # spread over the log range, not clumped
     assert "sampler" not in json.loads((tmp_path / "a" / "best_config.json").read_text())
+
+
+def test_fixed_lr_and_prefix_len_are_bounded_before_anything_loads(capsys):
+    assert main(["tune", "--task", "sst2", "--lr", "1e308"]) == 2
+    assert "lr must be a number > 0 and <= 1, got 1e+308" in capsys.readouterr().err
+    assert main(["train", "--task", "sst2", "--prefix-len", "5000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "ptuning train: error: prefix_len must be a whole number from 1 to 4096, got 5000"
+
+
+def test_the_bounds_are_the_checkpoint_validators():
+    """train refuses exactly the prompt lengths the checkpoint validator refuses (one shared limit)."""
+    from ptuning.limits import MAX_PREFIX_LEN
+    from ptuning.train_config import TrainConfig
+    from ptuning.validation import MAX_PREFIX_LEN as VALIDATOR_MAX
+
+    assert VALIDATOR_MAX == MAX_PREFIX_LEN
+    assert TrainConfig.build(prefix_len=MAX_PREFIX_LEN).prompt.prefix_len == MAX_PREFIX_LEN
+    with pytest.raises(ValueError, match="prefix_len must be"):
+        TrainConfig.build(prefix_len=MAX_PREFIX_LEN + 1)
+    assert parse_space(f"prefix_len={MAX_PREFIX_LEN}") == {"prefix_len": Choice((MAX_PREFIX_LEN,))}
+
+
+def test_space_replaces_the_parameters_it_names_and_space_only_drops_the_rest():
+    default = space_for("p-tuning-v2", None)[0]
+    space, _ = space_for("p-tuning-v2", "lr=1e-3:1e-2,prefix_len=4,16")
+    assert space["lr"] == Range(1e-3, 1e-2, log=True) and space["prefix_len"] == Choice((4, 16))
+    assert set(space) == set(default)  # the others keep their default distributions
+    assert space["epochs"] == default["epochs"]
+    only, _ = space_for("p-tuning-v2", "lr=1e-3:1e-2,prefix_len=4,16", only=True)
+    assert set(only) == {"lr", "prefix_len"}
+    with pytest.raises(SpaceError, match="--space-only needs --space"):
+        space_for("p-tuning-v2", None, only=True)
+
+
+def test_dry_run_prints_the_space_and_budget_without_torch(tmp_path):
+    out = tmp_path / "plan"
+    code = (
+        "import sys; from ptuning.cli import main; rc = main(sys.argv[1:]); "
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)"
+    )
+    args = ["tune", "--task", "rte", "--output-dir", str(out), "--trials", "7", "--dry-run"]
+    args += ["--space", "lr=1e-3:1e-2,prefix_len=4,16", "--space-only", "--max-steps", "30"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "search space of p-tuning-v2 (2 parameters):" in text
+    assert "lr (--lr): 0.001:0.01 (log)" in text and "prefix_len (--prefix-len): 4,16" in text
+    assert "epochs" not in text.split("budget:")[0]
+    assert "budget: 7 finished trials in all; each trains --max-steps 30" in text
+    assert text.strip().endswith("no torch")
+    assert not out.exists()  # nothing written
+
+
+def test_best_config_holds_absolute_paths(tmp_path, monkeypatch):
+    """Relative file and folder settings are fixed as absolute paths (best_config.json is read from
+    anywhere)."""
+    from ptuning.commands import tune as tune_command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    seen = {}
+
+    def fake_search(cfg, build):
+        seen["fixed"] = cfg.fixed
+        raise SystemExit(0)
+
+    monkeypatch.setattr("ptuning.tuning.run_search", fake_search)
+    args = build_parser().parse_args(
+        ["tune", "--train-file", "data/train.csv", "--validation-file", "data/dev.csv",
+         "--data-dir", "data", "--output-dir", "out"]
+    )  # fmt: skip
+    args._argv = []
+    with pytest.raises(SystemExit):
+        tune_command.run(args)
+    fixed = seen["fixed"]
+    assert fixed["train_file"] == str(tmp_path / "data" / "train.csv")
+    assert fixed["validation_file"] == str(tmp_path / "data" / "dev.csv")
+    assert fixed["data_dir"] == str(tmp_path / "data")
+
+
+def _ask_and_tell(study, space, n):
+    from ptuning.tuning import suggest
+
+    for _ in range(n):
+        trial = study.ask()
+        params = suggest(trial, space)
+        study.tell(trial, params["lr"])
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "qmc"])
+def test_a_resumed_seeded_search_never_repeats_a_finished_trial(sampler, tmp_path):
+    """Two trials, then the study opened again with --resume: the next trials are new points (a seeded
+    TPE sampler started over from its seed used to propose trials 0 and 1 again)."""
+    from ptuning.tuning import TuneConfig, open_study
+
+    space = parse_space("lr=1e-4:1e-1,prefix_len=2,4,8,16,32")
+    cfg = TuneConfig(fixed={}, space=space, output_dir=tmp_path, seed=5, sampler=sampler)
+    _ask_and_tell(open_study(cfg), space, 2)
+    cfg.resume = True
+    study = open_study(cfg)
+    _ask_and_tell(study, space, 2)
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(params) == 4 and len(set(params)) == 4, params
+    # still repeatable: the same seed and history propose the same resumed trials
+    again = tmp_path / "again"
+    cfg2 = TuneConfig(fixed={}, space=space, output_dir=again, seed=5, sampler=sampler)
+    _ask_and_tell(open_study(cfg2), space, 2)
+    cfg2.resume = True
+    study2 = open_study(cfg2)
+    _ask_and_tell(study2, space, 2)
+    assert [t.params for t in study2.trials] == [t.params for t in study.trials]
+
+
+def test_a_fresh_search_is_refused_on_a_folder_in_use(tmp_path, capsys):
+    """Another process (here: a lock held by this test) writing the folder: tune exits 2 naming it;
+    --resume joins a search shared the same way."""
+    from ptuning.output_dir import OutputLock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with OutputLock(out, command="ptuning tune --task rte"):
+        assert main(["tune", "--task", "sst2", "--output-dir", str(out), "--trials", "1"]) == 2
+        err = capsys.readouterr().err
+        assert "is in use by another ptuning process" in err and "`ptuning tune --task rte`" in err
+    with OutputLock(out, shared=True, command="ptuning tune --resume"):
+        assert main(["tune", "--task", "sst2", "--output-dir", str(out), "--trials", "1"]) == 2
+        assert "is in use" in capsys.readouterr().err  # a fresh search does not join a shared one

@@ -9,7 +9,9 @@ The reparameterization MLP is folded into the plain prefix table on export (`fol
 inference needs no MLP; training checkpoints keep it (`fold=False`) so training can resume.
 This module reads and writes files only: `PromptModel.from_pretrained` builds a model from them.
 Every file is written to a temporary name and renamed, so a crash never leaves half a file; a
-write error (a full disk) is one CheckpointWriteError naming the file, with no temporary left.
+write error (a full disk) is one CheckpointWriteError naming the file, with no temporary left. A
+run's final files (weights, config, train_config.json, metrics.json) are written into a staging
+folder and renamed into place together (`staging_dir`, `commit_staged`), tied by one run id.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import errno
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -44,6 +47,8 @@ from .validation import (
 )
 
 FORMAT_VERSION = 1
+RUN_ID = "run_id"  # the key, in ptuning_config.json, train_config.json and the weights' metadata
+STAGING_PREFIX = ".staging-"
 
 
 class CheckpointWriteError(CheckpointError):
@@ -143,15 +148,19 @@ def save_checkpoint(
     fold: bool = True,
     inputs: InputFormat | None = None,
     max_seq_length: int | None = None,
+    run_id: str | None = None,
 ) -> dict[str, int]:
     """Write the checkpoint; `inputs` and `max_seq_length` record how the task's data was read in
-    training, so that eval, predict and serve read it the same way by default. Both files are
+    training, so that eval, predict and serve read it the same way by default. `run_id` (the run's
+    `new_run_id`) goes into the config and the weights' metadata, and the loaders refuse a folder
+    whose files carry different ones (`ptuning.validation.check_run_record`). Both files are
     staged (written and synced) first, then the old config is removed and both are renamed into
     place, so a full disk or a crash never leaves a loadable half checkpoint (new weights with an
     old config) or temporary files."""
     directory = Path(directory)
     state = checkpoint_state(model, fold=fold)
-    data = safetensors_bytes(state, metadata={"format": "pt"})
+    metadata = {"format": "pt", **({RUN_ID: run_id} if run_id else {})}
+    data = safetensors_bytes(state, metadata=metadata)
     weights = directory / WEIGHTS_NAME
     folded = model.prefix_encoder is not None and (fold or not model.prefix_encoder.projection)
     sizes = {"checkpoint_bytes": len(data), "backbone_bytes": parameter_bytes(model.backbone)}
@@ -170,6 +179,8 @@ def save_checkpoint(
         config["inputs"] = inputs.to_dict()
     if max_seq_length is not None:
         config["max_seq_length"] = int(max_seq_length)
+    if run_id:
+        config[RUN_ID] = run_id
     staged_tokenizer: list[tuple[str, Path]] = []
     try:  # an exported checkpoint carries its tokenizer; training checkpoints need none
         for name, content in (_tokenizer_files(model) if fold else {}).items():
@@ -199,6 +210,46 @@ def save_checkpoint(
     _commit(staged_weights, weights)
     _commit(staged_config, directory / CONFIG_NAME)
     return sizes
+
+
+def new_run_id() -> str:
+    """A fresh id for one training run: its final checkpoint's files all carry it."""
+    return secrets.token_hex(8)
+
+
+def staging_dir(output: Path) -> Path:
+    """A new, empty folder inside `output` where a run's final files are written before
+    `commit_staged` moves them into place (on the same file system, so each move is a rename)."""
+    output = Path(output)
+    for stale in output.glob(f"{STAGING_PREFIX}*"):  # a commit a crash cut short: never loaded
+        shutil.rmtree(stale, ignore_errors=True)
+    folder = output / f"{STAGING_PREFIX}{secrets.token_hex(6)}"
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise _write_error(exc, folder) from None
+    return folder
+
+
+def commit_staged(staging: Path, output: Path) -> None:
+    """Move every file of `staging` into `output`, the checkpoint's config last and the old config
+    removed first: at every moment the folder holds either no loadable checkpoint or one whose
+    files carry one run id (the loaders check it). Removes `staging`."""
+    staging, output = Path(staging), Path(output)
+    names = sorted(p.name for p in staging.iterdir())
+    if CONFIG_NAME in names:
+        names.remove(CONFIG_NAME)
+        names.append(CONFIG_NAME)
+        try:
+            (output / CONFIG_NAME).unlink(missing_ok=True)
+        except OSError as exc:
+            raise _write_error(exc, output / CONFIG_NAME) from None
+    for name in names:
+        try:
+            os.replace(staging / name, output / name)
+        except OSError as exc:
+            raise _write_error(exc, output / name) from None
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def is_handcrafted(directory) -> bool:

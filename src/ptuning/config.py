@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
+from .limits import check_setting
+
 METHODS: tuple[str, ...] = (
     "p-tuning-v2",
     "prefix-tuning",
@@ -112,10 +114,10 @@ class PromptConfig:
             )
         if self.method == "prefix-tuning":
             self.prefix_projection = True
-        if self.method != "fine-tune" and self.prefix_len < 1:
-            raise ValueError(f"prefix_len must be >= 1, got {self.prefix_len}")
-        if self.prompt_layers is not None and self.prompt_layers < 1:
-            raise ValueError(f"prompt_layers must be >= 1 or None, got {self.prompt_layers}")
+        if self.method != "fine-tune":  # fine-tune has no prompt: its prefix_len is not used
+            check_setting("prefix_len", self.prefix_len)
+        if self.prompt_layers is not None:
+            check_setting("prompt_layers", self.prompt_layers)
         for name, allowed in (("method", Method), ("pooling", Pooling), ("prefix_init", PrefixInit)):
             if getattr(self, name) not in get_args(allowed):
                 raise ValueError(

@@ -4,6 +4,7 @@ saved checkpoint on a task's split (`evaluate_checkpoint`, behind `ptuning eval`
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -155,8 +156,10 @@ def evaluate_checkpoint(
         metrics = evaluate_examples(model, examples, batch_size)
         return {"task": data.spec.name, "split": split, "examples": len(examples), **metrics}
     eval_set = EvalSet(spec, examples, tokenizer, min(max_seq_length, model.max_text_length))
+    # the Trainer wants a folder of its own; a temporary one, so a read-only checkpoint evaluates
+    scratch = tempfile.mkdtemp(prefix="ptuning-eval-")
     args = TrainingArguments(
-        output_dir=str(Path(checkpoint) / ".eval"),
+        output_dir=scratch,
         per_device_eval_batch_size=batch_size,
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
@@ -175,8 +178,10 @@ def evaluate_checkpoint(
 
     for callback in (PrinterCallback, ProgressCallback):  # stdout carries only the metrics JSON
         trainer.remove_callback(callback)
-    raw = trainer.evaluate(eval_set.features)
-    shutil.rmtree(Path(checkpoint) / ".eval", ignore_errors=True)
+    try:
+        raw = trainer.evaluate(eval_set.features)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return {
         "task": data.spec.name,
         "split": split,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import set_seed
 
-from .checkpoint import load_training_state, save_checkpoint
+from .checkpoint import RUN_ID, commit_staged, load_training_state, new_run_id, save_checkpoint, staging_dir
 from .data import encode, make_collator, subsample
 from .data.features import Collator
 from .data.spec import DataError, TaskSpec
@@ -47,6 +48,7 @@ from .trainer import (
     world_size_of_run,
     write_json,
 )
+from .training import RUN_SETTINGS, check_resume
 from .transfer import MULTITASK_FILE, init_prompt_from
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -208,6 +210,10 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     checkpoint_dir = output / CHECKPOINTS
+    run_id = check_resume(cfg, asdict(cfg)) if cfg.resume else None
+    if not cfg.resume:  # another run's training checkpoints must never be resumed as this run's
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    run_id = run_id or new_run_id()
     resume_from = (
         last_complete_checkpoint(checkpoint_dir, remove_incomplete=process_rank() == 0)
         if cfg.resume and checkpoint_dir.is_dir()
@@ -255,6 +261,7 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
         batch_sampler=sampler,
     )
     write_json(output / "train_config.json", asdict(cfg))
+    write_json(checkpoint_dir / RUN_SETTINGS, {**asdict(cfg), RUN_ID: run_id})  # what --resume compares
     for spec in specs:
         for note in spec.notes:
             print(f"note: {note}")
@@ -281,9 +288,11 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
         }
         if spec.null_answers and "null_threshold" in validation:  # as single-task training does
             task_model.spec = replace(task_model.spec, null_threshold=float(validation["null_threshold"]))
-        task_sizes = save_checkpoint(task_model, output / spec.name, fold=True)
+        (output / spec.name).mkdir(exist_ok=True)
+        staging = staging_dir(output / spec.name)
+        task_sizes = save_checkpoint(task_model, staging, fold=True, run_id=run_id)
         # the settings `ptuning eval` reads (max_seq_length), as beside a single-task checkpoint
-        write_json(output / spec.name / "train_config.json", replace(cfg, task=spec.name).to_dict())
+        write_json(staging / "train_config.json", {**replace(cfg, task=spec.name).to_dict(), RUN_ID: run_id})
         per_task[spec.name] = {
             "task": spec.name,
             "task_type": spec.task_type,
@@ -294,9 +303,10 @@ def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
             **task_sizes,
         }
         write_json(
-            output / spec.name / "metrics.json",
+            staging / "metrics.json",
             {**per_task[spec.name], "method": cfg.method, "backbone": cfg.backbone, "multitask": names},
         )
+        commit_staged(staging, output / spec.name)
     metrics = {
         "tasks": names,
         "method": cfg.method,

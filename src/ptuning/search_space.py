@@ -7,10 +7,12 @@ parameter name -> `Range` (uniform, log-uniform for the learning rate) or `Choic
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import UserError
+from .limits import out_of_bounds
 
 # parameter -> (the `ptuning train` option it sets, its type)
 PARAMETERS: dict[str, tuple[str, type]] = {
@@ -114,6 +116,8 @@ def _number(name: str, kind: type, text: str, where: str) -> Any:
         value = float(text)
     except ValueError:
         raise SpaceError(f"{where}: {name} expects a number, got {text!r}") from None
+    if not math.isfinite(value):  # inf overflows a log-uniform draw; nan compares false to every bound
+        raise SpaceError(f"{where}: {name} expects a finite number, got {text!r}")
     if kind is int:
         if value != int(value):
             raise SpaceError(f"{where}: {name} expects a whole number, got {text!r}")
@@ -122,12 +126,13 @@ def _number(name: str, kind: type, text: str, where: str) -> Any:
 
 
 def _check_bounds(name: str, value: float, where: str) -> None:
-    if name in ("lr", "epochs") and value <= 0:
-        raise SpaceError(f"{where}: {name} must be > 0, got {value:g}")
-    if name in ("prefix_len", "prompt_layers", "batch_size") and value < 1:
-        raise SpaceError(f"{where}: {name} must be >= 1, got {value:g}")
-    if name.endswith("dropout") and not 0 <= value < 1:
-        raise SpaceError(f"{where}: {name} must be in [0, 1), got {value:g}")
+    """The bound `ptuning train` and the checkpoint validator hold the setting to (`ptuning.limits`);
+    a dropout is also kept below 1 (a dropout of 1 drops every prompt vector)."""
+    problem = out_of_bounds(name, value)
+    if problem is not None:
+        raise SpaceError(f"{where}: {problem}")
+    if name.endswith("dropout") and not value < 1:
+        raise SpaceError(f"{where}: {name} must be a number from 0 to below 1, got {value:g}")
 
 
 def parse_space(text: str) -> Space:
@@ -179,11 +184,17 @@ def parse_space(text: str) -> Space:
     return space
 
 
-def space_for(method: str, override: str | None, *, max_steps: int = -1) -> tuple[Space, list[str]]:
-    """The method's default space updated by `--space`, and notes on what was left out."""
+def space_for(
+    method: str, override: str | None, *, max_steps: int = -1, only: bool = False
+) -> tuple[Space, list[str]]:
+    """The method's search space and notes on what was left out: `--space` replaces the default
+    range or choice of each parameter it names; the default's other parameters are searched too,
+    unless `only` (`--space-only`), which searches the named ones alone."""
     if method not in DEFAULT_SPACES:
         raise SpaceError(f"no search space for --method {method}; known: {', '.join(DEFAULT_SPACES)}")
-    space = dict(DEFAULT_SPACES[method])
+    if only and not override:
+        raise SpaceError("--space-only needs --space (the parameters to search)")
+    space = {} if only else dict(DEFAULT_SPACES[method])
     notes: list[str] = []
     given = parse_space(override) if override else {}
     if method == "fine-tune":

@@ -28,6 +28,7 @@ from .config import (
     default_learning_rate,
     option,
 )
+from .limits import check_setting
 
 TrainMethod = Literal["p-tuning-v2", "prefix-tuning", "prompt-tuning", "fine-tune", "handcrafted"]
 TaskType = Literal["classification", "regression", "token_classification", "question_answering"]
@@ -188,13 +189,26 @@ class TrainConfig:
     overwrite: bool = option(
         False, "replace a checkpoint of another task or other training data in --output-dir", group="output"
     )
-    resume: bool = option(False, "continue from the last complete checkpoint in --output-dir", group="output")
+    resume: bool = option(
+        False,
+        "continue from the last complete checkpoint in --output-dir; settings other than the run's "
+        "own are refused, naming them",
+        group="output",
+    )
+    resume_with_changes: bool = option(
+        False,
+        "with --resume: continue even though settings differ from the run's (the optimizer state and "
+        "schedule are the old run's; train_config.json records the new settings)",
+        group="output",
+    )
     progress: bool = option(True, "a progress bar", cli=False)  # the command's --quiet
     extra: dict[str, Any] = option({}, "free-form notes kept in train_config.json", cli=False)
 
     def __post_init__(self) -> None:
         if self.method not in get_args(TrainMethod):
             raise ValueError(f"method must be one of {', '.join(get_args(TrainMethod))}, got {self.method!r}")
+        if self.learning_rate is not None:  # the bound the search spaces use (ptuning.limits)
+            check_setting("lr", self.learning_rate)
         if self.method in METHODS and self.prompt.method != self.method:
             self.prompt = replace(self.prompt, method=self.method)
         if self.validation_split is not None and not 0 < self.validation_split < 1:

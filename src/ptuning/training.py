@@ -17,12 +17,13 @@ from typing import Any
 
 from transformers import TrainerCallback, set_seed
 
-from .checkpoint import CONFIG_NAME, save_checkpoint
+from .checkpoint import CONFIG_NAME, RUN_ID, commit_staged, new_run_id, save_checkpoint, staging_dir
 from .config import HANDCRAFTED
 from .data import encode, make_collator, subsample
 from .data.spec import DataError
 from .evaluation import EvalSet
 from .modeling import PromptModel
+from .output_dir import claim_output_dir
 from .precision import resolve_precision
 from .train_config import TrainConfig as TrainConfig  # re-exported: its home before train_config
 from .trainer import (
@@ -39,6 +40,8 @@ from .trainer import (
     world_size_of_run,
     write_json,
 )
+
+RUN_SETTINGS = "train_config.json"
 
 
 def _trained_on(cfg: dict[str, Any]) -> tuple[str, str | None]:
@@ -79,11 +82,63 @@ def check_output_dir(cfg: TrainConfig) -> bool:
     )
 
 
+# keys of train_config.json that do not make a resumed run another run
+NOT_SETTINGS = ("output_dir", "resume", "overwrite", "resume_with_changes", "progress", RUN_ID)
+
+
+def run_settings(output: Path) -> dict[str, Any] | None:
+    """The settings of the run whose training checkpoints are in `output` (the record written when
+    it started, `checkpoints/train_config.json`), else those of its finished checkpoint."""
+    for path in (Path(output) / CHECKPOINTS / RUN_SETTINGS, Path(output) / RUN_SETTINGS):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def check_resume(cfg: TrainConfig, settings: dict[str, Any]) -> str | None:
+    """With `cfg.resume`: refuse settings that differ from the run's in `cfg.output_dir` (one line
+    naming them) unless `cfg.resume_with_changes`. Returns the run's id, which the resumed run keeps
+    (None when there is no run there, or it has none)."""
+    before = run_settings(Path(cfg.output_dir))
+    if before is None:
+        return None
+    now = json.loads(json.dumps(settings, default=str))  # as train_config.json holds them
+    changed = sorted(
+        key
+        for key in set(before) & set(now)  # a key another version lacks is no change
+        if key not in NOT_SETTINGS and key != "task" and before[key] != now[key]
+    )
+    if _trained_on(before) != _trained_on(now):
+        changed.insert(0, "task")
+    if changed and not cfg.resume_with_changes:
+        shown = "; ".join(f"{key} {before.get(key)!r} there, {now.get(key)!r} now" for key in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise DataError(
+            f"--resume: {cfg.output_dir} is a run with other settings ({shown}{more}): give its own "
+            "settings, or --resume-with-changes to continue it with these"
+        )
+    run_id = before.get(RUN_ID)
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
 def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json.
 
     Several comma-separated tasks (or training files) train one shared prompt (`ptuning.multitask`).
-    `callbacks` join the Trainer's in a single-task run (`ptuning tune` prunes trials through one)."""
+    `callbacks` join the Trainer's in a single-task run (`ptuning tune` prunes trials through one).
+    The run holds `cfg.output_dir` (`ptuning.output_dir.claim_output_dir`): a second run given the
+    same folder is refused while this one writes (under DDP rank 0 holds it for all)."""
+    if process_rank() != 0:
+        return _train(cfg, callbacks)
+    with claim_output_dir(cfg.output_dir, overwrite=cfg.overwrite):
+        return _train(cfg, callbacks)
+
+
+def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[str, Any]:
     if cfg.method == HANDCRAFTED:
         from .handcrafted.run import train_handcrafted
 
@@ -94,15 +149,18 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
         return train_multitask(cfg)
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
-    if check_output_dir(cfg) and process_rank() == 0:
-        # the other run's training checkpoints must not be taken for this run's by a later --resume
-        shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
+    run_id = check_resume(cfg, cfg.to_dict()) if cfg.resume else None
+    check_output_dir(cfg)
     checkpoint_dir = output / CHECKPOINTS
+    if not cfg.resume and process_rank() == 0:
+        # another run's training checkpoints must never be taken for this run's by a later --resume
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     resume_from = (
         last_complete_checkpoint(checkpoint_dir, remove_incomplete=process_rank() == 0)
         if cfg.resume and checkpoint_dir.is_dir()
         else None
     )
+    run_id = run_id or new_run_id()
 
     data = load_data(cfg)
     spec = data.spec
@@ -140,8 +198,11 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
         preprocess_logits_for_metrics=eval_set.head.reduce,
         callbacks=[clock, *tensorboard_callbacks(output / "tensorboard"), *(callbacks or [])],
     )
+    settings = {**cfg.to_dict(), "task": spec.name, RUN_ID: run_id}
     if trainer.is_world_process_zero():
-        write_json(output / "train_config.json", {**cfg.to_dict(), "task": spec.name})
+        # the running run's settings, beside its training checkpoints: what --resume compares with;
+        # train_config.json beside the final checkpoint is written with it, at the end
+        write_json(checkpoint_dir / RUN_SETTINGS, settings)
         for note in spec.notes:
             print(f"note: {note}")
         print(resolve_precision(cfg.bf16).describe())
@@ -167,9 +228,16 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
     if spec.null_answers and "eval_null_threshold" in eval_metrics:  # predict answers as evaluated
         model.spec = replace(model.spec, null_threshold=float(eval_metrics["eval_null_threshold"]))
     if trainer.is_world_process_zero():
+        staging = staging_dir(output)
         sizes = save_checkpoint(
-            model, output, fold=True, inputs=cfg.input_format(), max_seq_length=cfg.max_seq_length
+            model,
+            staging,
+            fold=True,
+            inputs=cfg.input_format(),
+            max_seq_length=cfg.max_seq_length,
+            run_id=run_id,
         )
+        write_json(staging / RUN_SETTINGS, settings)
         validation = {k.removeprefix("eval_"): v for k, v in eval_metrics.items()}
         best_step, best_epoch = _best_checkpoint_position(trainer.state)
         if best_epoch is not None:  # the epoch of the kept checkpoint, not the epoch training ended in
@@ -199,7 +267,8 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
             "notes": list(spec.notes),
             **({"shallow_cache": shallow_cache.summary()} if shallow_cache is not None else {}),
         }
-        write_json(output / "metrics.json", metrics)
+        write_json(staging / "metrics.json", metrics)
+        commit_staged(staging, output)
     return metrics
 
 

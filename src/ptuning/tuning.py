@@ -161,6 +161,7 @@ def _open(cfg: TuneConfig, db: Path) -> optuna.Study:
         optuna.delete_study(study_name=STUDY_NAME, storage=storage)
         shutil.rmtree(cfg.output_dir / TRIALS_DIR, ignore_errors=True)
         study, started = _create(storage, _sampler(cfg.sampler, cfg.seed)), []
+    study.sampler = _resumed_sampler(cfg, len(study.trials))
     recorded = study.user_attrs.get("fixed")
     if recorded is None or not started:
         study.set_user_attr("fixed", cfg.fixed)
@@ -175,6 +176,16 @@ def _open(cfg: TuneConfig, db: Path) -> optuna.Study:
                 f"{cfg.fixed.get(key)!r} now): give the same settings, or another --output-dir"
             )
     return study
+
+
+def _resumed_sampler(cfg: TuneConfig, trials: int) -> optuna.samplers.BaseSampler:
+    """The sampler of a study that already holds `trials` trials. A seeded TPE sampler keeps no state
+    in the study: started again from its seed it would propose the finished trials' parameters once
+    more, so it is seeded from the seed plus the trials so far (still repeatable). QMC takes its place
+    in the Sobol sequence from the study itself."""
+    if trials and cfg.seed is not None and cfg.sampler == "tpe":
+        return _sampler(cfg.sampler, cfg.seed + trials)
+    return _sampler(cfg.sampler, cfg.seed)
 
 
 def finished_trials(study: optuna.Study) -> int:

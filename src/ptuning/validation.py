@@ -36,11 +36,11 @@ from .config import HANDCRAFTED, METHODS, PrefixInit
 from .data.inputs import FILE_FORMATS, InputFormat
 from .data.spec import TASK_TYPES
 from .errors import CheckpointError as CheckpointError  # re-exported: its home before ptuning.errors
+from .limits import MAX_PREFIX_LEN, MAX_PROMPT_LAYERS
 
 CONFIG_NAME = "ptuning_config.json"
 WEIGHTS_NAME = "prompt.safetensors"
 TRAIN_CONFIG_NAME = "train_config.json"
-MAX_PREFIX_LEN = 4096
 MAX_PROJECTION_HIDDEN = 16384
 MAX_LABELS = 100_000
 MAX_SEQ_LENGTH = 1_000_000
@@ -289,7 +289,7 @@ def check_config(path: Path, config: Mapping[str, Any]) -> None:
     prompt.boolean("prompt_dropout_per_example")
     prompt.number("head_dropout", 0.0, 1.0)
     prompt.number("init_std", 0.0, 1e6)
-    prompt.integer("prompt_layers", 1, 10_000, null=True)
+    prompt.integer("prompt_layers", 1, MAX_PROMPT_LAYERS, null=True)
     prompt.enum("pooling", ("cls", "mean"), required=False)
     prompt.enum("prefix_init", get_args(PrefixInit), required=False)
     task = top.object("task")
@@ -320,6 +320,7 @@ def validate_config(directory: str | Path) -> dict[str, Any]:
         return directory.config  # checked when it was read
     config = read_config_file(directory)
     check_config(Path(directory) / CONFIG_NAME, config)
+    check_run_record(directory, config)
     return config
 
 
@@ -372,6 +373,7 @@ class Checkpoint(os.PathLike):
             check_inputs(path, config)
         else:
             check_config(path, config)
+            check_run_record(directory, config)
         source: Mapping[str, Any] = config
         if "inputs" not in config and "max_seq_length" not in config:
             # written before they were recorded: train_config.json beside it, else the defaults
@@ -393,6 +395,46 @@ class Checkpoint(os.PathLike):
     def train_config(self) -> dict[str, Any]:
         """The training run's train_config.json beside it ({} where absent or not a JSON object)."""
         return _read_train_config(self.directory)
+
+
+def check_run_record(directory: str | Path, config: Mapping[str, Any]) -> None:
+    """A config that names its run (`run_id`, written by `ptuning train`) must sit beside the weights
+    and the train_config.json of that same run: a folder mixing two runs' files is refused, naming
+    both ids. Weights that cannot be read are left to `read_header` to report."""
+    run_id = config.get("run_id")
+    if run_id is None:  # a checkpoint from before run ids, or a Trainer's intermediate one
+        return
+    path = Path(directory) / CONFIG_NAME
+    if not isinstance(run_id, str) or not run_id:
+        raise CheckpointError(f"{path}: 'run_id' must be a non-empty string; got {_show(run_id)}")
+    weights = Path(directory) / WEIGHTS_NAME
+    theirs = run_id
+    if weights.is_file():  # only a regular file is opened here (a FIFO would block); read_header says more
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="pt") as handle:
+                theirs = (handle.metadata() or {}).get("run_id")
+        except Exception:  # unreadable: read_header says why
+            theirs = run_id
+    if theirs != run_id:
+        raise CheckpointError(
+            f"{weights} is of run {theirs or 'unknown'}, {CONFIG_NAME} of run {run_id}: the folder mixes "
+            "two runs' files; train again into it, or into another --output-dir"
+        )
+    saved = Path(directory) / "train_config.json"
+    if not saved.is_file() or saved.stat().st_size > 1 << 20:
+        return  # the settings are a record for people; a checkpoint loads without them
+    try:
+        settings = json.loads(saved.read_text())
+    except (OSError, ValueError, RecursionError):
+        return
+    recorded = settings.get("run_id") if isinstance(settings, dict) else None
+    if recorded is not None and recorded != run_id:
+        raise CheckpointError(
+            f"{saved} is of run {recorded}, {CONFIG_NAME} of run {run_id}: the folder mixes two runs' "
+            "files; train again into it, or into another --output-dir"
+        )
 
 
 # --- step 2: the safetensors header -------------------------------------------------------------

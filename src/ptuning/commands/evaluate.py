@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .options import add_bf16_argument
@@ -11,7 +12,9 @@ from .options import add_bf16_argument
 DESCRIPTION = """Evaluate a checkpoint written by `ptuning train` on a task's validation split (by default the
 task it was trained on; for a checkpoint trained on your own files, the validation file it was
 trained with), or on your own file, print the metrics and write them to
-<checkpoint>/eval_<task>_<split>.json (your file: <checkpoint>/eval_<task>_file_<file stem>.json).
+<checkpoint>/eval_<task>_<split>.json (your file: <checkpoint>/eval_<task>_file_<file stem>.json);
+a checkpoint that cannot be written (read-only) is still evaluated, with a warning that the file
+was not saved (exit code 0).
 
 Your file is read like the training files: the columns and the maximum sequence length recorded
 in the checkpoint, unless given here. Labels are matched by name: a file whose labels come in
@@ -57,7 +60,8 @@ def result_name(task: str, split: str, validation_file: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_write_text
+    from ..checkpoint import CheckpointWriteError, atomic_write_text
+    from ..errors import error_line
     from ..evaluation import evaluate_checkpoint
 
     checkpoint = Path(args.checkpoint)
@@ -80,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
     )
     text = json.dumps(metrics, indent=2)
     print(text)
-    atomic_write_text(
-        checkpoint / result_name(metrics["task"], args.split, args.validation_file), text + "\n"
-    )
+    try:
+        atomic_write_text(
+            checkpoint / result_name(metrics["task"], args.split, args.validation_file), text + "\n"
+        )
+    except CheckpointWriteError as exc:  # a read-only checkpoint still evaluates: the metrics are above
+        print(f"ptuning eval: warning: metrics not saved: {error_line(exc)}", file=sys.stderr)
     return 0

@@ -24,6 +24,7 @@ examples:
   ptuning report --data-dir ../shared/data --jobs 2   # reports/cpu, two cells at a time
   ptuning report --tasks sst2 rte              # only some tasks (the rest stay 'not run')
   ptuning report --render-only                 # rebuild report.md and plots from results.jsonl
+                                               # (a bad line there is an error naming it)
   ptuning report --protocol gpu --jobs 4 --name gpu-h100
   ptuning report --protocol gpu --dry-run --data-dir ../shared/data   # every cell, tiny slices, CPU"""
 
@@ -69,13 +70,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..report import PROTOCOLS, dry_run, render, run_protocol
+    from ..output_dir import claim_output_dir
+    from ..report import PROTOCOLS, dry_run, read_results
 
     protocol = PROTOCOLS["full" if args.full else args.protocol]
     if args.dry_run:
         protocol = dry_run(protocol)
     folder = Path(args.reports_dir) / (args.name or protocol.name)
-    folder.mkdir(parents=True, exist_ok=True)
+    if args.render_only:  # every line checked first: a bad one is one error naming it, nothing written
+        read_results(folder, strict=True)
+    # one writer per report folder: a second `ptuning report` on it is refused, naming the first
+    with claim_output_dir(folder, option="report folder"):
+        return _run(args, protocol, folder)
+
+
+def _run(args: argparse.Namespace, protocol, folder) -> int:
+    from ..report import render, run_protocol
+
     command = "ptuning " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     if not args.render_only:
         threads = args.threads or (1 if args.jobs > 1 else None)
@@ -92,11 +103,14 @@ def run(args: argparse.Namespace) -> int:
         )
     rendered_by = ""
     if args.render_only:  # keep the command that ran the protocol; say who rendered it again
-        previous = folder / "results.json"
-        if previous.is_file():
-            import json
+        import json
 
-            rendered_by, command = command, json.loads(previous.read_text()).get("command") or command
+        try:
+            before = json.loads((folder / "results.json").read_text())
+        except (OSError, ValueError, RecursionError):  # none yet, or not ours to trust: say who renders
+            before = {}
+        if isinstance(before, dict) and isinstance(before.get("command"), str) and before["command"]:
+            rendered_by, command = command, before["command"]
     path = render(protocol, folder, command=command, rendered_by=rendered_by)
     print(f"report: {path}")
     return 0

@@ -16,8 +16,14 @@ take the trial's value. Each trial trains in <output-dir>/trials/<number> with t
 
 search spaces (a:b is a range, log-uniform for lr, uniform otherwise; a,b,c a choice):
 {describe_spaces()}
-  with --max-steps the epochs are not searched. Change or add parameters with --space, e.g.
-  --space lr=1e-3:1e-1,prefix_len=4,8,16,32,64 (also head_dropout, prompt_layers, batch_size).
+  with --max-steps the epochs are not searched. --space replaces the range or choice of each
+  parameter it names and adds parameters, e.g. --space lr=1e-3:1e-1,prefix_len=4,8,16,32,64 (also
+  head_dropout, prompt_layers, batch_size); the default's other parameters are still searched
+  unless --space-only. --dry-run prints the space and the budget and trains nothing.
+
+One search writes into a folder at a time (another is refused, naming it), except processes given
+--resume, which share it. A resumed search never proposes a finished trial's parameters again: a
+seeded TPE sampler is reseeded from the seed and the number of trials in the study.
 
 writes into --output-dir:
   study.db            the Optuna study (SQLite)
@@ -40,7 +46,21 @@ SEARCH_OPTIONS = {
     "config": "a JSON object of fixed train settings, option names as keys (e.g. a best_config.json); "
     "options on the command line override it",
 }
-NOT_FIXED = ("output_dir", "resume", "overwrite", "config", "quiet", "sampler", "sampler_seed")
+NOT_FIXED = (
+    "output_dir",
+    "resume",
+    "resume_with_changes",
+    "overwrite",
+    "config",
+    "quiet",
+    "sampler",
+    "sampler_seed",
+    "space_only",
+    "dry_run",
+)
+# fixed settings that name files or folders: best_config.json holds them absolute, so that it trains
+# the same from any working folder
+PATH_SETTINGS = ("train_file", "validation_file", "data_dir", "init_from")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,8 +93,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument(
         "--space",
         default=None,
-        help="change the searched parameters: name=low:high or name=a,b,c, comma-joined "
-        "(e.g. lr=1e-3:1e-1,prefix_len=4,8,16,32,64)",
+        help="replace (or add) the searched range or choice of the parameters it names: name=low:high "
+        "or name=a,b,c, comma-joined (e.g. lr=1e-3:1e-1,prefix_len=4,8,16,32,64); the default's other "
+        "parameters are still searched unless --space-only",
+    )
+    search.add_argument(
+        "--space-only",
+        action="store_true",
+        help="search only the parameters --space names (the others keep their train defaults)",
+    )
+    search.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the search space and the trial budget, and stop (no model, no torch, nothing written)",
     )
 
 
@@ -104,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 "--method handcrafted has no hyperparameters to search (nothing trains by gradient)"
             )
-        space, notes = space_for(args.method, args.space, max_steps=args.max_steps)
+        space, notes = space_for(args.method, args.space, max_steps=args.max_steps, only=args.space_only)
     except (SettingsError, SpaceError) as exc:
         raise UserError(str(exc)) from None
     if args.trials < 1:
@@ -115,14 +146,24 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("ptuning tune searches one task at a time; --task names several")
     train_command.config_from_args(args)  # the fixed settings' own one-line errors, before any trial
     fixed = {name: getattr(args, name) for name in _train_options() if name not in NOT_FIXED}
+    for name in PATH_SETTINGS:
+        if isinstance(fixed.get(name), str):
+            fixed[name] = str(Path(fixed[name]).expanduser().resolve())
+    if isinstance(fixed.get("backbone"), str) and Path(fixed["backbone"]).expanduser().is_dir():
+        fixed["backbone"] = str(Path(fixed["backbone"]).expanduser().resolve())  # a local model folder
+    task = args.task or (Path(args.train_file).stem if args.train_file else MAIN_JOB_TASK)
+    output_dir = Path(args.output_dir or f"outputs/tune-{task}-{args.method}")
+    if args.dry_run:
+        _print_plan(args, space, notes, output_dir)
+        return 0
 
+    from ..output_dir import claim_output_dir
     from ..tuning import TuneConfig, TuneError, run_search, write_results
 
-    task = args.task or (Path(args.train_file).stem if args.train_file else MAIN_JOB_TASK)
     cfg = TuneConfig(
         fixed=fixed,
         space=space,
-        output_dir=Path(args.output_dir or f"outputs/tune-{task}-{args.method}"),
+        output_dir=output_dir,
         trials=args.trials,
         timeout=args.timeout,
         resume=args.resume,
@@ -133,9 +174,32 @@ def run(args: argparse.Namespace) -> int:
     )
     for note in notes:
         print(f"note: {note}")
-    try:
-        study = run_search(cfg, _trial_config)
-    except TuneError as exc:
-        raise UserError(str(exc)) from None
-    write_results(study, cfg)
+    # --resume joins (or continues) a search: such processes share the folder, the study serialises them
+    with claim_output_dir(output_dir, overwrite=args.overwrite, shared=args.resume):
+        try:
+            study = run_search(cfg, _trial_config)
+        except TuneError as exc:
+            raise UserError(str(exc)) from None
+        write_results(study, cfg)
     return 0
+
+
+def _print_plan(args: argparse.Namespace, space, notes: list[str], output_dir) -> None:
+    """What `--dry-run` prints: the space, one parameter a line, and the budget."""
+    from ..search_space import PARAMETERS
+
+    print(f"search space of {args.method} ({len(space)} parameters):")
+    for name, dist in space.items():
+        print(f"  {name} (--{PARAMETERS[name][0].replace('_', '-')}): {dist.describe()}")
+    length = f"--max-steps {args.max_steps}" if args.max_steps > 0 else "epochs as searched or --epochs"
+    timeout = f", stopping new trials after {args.timeout:g} s" if args.timeout else ""
+    print(
+        f"budget: {args.trials} finished trials in all{timeout}; each trains {length} on "
+        f"{args.max_train_samples if args.max_train_samples is not None else 'all'} examples "
+        f"(--max-train-samples), sampler {args.sampler}"
+        + (f" seed {args.sampler_seed}" if args.sampler_seed is not None else "")
+    )
+    state = "holds a search (--resume continues it)" if (output_dir / "study.db").is_file() else "new"
+    print(f"output: {output_dir} ({state})")
+    for note in notes:
+        print(f"note: {note}")

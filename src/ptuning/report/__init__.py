@@ -37,7 +37,7 @@ from .protocols import (
     dry_run,
 )
 from .render import render
-from .run import final_settings, read_results, run_cell, run_protocol
+from .run import ResultsError, final_settings, read_results, run_cell, run_protocol
 
 __all__ = [
     "BASELINE",
@@ -46,6 +46,7 @@ __all__ = [
     "PAPER_FIGURES",
     "PROTOCOLS",
     "RESULTS",
+    "ResultsError",
     "Cell",
     "Protocol",
     "TaskSetting",

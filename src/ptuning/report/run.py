@@ -4,14 +4,16 @@ skips what is done."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..errors import DataError
 from .cells import (
     LONGER,
     Cell,
@@ -26,20 +28,130 @@ from .cells import (
 from .protocols import RESULTS, Protocol
 
 
-def read_results(folder: Path) -> list[dict[str, Any]]:
+class ResultsError(DataError):
+    """A results.jsonl line that is not a row `run_protocol` writes (one line naming file and line)."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# what rendering reads of a row: field -> (check, what it must be)
+_ROW_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "key": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    "status": (lambda v: v in ("ok", "error"), '"ok" or "error"'),
+}
+_OK_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "task": (lambda v: isinstance(v, str), "a string"),
+    "method": (lambda v: isinstance(v, str), "a string"),
+    "kind": (lambda v: isinstance(v, str), "a string"),
+    "metric": (lambda v: isinstance(v, str), "a string"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "prefix_len": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "score": (_number, "a finite number"),
+    "trainable_params": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "total_params": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "train_seconds": (_number, "a finite number"),
+    "curve": (
+        lambda v: (
+            isinstance(v, list)
+            and all(isinstance(c, dict) and _number(c.get("metric")) and _number(c.get("epoch")) for c in v)
+        ),
+        "a list of {epoch, metric} objects with finite numbers",
+    ),
+}
+
+
+def row_problem(row: Any) -> str | None:
+    """None when `row` is a row rendering can read, else what is wrong with it."""
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got a JSON {type(row).__name__}"
+    fields = {**_ROW_FIELDS, **(_OK_FIELDS if row.get("status") == "ok" else {})}
+    for name, (check, expected) in fields.items():
+        if name not in row:
+            if name == "curve":
+                continue
+            return f"'{name}' is missing"
+        if not check(row[name]):
+            shown = json.dumps(row[name], default=str)[:40]
+            return f"'{name}' must be {expected}, got {shown}"
+    return None
+
+
+def _parse(line: bytes) -> Any:
+    """One line as JSON; raises ValueError saying why not."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        # NaN and Infinity are not JSON: they would reach the table as numbers
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+def read_results(folder: Path, *, strict: bool = False) -> list[dict[str, Any]]:
+    """The rows of `folder`'s results.jsonl. A last line without its newline that does not parse is
+    what a crash mid-write leaves: skipped (that cell runs again). Any other line that is not a row
+    is skipped too, or with `strict` (`ptuning report --render-only`) a ResultsError naming the file
+    and line; strict, a missing file or one without rows is an error too."""
     path = Path(folder) / RESULTS
-    if not path.is_file():
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if strict:
+            raise ResultsError(f"{path}: no such file; run the protocol first (ptuning report)") from None
         return []
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash: that cell runs again
+            row = _parse(line)
+        except ValueError as exc:
+            if number == len(lines):  # the last line, without its newline: a crash cut it short
+                continue
+            row, problem = None, str(exc)
+        else:
+            problem = row_problem(row)
+        if problem is None:
+            rows.append(row)
+        elif strict:
+            raise ResultsError(f"{path}:{number}: {problem}; expected a row ptuning report writes")
+    if strict and not rows:
+        raise ResultsError(f"{path}: the file holds no results; run the protocol first (ptuning report)")
     return rows
+
+
+def drop_cut_line(folder: Path) -> None:
+    """Remove a last line a crash cut short (no newline, not JSON), so that the next row starts on a
+    line of its own and the file renders strictly; its cell runs again."""
+    path = Path(folder) / RESULTS
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return
+    if not raw or raw.endswith(b"\n"):
+        return
+    head, _, last = raw.rpartition(b"\n")
+    try:
+        _parse(last)
+        keep = raw + b"\n"  # a whole row that only lacks its newline
+    except ValueError:
+        keep = head + b"\n" if head else b""
+    from ..checkpoint import atomic_write_text
+
+    atomic_write_text(path, keep.decode("utf-8", errors="replace"))
 
 
 def _append(folder: Path, row: dict[str, Any]) -> None:
@@ -120,6 +232,8 @@ def run_cell(
             learning_rate=cfg.lr,
             curve=_learning_curve(run_dir, metrics["metric"]),
         )
+        if not _number(row["score"]):  # a diverged run: no result to render (the cell runs again)
+            row.update(status="error", error=f"the dev {row['metric']} is {row['score']}")
     except Exception as exc:  # recorded as the cell's result; the protocol goes on
         row.update(status="error", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
     row["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -146,6 +260,7 @@ def run_protocol(
     them)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    drop_cut_line(folder)
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
     if protocol.tune_trials:
         from .tuning_budget import tune_protocol
