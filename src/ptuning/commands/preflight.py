@@ -25,8 +25,11 @@ __all__ = ["EARLY_STOPPING_OPTIONS", "check_before_loading", "flag_of"]
 # the options that only --epochs auto reads
 EARLY_STOPPING_OPTIONS = ("patience", "min_delta", "max_epochs")
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}  # as ptuning.data.readers reads them
-TABLE_SUFFIXES = (*TABLE_DELIMITERS, ".jsonl")
+# ptuning.data.readers.TABLE_FILE_BUILDERS: what a table file may be
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".arrow")
 DATA_ENV = "PTUNING_DATA"  # ptuning.data.registry.DATA_ENV (that module imports torch)
+# ptuning.data.readers.IN_MEMORY_PREFIX: how train_config.json records data passed from Python
+IN_MEMORY_PREFIX = "<in-memory"
 # ptuning.validation.CONFIG_NAME and ptuning.transfer.MULTITASK_FILE (both modules import torch)
 CHECKPOINT_CONFIG = "ptuning_config.json"
 MULTITASK_FILE = "multitask.json"
@@ -87,18 +90,25 @@ def check_early_stopping(cfg: TrainConfig, explicit: set[str]) -> None:
 
 
 def check_files(cfg: TrainConfig) -> None:
-    """The data files (or data folder) and --init-from exist; the table columns are there."""
+    """The data files (or data folder) and --init-from exist; a table has the columns asked for."""
+    sources = (cfg.train_file, cfg.validation_file)
+    if not all(isinstance(f, str | None) for f in sources) or any(
+        isinstance(f, str) and f.startswith(IN_MEMORY_PREFIX) for f in sources
+    ):
+        return  # data passed from Python, or its description in a settings file: the readers say
     trains = _listed(cfg.train_file)
     validations = _listed(cfg.validation_file)
-    # a validation share of the training file (another option) can stand in for --validation-file
-    split = getattr(cfg, "validation_split", None)
     if validations and not trains:
-        raise UserError("--validation-file goes with --train-file: give both")
-    if trains and not validations and not split:
-        raise UserError("--train-file and --validation-file go together: give both")
+        raise UserError("--validation-file needs --train-file (the data to train on)")
     for option, paths in (("--train-file", trains), ("--validation-file", validations)):
         for path in paths:
-            _check_file(Path(path), option, cfg)
+            _check_source(Path(path), option, cfg)
+    # a save_to_disk DatasetDict folder may carry its validation part; a file carries none
+    if trains and not validations and cfg.validation_split is None and not Path(trains[0]).is_dir():
+        raise UserError(
+            "--train-file has no validation part (only a DatasetDict carries one): give --validation-file "
+            "FILE, or --validation-split F to hold out a share of the training data"
+        )
     if not trains:
         root = cfg.data_dir if cfg.data_dir is not None else (os.environ.get(DATA_ENV) or None)
         if root is not None and not Path(root).is_dir():
@@ -129,18 +139,19 @@ def _listed(files: str | None) -> list[str]:
     return [f.strip() for f in (files or "").split(",") if f.strip()]
 
 
-def _check_file(path: Path, option: str, cfg: TrainConfig) -> None:
-    if path.is_dir():
-        raise DataError(f"{path}: a folder, expected a file ({option})")
-    if not path.is_file():
+def _check_source(path: Path, option: str, cfg: TrainConfig) -> None:
+    if not path.exists():
         raise DataError(f"{path}: file not found ({option})")
-    if cfg.task_type not in ("classification", "regression"):
-        return  # CoNLL columns and SQuAD JSON: the readers parse them whole
+    if path.is_dir() or cfg.task_type not in ("classification", "regression"):
+        return  # save_to_disk folders, CoNLL columns, SQuAD JSON: the readers look at them whole
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise DataError(
-            f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .tsv or .jsonl ({option})"
+            f"{path}: unsupported file type {suffix or '(none)'!r}; expected {', '.join(TABLE_SUFFIXES)} "
+            f"or a save_to_disk folder ({option})"
         )
+    if suffix not in (*TABLE_DELIMITERS, ".jsonl"):
+        return  # JSON arrays, Parquet, Arrow: read whole through `datasets`
     required = [c for c in (cfg.text_column, cfg.text_pair_column, cfg.label_column) if c is not None]
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
