@@ -129,7 +129,6 @@ ARGUMENT_ERRORS = {
     "range": (["--batch-size", "0"], "--batch-size must be >= 1"),
     "warmup": (["--warmup-ratio", "1.5"], "--warmup-ratio"),
     "init-from": (["--init-from", "nowhere"], "--init-from nowhere: not a ptuning checkpoint (no such folder)"),
-    "data dir": (["--data-dir", "nowhere"], "nowhere: data folder not found (--data-dir)"),
     "bad epochs": (["--epochs", "lots"], "expected a number or auto, got 'lots'"),
 }  # fmt: skip
 

@@ -157,11 +157,10 @@ def test_the_new_options_default_as_the_library():
 
 def test_preflight_names_mirror_the_modules_that_import_torch():
     from ptuning.commands import preflight
-    from ptuning.data.readers import _TABLE_DELIMITERS, IN_MEMORY_PREFIX, TABLE_FILE_BUILDERS
-    from ptuning.data.registry import DATA_ENV
+    from ptuning.data.readers import _TABLE_DELIMITERS, TABLE_FILE_BUILDERS
     from ptuning.transfer import MULTITASK_FILE
     from ptuning.validation import CONFIG_NAME
 
     assert preflight.CHECKPOINT_CONFIG == CONFIG_NAME and preflight.MULTITASK_FILE == MULTITASK_FILE
-    assert preflight.DATA_ENV == DATA_ENV and preflight.TABLE_DELIMITERS == _TABLE_DELIMITERS
+    assert preflight.TABLE_DELIMITERS == _TABLE_DELIMITERS
     assert tuple(TABLE_FILE_BUILDERS) == preflight.TABLE_SUFFIXES

@@ -12,7 +12,6 @@ import csv
 import dataclasses
 import importlib.util
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,7 +26,6 @@ EARLY_STOPPING_OPTIONS = ("patience", "min_delta", "max_epochs")
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}  # as ptuning.data.readers reads them
 # ptuning.data.readers.TABLE_FILE_BUILDERS: what a table file may be
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".arrow")
-DATA_ENV = "PTUNING_DATA"  # ptuning.data.registry.DATA_ENV (that module imports torch)
 # ptuning.data.readers.IN_MEMORY_PREFIX: how train_config.json records data passed from Python
 IN_MEMORY_PREFIX = "<in-memory"
 # ptuning.validation.CONFIG_NAME and ptuning.transfer.MULTITASK_FILE (both modules import torch)
@@ -90,7 +88,8 @@ def check_early_stopping(cfg: TrainConfig, explicit: set[str]) -> None:
 
 
 def check_files(cfg: TrainConfig) -> None:
-    """The data files (or data folder) and --init-from exist; a table has the columns asked for."""
+    """The data files and --init-from exist; a table has the columns asked for. (A built-in task's
+    missing data folder is left to its loader, whose error names the files to put there.)"""
     sources = (cfg.train_file, cfg.validation_file)
     if not all(isinstance(f, str | None) for f in sources) or any(
         isinstance(f, str) and f.startswith(IN_MEMORY_PREFIX) for f in sources
@@ -109,11 +108,6 @@ def check_files(cfg: TrainConfig) -> None:
             "--train-file has no validation part (only a DatasetDict carries one): give --validation-file "
             "FILE, or --validation-split F to hold out a share of the training data"
         )
-    if not trains:
-        root = cfg.data_dir if cfg.data_dir is not None else (os.environ.get(DATA_ENV) or None)
-        if root is not None and not Path(root).is_dir():
-            where = "--data-dir" if cfg.data_dir is not None else f"${DATA_ENV}"
-            raise DataError(f"{root}: data folder not found ({where})")
     if cfg.init_from:
         _check_init_from(Path(cfg.init_from))
 
