@@ -39,6 +39,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 EPILOG = """examples:
   ptuning train                                   # P-Tuning v2, SST-2, MiniLM: the main job
   ptuning train --task conll03 --method fine-tune --epochs 3
+  ptuning train --task rte --epochs auto --patience 3   # until dev accuracy stops rising
   ptuning tune --task rte --trials 20 --max-train-samples 1000   # Optuna search -> best_config.json
   ptuning eval --checkpoint outputs/sst2-p-tuning-v2
   ptuning predict --checkpoint outputs/sst2-p-tuning-v2 "a gripping, funny film"

@@ -248,7 +248,7 @@ def training_arguments(
         learning_rate=cfg.lr,
         weight_decay=cfg.weight_decay,
         warmup_steps=math.ceil(cfg.warmup_ratio * total_steps(cfg, steps_per_epoch)),
-        num_train_epochs=cfg.planned_epochs,  # --epochs auto: the cap; EarlyStop ends it sooner
+        num_train_epochs=cfg.planned_epochs,  # --epochs auto: the cap; EarlyStoppingCallback ends it sooner
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size,
@@ -299,7 +299,7 @@ def tensorboard_callbacks(folder: Path) -> list[TrainerCallback]:
 def run_callbacks(cfg: TrainConfig, output: Path, clock: WallClock) -> list[TrainerCallback]:
     """The callbacks of a training run, in order: the wall clock, TensorBoard (--report-to
     tensorboard; wandb and mlflow come through TrainingArguments.report_to), early stopping
-    (--epochs auto) and the progress report, which reads whether early stopping just stopped it."""
+    (--epochs auto) and the progress report."""
     callbacks: list[TrainerCallback] = [clock]
     if cfg.report_to == "tensorboard":
         callbacks += tensorboard_callbacks(output / "tensorboard")

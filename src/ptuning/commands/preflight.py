@@ -9,7 +9,6 @@ a table's header, a JSON-lines file's first record); the readers still check eve
 from __future__ import annotations
 
 import csv
-import dataclasses
 import importlib.util
 import json
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from pathlib import Path
 from ..config import HANDCRAFTED
 from ..errors import CheckpointError, DataError, UserError
 from ..train_config import TrainConfig
+from .fields import field_options
 
 __all__ = ["EARLY_STOPPING_OPTIONS", "check_before_loading", "flag_of"]
 
@@ -37,10 +37,9 @@ REPORTER_PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
 
 def flag_of(name: str) -> str:
     """The command-line option of a TrainConfig field (`learning_rate` -> --lr)."""
-    for field in dataclasses.fields(TrainConfig):
-        if field.name == name:
-            meta = field.metadata
-            return meta.get("flag", "--" + meta.get("dest", name).replace("_", "-"))
+    for option in field_options(TrainConfig):
+        if option.path[-1] == name:
+            return option.flags[0]
     return "--" + name.replace("_", "-")
 
 
