@@ -116,3 +116,51 @@ def test_config_files_take_the_generated_options_types(tmp_path):
     assert train_command.config_from_args(
         train_command.with_config_file(_parse("--config", str(path)))
     ).max_train_samples == (MAIN_JOB_TRAIN_SAMPLES)
+
+
+def test_own_data_is_named_without_a_train_suffix():
+    from ptuning.commands.evaluate import result_name
+    from ptuning.train_config import task_name_of_file
+
+    cfg = TrainConfig.build(train_file="data/tickets_train.csv", validation_file="data/tickets_dev.csv")
+    assert cfg.task == "tickets" and cfg.output_dir == "outputs/tickets-p-tuning-v2"
+    assert (
+        result_name(cfg.task, "validation", "data/tickets_dev.json") == "eval_tickets_file_tickets_dev.json"
+    )
+    for path, name in (
+        ("tickets-train.jsonl", "tickets"),
+        ("tickets.train.tsv", "tickets"),
+        ("Tickets_TRAIN.csv", "Tickets"),
+        ("train.csv", "train"),  # nothing would be left
+        ("trainset.csv", "trainset"),
+        ("reviews.csv", "reviews"),
+    ):
+        assert task_name_of_file(path) == name, path
+    several = TrainConfig.build(train_file="a_train.csv,b-train.csv", validation_file="a.csv,b.csv")
+    assert several.task == "a,b" and several.output_dir == "outputs/a+b-p-tuning-v2"
+    assert TrainConfig.build(task="mine", train_file="x_train.csv").task == "mine"  # --task wins
+
+
+def test_the_new_options_default_as_the_library():
+    cfg = train_command.config_from_args(_parse())
+    assert (cfg.epochs, cfg.patience, cfg.min_delta, cfg.max_epochs, cfg.report_to) == (
+        TrainConfig().epochs,
+        TrainConfig().patience,
+        TrainConfig().min_delta,
+        TrainConfig().max_epochs,
+        "tensorboard",
+    )
+    assert train_command.config_from_args(_parse("--report-to", "none")).report_to == "none"
+    with pytest.raises(SystemExit):
+        _parse("--report-to", "comet")
+
+
+def test_preflight_names_mirror_the_modules_that_import_torch():
+    from ptuning.commands import preflight
+    from ptuning.data.readers import _TABLE_DELIMITERS, TABLE_FILE_BUILDERS
+    from ptuning.transfer import MULTITASK_FILE
+    from ptuning.validation import CONFIG_NAME
+
+    assert preflight.CHECKPOINT_CONFIG == CONFIG_NAME and preflight.MULTITASK_FILE == MULTITASK_FILE
+    assert preflight.TABLE_DELIMITERS == _TABLE_DELIMITERS
+    assert tuple(TABLE_FILE_BUILDERS) == preflight.TABLE_SUFFIXES

@@ -41,11 +41,12 @@ USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 EPILOG = """examples:
   ptuning train                                   # P-Tuning v2, SST-2, MiniLM: the main job
   ptuning train --task conll03 --method fine-tune --epochs 3
+  ptuning train --task rte --epochs auto --patience 3   # until dev accuracy stops rising
   ptuning tune --task rte --trials 20 --max-train-samples 1000   # Optuna search -> best_config.json
   ptuning eval --checkpoint outputs/sst2-p-tuning-v2
   ptuning predict --checkpoint outputs/sst2-p-tuning-v2 "a gripping, funny film"
   ptuning info --backbone minilm --method p-tuning-v2 --prefix-len 16
-checkpoints go to outputs/<task>-<method> (your own files: outputs/<train file stem>-<method>).
+checkpoints go to outputs/<task>-<method> (your own files: tickets_train.csv -> outputs/tickets-<method>).
 data: --data-dir DIR, else $PTUNING_DATA, else the Hugging Face hub (needs a network)."""
 
 

@@ -14,6 +14,7 @@ Python (`train_file=` a DataFrame, ...) is recorded there as ``"<in-memory: Data
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from .limits import check_setting
 TrainMethod = Literal["p-tuning-v2", "prefix-tuning", "prompt-tuning", "fine-tune", "handcrafted"]
 TaskType = Literal["classification", "regression", "token_classification", "question_answering"]
 TaskSampling = Literal["proportional", "temperature"]
+ReportTo = Literal["none", "tensorboard", "wandb", "mlflow"]
 
 MAIN_JOB_TASK = "sst2"
 # The main job's training subset, measured on 2 CPU cores (README.md): more data did not help there:
@@ -55,7 +57,7 @@ class TrainConfig:
         "built-in task name, or the name of a task on your own files; several comma-separated "
         "(conll03,conll04) train one shared prompt with one head per task",
         group="what to train",
-        default_text=f"{MAIN_JOB_TASK}; with --train-file, the file's stem",
+        default_text=f"{MAIN_JOB_TASK}; with --train-file, the file's stem less a _train suffix",
     )
     backbone: str = option(
         DEFAULT_BACKBONE, "minilm, mpnet-base, a model folder or a hub id", group="what to train"
@@ -114,7 +116,34 @@ class TrainConfig:
     warmup_ratio: float = option(
         0.06, "share of the steps spent warming the learning rate up", group="optimisation"
     )
-    epochs: float = option(1.0, "passes over the training set", group="optimisation")
+    epochs: float | Literal["auto"] = option(
+        1.0,
+        "passes over the training set, or auto: evaluate every epoch and stop once the validation "
+        "metric has not improved for --patience evaluations (at most --max-epochs), e.g. --epochs 3, "
+        "--epochs auto",
+        group="optimisation",
+        metavar="N",
+    )
+    patience: int = option(
+        3,
+        "with --epochs auto: stop after this many evaluations in a row without a gain of more than "
+        "--min-delta in the validation metric, e.g. --patience 5",
+        group="optimisation",
+        metavar="N",
+    )
+    min_delta: float = option(
+        0.0,
+        "with --epochs auto: the smallest rise of the validation metric that counts as a gain, "
+        "e.g. --min-delta 0.001 (0.1 accuracy points)",
+        group="optimisation",
+    )
+    max_epochs: int = option(
+        50,
+        "with --epochs auto: the most epochs it trains; the learning-rate schedule (warmup, linear "
+        "decay) is planned over them, e.g. --max-epochs 20",
+        group="optimisation",
+        metavar="N",
+    )
     batch_size: int = option(32, "per device", group="optimisation")
     eval_batch_size: int = option(64, "evaluation batch, per device", group="optimisation")
     grad_accum: int = option(1, "gradient accumulation steps", group="optimisation")
@@ -184,10 +213,13 @@ class TrainConfig:
         None,
         "where the run writes",
         group="output",
-        default_text="outputs/<task, or train file stem>-<method>",
+        default_text="outputs/<task>-<method>",
     )
     overwrite: bool = option(
-        False, "replace a checkpoint of another task or other training data in --output-dir", group="output"
+        False,
+        "replace a checkpoint of another task or other training data in --output-dir, or write into a "
+        "non-empty folder that holds no run of ptuning",
+        group="output",
     )
     resume: bool = option(
         False,
@@ -201,6 +233,13 @@ class TrainConfig:
         "schedule are the old run's; train_config.json records the new settings)",
         group="output",
     )
+    report_to: ReportTo = option(
+        "tensorboard",
+        "where the training curves go: tensorboard (logs in <output-dir>/tensorboard), wandb or "
+        "mlflow (each needs its package and its own login / tracking settings), or none; e.g. "
+        "--report-to wandb",
+        group="output",
+    )
     progress: bool = option(True, "a progress bar", cli=False)  # the command's --quiet
     extra: dict[str, Any] = option({}, "free-form notes kept in train_config.json", cli=False)
 
@@ -211,6 +250,11 @@ class TrainConfig:
             check_setting("lr", self.learning_rate)
         if self.method in METHODS and self.prompt.method != self.method:
             self.prompt = replace(self.prompt, method=self.method)
+        self._check_epochs()
+        if self.report_to not in get_args(ReportTo):
+            raise ValueError(
+                f"report_to must be one of {', '.join(get_args(ReportTo))}, got {self.report_to!r}"
+            )
         if self.validation_split is not None and not 0 < self.validation_split < 1:
             raise ValueError(
                 f"--validation-split must be a share between 0 and 1 (exclusive), got {self.validation_split}"
@@ -223,14 +267,48 @@ class TrainConfig:
                 self.task = "custom"  # data passed from Python has no file name
             else:
                 files = str(self.train_file).split(",") if own_data else []
-                self.task = ",".join(Path(f).stem for f in files) if files else MAIN_JOB_TASK
+                self.task = ",".join(task_name_of_file(f) for f in files) if files else MAIN_JOB_TASK
         if self.max_train_samples == AUTO:
             main_job = self.task == MAIN_JOB_TASK and not own_data
             self.max_train_samples = MAIN_JOB_TRAIN_SAMPLES if main_job else None
             if self.method == HANDCRAFTED:
                 self.max_train_samples = 0  # zero-shot unless a few-shot size is given
-        if not self.output_dir:  # named after what is trained: the task, or the training file's stem
+        if not self.output_dir:  # named after what is trained: the task (from the training file's name)
             self.output_dir = f"outputs/{self.task.replace(',', '+')}-{self.method}"
+
+    def _check_epochs(self) -> None:
+        """--epochs is a number > 0 or "auto"; the early-stopping settings are in range (one line each)."""
+        epochs = self.epochs
+        if isinstance(epochs, str) and epochs.strip().lower() == AUTO:
+            self.epochs = AUTO
+        elif isinstance(epochs, bool) or not isinstance(epochs, (int, float)):
+            raise TypeError(f"epochs must be a number or {AUTO!r}, got {type(epochs).__name__} {epochs!r}")
+        elif not (epochs > 0 and math.isfinite(epochs)):  # also refuses NaN
+            raise ValueError(f"epochs must be > 0 (or {AUTO!r}), got {epochs:g}")
+        for name, value, kind in (
+            ("patience", self.patience, int),
+            ("max_epochs", self.max_epochs, int),
+            ("min_delta", self.min_delta, (int, float)),
+        ):
+            if isinstance(value, bool) or not isinstance(value, kind):
+                wanted = "an integer" if kind is int else "a number"
+                raise TypeError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1 evaluation, got {self.patience}")
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if not self.min_delta >= 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta:g}")
+
+    @property
+    def auto_epochs(self) -> bool:
+        """True when training stops on its own (--epochs auto), capped by max_epochs."""
+        return self.epochs == AUTO
+
+    @property
+    def planned_epochs(self) -> float:
+        """The epochs the schedule is planned over: --epochs, or the --max-epochs cap of --epochs auto."""
+        return float(self.max_epochs) if self.epochs == AUTO else float(self.epochs)
 
     # --- construction from flat settings ---------------------------------------------------------
 
@@ -329,6 +407,20 @@ def _settings_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if unknown:
         raise UserError(f"{path}: unknown setting {unknown[0]!r}")
     return data
+
+
+# the suffixes a training file's stem drops to name its task: tickets_train.csv trains "tickets"
+TRAIN_FILE_SUFFIXES = ("_train", "-train", ".train")
+
+
+def task_name_of_file(path: str) -> str:
+    """The task name of a training file: its stem, less a _train / -train / .train suffix
+    (`tickets_train.csv` -> "tickets"); a stem that is only "train" stays "train"."""
+    stem = Path(path).stem
+    for suffix in TRAIN_FILE_SUFFIXES:
+        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
 
 
 # option name -> field name, where an option's `dest` differs from its field's name (`lr`)

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler, find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -34,6 +36,7 @@ from .data.spec import DataError, TaskSpec
 from .heads import head_class
 from .precision import hold_frozen_in_bf16, resolve_precision
 from .train_config import TrainConfig
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,11 @@ class PromptTrainer(Trainer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # Trainer's own progress bars (a nested one per evaluation) and printed log dicts (the final
+        # evaluation's too, which the command prints itself) make a noisy log: `progress_callbacks`
+        # draws one bar, or writes a line per evaluation.
+        for callback in (PrinterCallback, ProgressCallback):
+            self.remove_callback(callback)
         # PromptModel.forward takes **kwargs, so Trainer would take it to normalise its loss by
         # `num_items_in_batch`: it would then skip the division by --grad-accum and, under DDP,
         # multiply the loss by the world size. Our heads return per-batch means.
@@ -240,7 +248,7 @@ def training_arguments(
         learning_rate=cfg.lr,
         weight_decay=cfg.weight_decay,
         warmup_steps=math.ceil(cfg.warmup_ratio * total_steps(cfg, steps_per_epoch)),
-        num_train_epochs=cfg.epochs,
+        num_train_epochs=cfg.planned_epochs,  # --epochs auto: the cap; EarlyStoppingCallback ends it sooner
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size,
@@ -251,10 +259,13 @@ def training_arguments(
         save_steps=cfg.save_steps,
         save_total_limit=2,
         load_best_model_at_end=True,
+        # --epochs auto: a resumed run goes on counting the evaluations without a gain
+        restore_callback_states_from_checkpoint=cfg.auto_epochs,
         metric_for_best_model=f"eval_{spec.metric}",
         greater_is_better=True,
         logging_steps=cfg.logging_steps,
-        report_to=[],  # TensorBoard is added by `tensorboard_callbacks` with our log folder
+        # TensorBoard is added by `run_callbacks` with our log folder; wandb and mlflow by Trainer
+        report_to=[cfg.report_to] if cfg.report_to in ("wandb", "mlflow") else [],
         train_sampling_strategy="group_by_length",
         label_names=list(head_class(spec.task_type).label_names),
         seed=cfg.seed,
@@ -262,7 +273,7 @@ def training_arguments(
         bf16=precision.bf16,  # autocast through Accelerate, on the CPU too
         use_cpu=not cuda,
         dataloader_num_workers=0,
-        disable_tqdm=not cfg.progress,
+        disable_tqdm=True,  # PromptTrainer reports progress through `progress_callbacks` instead
         remove_unused_columns=False,
         # every trainable tensor of a prompt method gets a gradient; fine-tune trains the whole backbone,
         # whose pooler (BERT, RoBERTa, MPNet) never does, so DDP must look for unused parameters there
@@ -278,17 +289,119 @@ def tensorboard_callbacks(folder: Path) -> list[TrainerCallback]:
 
     try:
         callback = TensorBoardCallback()
-    except RuntimeError as exc:
-        log.warning("no TensorBoard logs: %s", exc)
+    except RuntimeError:
+        log.warning("no TensorBoard logs: the tensorboard package is missing (pip install tensorboard)")
         return []
     callback.logging_dir = str(folder)
     return [callback]
 
 
+def run_callbacks(cfg: TrainConfig, output: Path, clock: WallClock) -> list[TrainerCallback]:
+    """The callbacks of a training run, in order: the wall clock, TensorBoard (--report-to
+    tensorboard; wandb and mlflow come through TrainingArguments.report_to), early stopping
+    (--epochs auto) and the progress report."""
+    callbacks: list[TrainerCallback] = [clock]
+    if cfg.report_to == "tensorboard":
+        callbacks += tensorboard_callbacks(output / "tensorboard")
+    if cfg.auto_epochs:
+        callbacks.append(EarlyStoppingCallback(cfg.patience, cfg.min_delta))
+    return callbacks + progress_callbacks(cfg)
+
+
+def progress_callbacks(cfg: TrainConfig, *, terminal: bool | None = None) -> list[TrainerCallback]:
+    """Nothing with --quiet; one progress bar where stdout and stderr are a terminal (`terminal`:
+    None asks them); else a plain line per evaluation, which reads well in a log file."""
+    if not cfg.progress:
+        return []
+    if terminal is None:
+        terminal = sys.stdout.isatty() and sys.stderr.isatty()
+    return [ProgressLines(bar=terminal, patience=cfg.patience if cfg.auto_epochs else None)]
+
+
+class ProgressLines(TrainerCallback):
+    """One line per evaluation during training (the epoch, the validation metric, whether it is the
+    best so far), and with `bar` one training progress bar, the lines written above it.
+
+    Evaluations after training (the final `trainer.evaluate()`) print nothing: the command prints
+    the final metrics once. `patience`: the early stopping's (--epochs auto), to say when it stopped
+    a run before its planned end."""
+
+    def __init__(self, *, bar: bool, patience: int | None = None) -> None:
+        self.bar = bar
+        self.patience = patience
+        self._tqdm = None
+        self._training = False
+        self._loss: float | None = None
+        self._seen = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._training = True
+        if self.bar and state.is_world_process_zero:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm(total=state.max_steps, initial=state.global_step, dynamic_ncols=True)
+            self._seen = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._tqdm is not None:
+            self._tqdm.update(state.global_step - self._seen)
+            self._seen = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._loss = float(logs["loss"])
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not (self._training and state.is_world_process_zero and metrics):
+            return
+        self.write(self.describe(args, state, control, metrics))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._training = False
+        if self.patience is not None and state.global_step < state.max_steps and state.is_world_process_zero:
+            metric = args.metric_for_best_model.removeprefix("eval_")
+            best = f" (best {state.best_metric:.4f})" if state.best_metric is not None else ""
+            self.write(
+                f"stopped early at epoch {float(state.epoch or 0.0):.3g}: {metric} did not improve in "
+                f"{plural(self.patience, 'evaluation')}{best}"
+            )
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+
+    def write(self, line: str) -> None:
+        if self._tqdm is not None:
+            self._tqdm.write(line)
+        else:
+            print(line, flush=True)
+
+    def describe(self, args, state, control, metrics: dict[str, Any]) -> str:
+        """e.g. "epoch 2 of 50: accuracy 0.8125 (best so far), train loss 0.4512, eval loss 0.4410"."""
+        epoch = float(state.epoch or 0.0)
+        planned = f" of {args.num_train_epochs:g}" if args.max_steps <= 0 else ""
+        where = f"epoch {epoch:.3g}{planned}"
+        if args.eval_strategy == "steps":
+            where = f"step {state.global_step} ({where})"
+        key = args.metric_for_best_model
+        parts = []
+        value = metrics.get(key)
+        if value is not None:
+            best = state.best_metric  # still the best of the evaluations before this one
+            parts.append(
+                f"{key.removeprefix('eval_')} {value:.4f}"
+                + (" (best so far)" if best is None or value > best else "")
+            )
+        if self._loss is not None:
+            parts.append(f"train loss {self._loss:.4f}")
+        if "eval_loss" in metrics:
+            parts.append(f"eval loss {metrics['eval_loss']:.4f}")
+        return f"{where}: {', '.join(parts)}"
+
+
 def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     if cfg.max_steps > 0:
         return cfg.max_steps
-    return math.ceil(cfg.epochs * steps_per_epoch)
+    return math.ceil(cfg.planned_epochs * steps_per_epoch)
 
 
 def world_size_of_run() -> int:

@@ -34,12 +34,13 @@ from .trainer import (
     last_complete_checkpoint,
     load_data,
     process_rank,
-    tensorboard_callbacks,
+    run_callbacks,
     total_steps,
     training_arguments,
     world_size_of_run,
     write_json,
 )
+from .wording import plural
 
 RUN_SETTINGS = "train_config.json"
 
@@ -196,7 +197,7 @@ def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[st
         data_collator=make_collator(spec, tokenizer),
         compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
         preprocess_logits_for_metrics=eval_set.head.reduce,
-        callbacks=[clock, *tensorboard_callbacks(output / "tensorboard"), *(callbacks or [])],
+        callbacks=[*run_callbacks(cfg, output, clock), *(callbacks or [])],
     )
     settings = {**cfg.to_dict(), "task": spec.name, RUN_ID: run_id}
     if trainer.is_world_process_zero():
@@ -209,10 +210,12 @@ def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[st
         count = model.count_parameters()
         cut = ""
         if length < cfg.max_seq_length:
-            cut = f" (text cut to {length}: the input prompt takes {cfg.prompt.prefix_len} positions)"
+            cut = (
+                f" (text cut to {length}: the input prompt takes {plural(cfg.prompt.prefix_len, 'position')})"
+            )
         print(
             f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
-            f"{count.describe()}; train {len(train_examples)} examples, eval {len(eval_examples)}; "
+            f"{count.describe()}; train {plural(len(train_examples), 'example')}, eval {len(eval_examples)}; "
             f"max_seq_length {cfg.max_seq_length}{cut}, prefix_len {cfg.prompt.prefix_len}, "
             f"{_planned_length(cfg, steps_per_epoch)}, "
             f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{world_size_of_run()}, pooling {cfg.prompt.pooling}"
@@ -257,6 +260,8 @@ def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[st
             "eval_examples": len(eval_examples),
             "global_steps": trainer.state.global_step,
             "epochs_done": round(float(trainer.state.epoch or 0.0), 4),
+            # --epochs auto: the validation metric stopped improving before the --max-epochs cap
+            "stopped_early": cfg.auto_epochs and trainer.state.global_step < trainer.state.max_steps,
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_step": best_step,
             "best_epoch": best_epoch,
@@ -297,9 +302,17 @@ def _score_once(trainer, data, cfg: TrainConfig, tokenizer, length: int) -> dict
 
 def _planned_length(cfg: TrainConfig, steps_per_epoch: int) -> str:
     """How long the run trains, as it will run: --max-steps wins over --epochs."""
+    per_epoch = plural(steps_per_epoch, "step")
     if cfg.max_steps > 0:
-        return f"max_steps {cfg.max_steps} ({cfg.max_steps / steps_per_epoch:.3g} epochs of {steps_per_epoch} steps)"
-    return f"epochs {cfg.epochs:g} ({total_steps(cfg, steps_per_epoch)} steps)"
+        return (
+            f"max_steps {cfg.max_steps} ({plural(cfg.max_steps / steps_per_epoch, 'epoch')} of {per_epoch})"
+        )
+    if cfg.auto_epochs:
+        return (
+            f"epochs auto (at most {plural(cfg.max_epochs, 'epoch')} of {per_epoch}; stops after "
+            f"{plural(cfg.patience, 'evaluation')} without a gain over {cfg.min_delta:g})"
+        )
+    return f"epochs {cfg.epochs:g} ({plural(total_steps(cfg, steps_per_epoch), 'step')})"
 
 
 def _best_checkpoint_position(state) -> tuple[int | None, float | None]:

@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         columns=columns,
         bf16=args.bf16,
     )
+    # Trainer stamps its state's epoch on every evaluation: 0 here, where nothing trained
+    metrics.pop("epoch", None)
     text = json.dumps(metrics, indent=2)
     print(text)
     try:

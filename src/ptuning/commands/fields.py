@@ -86,6 +86,9 @@ def field_options(cls: type, prefix: tuple[str, ...] = ()) -> list[FieldOption]:
     return out
 
 
+KIND_NAMES = {int: "a whole number", float: "a number"}
+
+
 def _typed(kind: type, optional: bool, words: tuple[str, ...]):
     """A converter that also reads "none" where the field may be None, and the field's literal words
     (`int | Literal["auto"]` reads "auto")."""
@@ -95,7 +98,15 @@ def _typed(kind: type, optional: bool, words: tuple[str, ...]):
             return None
         if text in words:
             return text
-        return kind(text)
+        try:
+            return kind(text)
+        except ValueError:
+            if not words:
+                raise  # argparse's own "invalid int value: 'x'"
+            accepted = [KIND_NAMES.get(kind, kind.__name__), *(["none"] if optional else []), *words]
+            raise argparse.ArgumentTypeError(
+                f"expected {', '.join(accepted[:-1])} or {accepted[-1]}, got {text!r}"
+            ) from None
 
     convert.__name__ = kind.__name__  # argparse names the type in its errors: "invalid int value"
     # what `--config` files are checked against (ptuning.settings_file): the base type, None, the words

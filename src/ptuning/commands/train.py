@@ -9,7 +9,8 @@ from ..config import HANDCRAFTED
 
 DESCRIPTION = """Train P-Tuning v2 (or a baseline) on a built-in task or on your own files, evaluate on the
 validation split every epoch, keep the best checkpoint, and write into --output-dir
-(default: outputs/<task>-<method>, with your own files outputs/<train file stem>-<method>):
+(default: outputs/<task>-<method>; with your own files the task is the training file's name less
+a _train suffix: tickets_train.csv writes outputs/tickets-<method>):
   prompt.safetensors + ptuning_config.json   the prompt-only checkpoint (the MLP folded away; it also
                                               records the input columns and max sequence length)
   metrics.json                                task, method, backbone, parameters, seconds, dev metrics
@@ -28,6 +29,7 @@ A folder holding a checkpoint of another task or other training data is not repl
 examples:
   ptuning train
   ptuning train --task rte --epochs 20 --prefix-len 32 --max-train-samples 1000
+  ptuning train --task rte --epochs auto --patience 3 --max-epochs 50   # until dev accuracy stops rising
   ptuning train --task conll03 --method prompt-tuning --lr 3e-2
   ptuning train --train-file my.csv --validation-file dev.csv --text-column review --label-column stars
   ptuning train --output-dir outputs/rte-p-tuning-v2 --task rte --resume   # continue after a crash
@@ -50,7 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, TrainConfig, {name: parser.add_argument_group(name) for name in GROUPS}
     )
     out = groups["output"]
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    out.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the final metrics: no progress bar, no line per epoch (default: a progress "
+        "bar on a terminal, else a line per epoch)",
+    )
     out.add_argument(
         "--config",
         default=None,
@@ -135,9 +142,14 @@ def with_config_file(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import train
+    from ..settings_file import explicit_options
+    from .preflight import check_before_loading
 
     cfg = config_from_args(with_config_file(args))
+    # settings and files first: importing the model code takes seconds, a wrong path should not
+    check_before_loading(cfg, explicit_options(add_arguments, getattr(args, "_argv", [])))
+    from ..training import train
+
     try:
         metrics = train(cfg)
     except (OSError, RuntimeError) as exc:
@@ -165,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
             "train_seconds",
             "global_steps",
             "epochs_done",
+            *(("stopped_early", "best_epoch") if cfg.auto_epochs else ()),
         )
         summary = {k: metrics[k] for k in keys if k in metrics}  # handcrafted runs take no steps
         summary.update(metrics["validation"])  # "epoch": the kept (best) checkpoint's

@@ -24,6 +24,7 @@ from ..data.spec import DataError, TaskSpec
 from ..decode import format_outputs
 from ..metrics import compute_metrics
 from ..trainer import EVAL_SUBSET_SEED, load_data
+from ..wording import plural
 from .scorer import HandcraftedScorer
 from .store import load_handcrafted, save_handcrafted
 from .templates import resolve_prompt
@@ -63,12 +64,14 @@ def train_handcrafted(cfg) -> dict[str, Any]:
     )
     atomic_write_text(output / "train_config.json", json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
     shot = (
-        f"few-shot, a label bias fitted on {len(train_examples)} examples" if train_examples else "zero-shot"
+        f"few-shot, a label bias fitted on {plural(len(train_examples), 'example')}"
+        if train_examples
+        else "zero-shot"
     )
     print(
         f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method handcrafted ({shot}), "
         f"scoring {scorer.scoring}: template {template.source!r}, verbalizer {verbalizer.to_string()}; "
-        f"eval {len(eval_examples)} examples, max_seq_length {cfg.max_seq_length}"
+        f"eval {plural(len(eval_examples), 'example')}, max_seq_length {cfg.max_seq_length}"
     )
     for note in [*spec.notes, *scorer.notes]:
         print(f"note: {note}")
