@@ -43,8 +43,8 @@ def _train(tmp_path: Path, tiny_bert_dir: Path, *extra: str) -> dict:
 
 
 def test_auto_stops_once_the_metric_plateaus(tmp_path, tiny_bert_dir, capsys):
-    # --lr 0: nothing moves, so every evaluation scores as the first: it stops after 1 + patience
-    metrics = _train(tmp_path, tiny_bert_dir, "--epochs", "auto", "--patience", "2", "--lr", "0")
+    # --lr 1e-12: nothing moves (no prediction changes), so every evaluation scores as the first: it stops after 1 + patience
+    metrics = _train(tmp_path, tiny_bert_dir, "--epochs", "auto", "--patience", "2", "--lr", "1e-12")
     assert metrics["stopped_early"] is True
     assert metrics["epochs_done"] == pytest.approx(3.0) and metrics["global_steps"] == 6
     assert metrics["best_epoch"] == pytest.approx(1.0) and metrics["best_step"] == 2
@@ -58,7 +58,7 @@ def test_auto_stops_once_the_metric_plateaus(tmp_path, tiny_bert_dir, capsys):
 
 def test_the_max_epochs_cap_holds(tmp_path, tiny_bert_dir):
     metrics = _train(
-        tmp_path, tiny_bert_dir, "--epochs", "auto", "--patience", "5", "--max-epochs", "2", "--lr", "0",
+        tmp_path, tiny_bert_dir, "--epochs", "auto", "--patience", "5", "--max-epochs", "2", "--lr", "1e-12",
         "--quiet",
     )  # fmt: skip
     assert metrics["stopped_early"] is False
@@ -68,16 +68,18 @@ def test_the_max_epochs_cap_holds(tmp_path, tiny_bert_dir):
 def test_a_resumed_run_goes_on_counting_evaluations_without_a_gain(tmp_path, tiny_bert_dir):
     # cut after 2 epochs (best at epoch 1, one evaluation without a gain), then resumed: with the
     # count restored it stops at epoch 4, as an uninterrupted run does; counted afresh, at epoch 5
-    auto = ("--epochs", "auto", "--patience", "3", "--lr", "0", "--quiet")
+    auto = ("--epochs", "auto", "--patience", "3", "--lr", "1e-12", "--quiet")
     first = _train(tmp_path, tiny_bert_dir, *auto, "--max-steps", "4")
     assert first["epochs_done"] == pytest.approx(2.0)
-    resumed = _train(tmp_path, tiny_bert_dir, *auto, "--resume")
+    resumed = _train(
+        tmp_path, tiny_bert_dir, *auto, "--resume", "--resume-with-changes"
+    )  # no --max-steps now
     assert resumed["stopped_early"] is True
     assert resumed["epochs_done"] == pytest.approx(4.0) and resumed["best_epoch"] == pytest.approx(1.0)
 
 
 def test_a_fixed_epoch_count_never_stops_early(tmp_path, tiny_bert_dir):
-    metrics = _train(tmp_path, tiny_bert_dir, "--epochs", "3", "--lr", "0", "--quiet")
+    metrics = _train(tmp_path, tiny_bert_dir, "--epochs", "3", "--lr", "1e-12", "--quiet")
     assert metrics["stopped_early"] is False and metrics["epochs_done"] == pytest.approx(3.0)
 
 

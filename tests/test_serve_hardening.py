@@ -185,7 +185,7 @@ def test_unknown_nested_field_is_422(client):
     )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "inputs", 0, "text_pari"]
-    assert "text, text_pair" in response.text
+    assert "'text', 'text_pair'" in response.text
 
 
 EMPTY = [

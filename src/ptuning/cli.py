@@ -46,7 +46,7 @@ EPILOG = """examples:
   ptuning eval --checkpoint outputs/sst2-p-tuning-v2
   ptuning predict --checkpoint outputs/sst2-p-tuning-v2 "a gripping, funny film"
   ptuning info --backbone minilm --method p-tuning-v2 --prefix-len 16
-checkpoints go to outputs/<task>-<method> (your own files: tickets_train.csv -> outputs/tickets-<method>).
+checkpoints go to outputs/<task>-<method> (your own files: tickets_train.csv -> outputs/tickets-p-tuning-v2).
 data: --data-dir DIR, else $PTUNING_DATA, else the Hugging Face hub (needs a network)."""
 
 

@@ -10,7 +10,7 @@ from ..config import HANDCRAFTED
 DESCRIPTION = """Train P-Tuning v2 (or a baseline) on a built-in task or on your own files, evaluate on the
 validation split every epoch, keep the best checkpoint, and write into --output-dir
 (default: outputs/<task>-<method>; with your own files the task is the training file's name less
-a _train suffix: tickets_train.csv writes outputs/tickets-<method>):
+a _train suffix: tickets_train.csv writes outputs/tickets-p-tuning-v2):
   prompt.safetensors + ptuning_config.json   the prompt-only checkpoint (the MLP folded away; it also
                                               records the input columns and max sequence length)
   metrics.json                                task, method, backbone, parameters, seconds, dev metrics
