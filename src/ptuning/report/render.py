@@ -225,7 +225,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         )
         + (
             "Prompt lengths: each method's tuned one per task (see Tuning)."
-            if protocol.tune_trials
+            if protocol.tune_trials or protocol.settings_from
             else f"Prompt length P = {protocol.prefix_len} for the prompt methods."
         ),
         "",

@@ -13,9 +13,9 @@ from typing import Any
 from .gaps import WITHIN_FT
 from .protocols import PROTOCOLS, TASK_TITLES, Protocol
 
-# backbone -> parameters (millions) of the encoder, for the scale plot's x axis
-BACKBONE_MILLIONS = {"minilm": 22.7, "mpnet-base": 110.0}
-STUDIES = ("study", "study-mpnet")  # the protocols the scale plot reads, smallest backbone first
+# the protocols the scale plot reads -> their backbone's parameters (millions): MiniLM, MPNet-base
+STUDY_MILLIONS = {"study": 22.7, "study-mpnet": 110.0}
+STUDIES = tuple(STUDY_MILLIONS)
 SCALE_PNG = "scale.png"
 DRY = "-dry-run"
 
@@ -187,9 +187,7 @@ def scale_points(protocol: Protocol, folder: Path) -> dict[str, list[tuple[float
 
     points: dict[str, list[tuple[float, float, float | None]]] = {}
     for name, (_, where) in zip(STUDIES, study_folders(protocol, folder), strict=True):
-        size = BACKBONE_MILLIONS.get(PROTOCOLS[name].backbone)  # the study's backbone (a dry run may swap it)
-        if size is None:
-            continue
+        size = STUDY_MILLIONS[name]
         table = aggregate(read_results(where))["table"]
         for task, row in table.items():
             if "p-tuning-v2" in row and "fine-tune" in row:
