@@ -170,3 +170,34 @@ def test_predictor_is_public_and_defaults_to_the_models_tokenizer(tiny_bert_dir,
     assert answers[0]["label"] in ("no", "yes")
     with pytest.raises(ValueError, match="needs a tokenizer"):
         ptuning.Predictor(PromptModel(tiny_backbone("bert"), SPEC, PromptConfig(prefix_len=4)))
+
+
+def _backbone_with_dropout():
+    from transformers import AutoModel
+
+    from ptuning.testing import tiny_config
+
+    config = tiny_config("bert")
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.2
+    torch.manual_seed(0)
+    return AutoModel.from_config(config, attn_implementation="eager")
+
+
+@pytest.mark.parametrize("method", ["p-tuning-v2", "fine-tune"])
+@pytest.mark.parametrize("backbone_dropout", [True, False])
+def test_backbone_dropout_off_gives_deterministic_training_mode_states(method, backbone_dropout, tmp_path):
+    # no prompt dropout here, so that only the backbone's dropout can make two passes differ
+    config = PromptConfig(method=method, prefix_len=4, prompt_dropout=0.0, backbone_dropout=backbone_dropout)
+    model = PromptModel(_backbone_with_dropout(), SPEC, config).train()
+    batch = {k: v for k, v in _inputs().items() if k != "labels"}
+    with torch.no_grad():
+        first, second = (model.encode(**batch) for _ in range(2))
+    assert torch.equal(first, second) is (not backbone_dropout)
+    if method != "fine-tune":  # the prompt's own dropout stays
+        kept = PromptModel(_backbone_with_dropout(), SPEC, PromptConfig(prefix_len=4, backbone_dropout=False))
+        assert kept.prefix_encoder.dropout.p == kept.prompt_config.prompt_dropout > 0
+    model.save_pretrained(tmp_path / "ckpt")
+    saved = json.loads((tmp_path / "ckpt" / "ptuning_config.json").read_text())
+    assert saved["prompt_config"]["backbone_dropout"] is backbone_dropout
+    loaded = PromptModel.from_pretrained(tmp_path / "ckpt", backbone=_backbone_with_dropout())
+    assert loaded.prompt_config.backbone_dropout is backbone_dropout

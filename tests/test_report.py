@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 
@@ -393,3 +394,143 @@ def test_render_states_the_convergence_check(tmp_path):
     assert "not run: `longer/rte/p-tuning-v2/P16/seed0`" in text
     checks = json.loads((tmp_path / "results.json").read_text())["convergence"]
     assert checks[0]["longer"] == {"key": "longer/conll03/p-tuning-v2/P16/seed0", "score": 90.5}
+
+
+# --- the study protocols: selection on a split, equal budgets, MPNet with MiniLM's settings ---------
+
+
+def test_study_protocols_select_on_a_split_with_equal_budgets_and_a_seeds_field():
+    from ptuning.report.tuning_budget import fixed_settings, space_of, study_config
+
+    study = PROTOCOLS["study"]
+    assert study.folder_name == "study-minilm" and study.tune_trials >= 6
+    assert {t.task for t in study.tasks} == {"sst2", "rte", "mrpc", "conll03"}
+    assert all(t.seeds == study.seeds for t in study.tasks) and len(study.seeds) >= 2
+    two = replace(study, seeds=(3, 4))  # `ptuning report --seeds 3 4`
+    assert all(t.seeds == (3, 4) for t in two.tasks)
+    rte = next(t for t in study.tasks if t.task == "rte")
+    fixed = fixed_settings(study, rte, "p-tuning-v2", bf16=False, data_dir=None)
+    assert fixed["validation_split"] == 0.1 and fixed["epochs"] == "auto"
+    assert fixed["max_epochs"] == rte.tune_epochs and fixed["max_train_samples"] is None  # whole set
+    space = space_of(study, rte, "p-tuning-v2")
+    assert space["prefix_len"].values == (8, 16, 32, 64, 128)
+    assert set(space) == {"lr", "prefix_len", "prefix_projection", "prompt_dropout", "backbone_dropout"}
+    assert set(space_of(study, rte, "fine-tune")) == {"lr"}
+    cfg = study_config(study, rte, "fine-tune", Path("r"), bf16=False, data_dir=None)
+    assert cfg.pruner == "successive-halving" and cfg.by_epoch and cfg.trials == study.tune_trials
+    assert "CPU-hours" in study.description and study.selection
+    mpnet = PROTOCOLS["study-mpnet"]
+    assert mpnet.backbone == "mpnet-base" and mpnet.settings_from == study.folder_name
+    assert mpnet.methods == ("fine-tune", "p-tuning-v2") and not mpnet.tune_trials
+    tiny = dry_run(mpnet)
+    assert tiny.settings_from == "study-minilm-dry-run" and tiny.folder_name == "study-mpnet-dry-run"
+    assert all(t.seeds == (0,) for t in tiny.tasks)
+
+
+def test_study_dry_run_end_to_end_then_mpnet_with_its_settings(tmp_path, tiny_bert_dir, shared_data):
+    from ptuning.report.tuning_budget import StudySettingsError
+
+    def tiny(name):
+        protocol = dry_run(PROTOCOLS[name])
+        rte = next(t for t in protocol.tasks if t.task == "rte")
+        return replace(protocol, backbone=str(tiny_bert_dir), bf16=False, tasks=(rte,))
+
+    study, mpnet = tiny("study"), tiny("study-mpnet")
+    options = {"data_dir": str(shared_data), "threads": 1, "log": lambda _: None}
+    with pytest.raises(
+        StudySettingsError, match="study-minilm-dry-run.*ptuning report --protocol study --dry-run"
+    ):
+        run_protocol(mpnet, tmp_path / mpnet.folder_name, **options)
+
+    rows = run_protocol(study, tmp_path / study.folder_name, **options)
+    assert [r["status"] for r in rows] == ["ok"] * 3, [r.get("error") for r in rows]
+    for row in rows:  # the dev set scored once is the score; the split's chose the checkpoint
+        assert row["score"] == row["dev"][row["metric"]] and 0 <= row["selection_score"] <= 1
+    search = json.loads((tmp_path / "study-minilm-dry-run/tuning/rte-p-tuning-v2/search.json").read_text())
+    assert search["finished"] == 2 and "backbone_dropout" in search["best_params"]
+    ptv2 = next(r for r in rows if r["method"] == "p-tuning-v2")
+    assert ptv2["prefix_len"] == search["best_params"]["prefix_len"]
+    render(study, tmp_path / study.folder_name)
+    text = (tmp_path / study.folder_name / "report.md").read_text()
+    assert "## Settings found" in text and "## Which settings mattered (p-tuning-v2)" in text
+    assert "- RTE: within 1 point: " in text
+    raw = json.loads((tmp_path / study.folder_name / "results.json").read_text())
+    assert raw["protocol"]["selection"] == study.selection
+
+    rows = run_protocol(mpnet, tmp_path / mpnet.folder_name, **options)
+    assert [r["status"] for r in rows] == ["ok"] * 2, [r.get("error") for r in rows]
+    ptv2 = next(r for r in rows if r["method"] == "p-tuning-v2")
+    assert ptv2["prefix_len"] == search["best_params"]["prefix_len"]
+    assert ptv2["settings"]["learning_rate"] == search["best_params"]["lr"]
+    render(mpnet, tmp_path / mpnet.folder_name)
+    assert (tmp_path / mpnet.folder_name / "scale.png").stat().st_size > 1000
+
+
+def _study_rows(protocol, gaps):
+    """Main rows of a study: fine-tune at 0.80 (seed spread 0.01), p-tuning-v2 `gaps[task]` points off."""
+    rows = []
+    for cell in cells(protocol):
+        base = 0.80 if cell.method != "p-tuning-v2" else 0.80 + gaps.get(cell.task, 0.0) / 100
+        score = base + 0.01 * cell.seed
+        rows.append(
+            {
+                **asdict(cell),
+                "key": cell.key,
+                "status": "ok",
+                "metric": "accuracy",
+                "score": score,
+                "selection_score": score + 0.02,
+                "trainable_params": PARAMS[cell.method],
+                "total_params": PARAMS["fine-tune"],
+                "train_seconds": 10.0,
+                "curve": [{"epoch": 1.0, "metric": score}],
+            }
+        )
+    return rows
+
+
+def test_render_study_verdicts_settings_importances_and_scale(tmp_path):
+    minilm, mpnet = PROTOCOLS["study"], PROTOCOLS["study-mpnet"]
+    _write(tmp_path / "study-minilm", _study_rows(minilm, {"rte": -4.0, "mrpc": -0.5}))
+    _write(tmp_path / "study-mpnet", _study_rows(mpnet, {"rte": -1.5, "mrpc": 0.5}))
+    study = tmp_path / "study-minilm" / "tuning" / "rte-p-tuning-v2"
+    study.mkdir(parents=True)
+    params = {
+        "lr": 0.02,
+        "prefix_len": 64,
+        "prefix_projection": True,
+        "prompt_dropout": 0.1,
+        "backbone_dropout": False,
+    }
+    importances = {
+        "lr": 0.7,
+        "prefix_len": 0.2,
+        "prefix_projection": 0.05,
+        "prompt_dropout": 0.03,
+        "backbone_dropout": 0.02,
+    }
+    (study / "search.json").write_text(
+        json.dumps({"finished": 10, "best_params": params, "best_value": 0.61, "importances": importances})
+    )
+    few = tmp_path / "study-minilm" / "tuning" / "mrpc-p-tuning-v2"
+    few.mkdir(parents=True)
+    note = "no parameter importances: they need >= 2 complete trials, the study has 1"
+    (few / "search.json").write_text(
+        json.dumps({"finished": 10, "importances": None, "importances_note": note})
+    )
+
+    text = render(minilm, tmp_path / "study-minilm").read_text()
+    assert "- RTE: within 1 point: missed by 3.0 (PT-2 − FT -4.0, 3 seed(s))." in text
+    assert "- MRPC: within 1 point: met (PT-2 − FT -0.5, 3 seed(s))." in text
+    assert "lr 0.02, P 64, reparameterized, prompt dropout 0.10, backbone dropout off (split 61.0)" in text
+    assert "| RTE | 0.70 | 0.20 | 0.05 | 0.03 | 0.02 |" in text
+    assert f"| MRPC | {note} |" in text and "| SST-2 | no study yet |" in text
+    assert "| task | 22.7M | 110M |" in text
+    # the seed spreads combined: 3 seeds 1 point apart (std 1.0) on MiniLM, 2 on MPNet (std 0.71)
+    assert "| RTE | -4.0 ± 1.4 | -1.5 ± 1.0 |" in text and "| MRPC | -0.5 ± 1.4 | +0.5 ± 1.0 |" in text
+    assert (tmp_path / "study-minilm" / "scale.png").stat().st_size > 1000
+
+    # MPNet's report names the settings it took and draws the same scale plot
+    text = render(mpnet, tmp_path / "study-mpnet").read_text()
+    assert "## Settings found (from " in text and "lr 0.02, P 64" in text
+    assert "- RTE: within 1 point: missed by 0.5" in text and "| task | 22.7M | 110M |" in text

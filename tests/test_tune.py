@@ -459,3 +459,47 @@ def test_a_fresh_search_is_refused_on_a_folder_in_use(tmp_path, capsys):
     with OutputLock(out, shared=True, command="ptuning tune --resume"):
         assert main(["tune", "--task", "sst2", "--output-dir", str(out), "--trials", "1"]) == 2
         assert "is in use" in capsys.readouterr().err  # a fresh search does not join a shared one
+
+
+def test_successive_halving_over_epochs_prunes_a_trial_behind_the_best_third(tmp_path):
+    import optuna
+
+    from ptuning.tuning import PruneCallback, TuneConfig, TuneError, _pruner
+
+    cfg = TuneConfig(fixed={}, space={}, output_dir=tmp_path, pruner="successive-halving", by_epoch=True)
+    study = optuna.create_study(direction="maximize", pruner=_pruner(cfg))
+    for value in (0.9, 0.8, 0.85):  # three trials reach epoch 1; the next is worse than all of them
+        trial = study.ask()
+        trial.report(value, step=1)
+        trial.should_prune()  # the pruner records each trial's value at the rung it checks
+        study.tell(trial, value)
+
+    class Args:
+        metric_for_best_model = "eval_accuracy"
+
+    class State:
+        epoch, global_step = 1.0, 140  # the first epoch's evaluation, after 140 optimizer steps
+
+    trial = study.ask()
+    callback = PruneCallback(trial, by_epoch=True)
+    with pytest.raises(optuna.TrialPruned, match="at epoch 1"):
+        callback.on_evaluate(Args, State, None, metrics={"eval_accuracy": 0.5})
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {1: 0.5}  # reported at epoch 1
+    with pytest.raises(TuneError, match="unknown pruner 'nope'"):
+        _pruner(TuneConfig(fixed={}, space={}, output_dir=tmp_path, pruner="nope"))
+
+
+def test_param_importances_need_two_complete_trials():
+    import optuna
+
+    from ptuning.tuning import param_importances
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("lr", 1e-3, 1e-1, log=True), n_trials=1)
+    found, note = param_importances(study)
+    assert found is None and "need >= 2 complete trials, the study has 1" in note
+    study.optimize(
+        lambda t: t.suggest_float("lr", 1e-3, 1e-1, log=True) + 0 * t.suggest_int("p", 1, 8), n_trials=6
+    )
+    found, note = param_importances(study)
+    assert note is None and set(found) == {"lr", "p"} and abs(sum(found.values()) - 1) < 1e-6

@@ -104,6 +104,13 @@ class PromptConfig:
         group="prompt",
     )
     head_dropout: float = option(0.1, "dropout before the linear head", group="prompt")
+    backbone_dropout: bool = option(
+        True,
+        "keep the backbone's own dropout while training; --no-backbone-dropout sets every dropout "
+        "module of the backbone to p=0, so a frozen backbone gives the prompt and head the same "
+        "states on every pass (the prompt's and the head's dropout stay)",
+        group="prompt",
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

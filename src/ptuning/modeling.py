@@ -47,6 +47,14 @@ def _tokenizer_beside(directory) -> PreTrainedTokenizerBase | None:
     return AutoTokenizer.from_pretrained(str(directory))
 
 
+def without_dropout(module: nn.Module) -> None:
+    """Set every dropout module under `module` to p=0. Hugging Face attention reads its dropout rate
+    from the module (`self.dropout.p`), so this also stills the attention-probability dropout."""
+    for sub in module.modules():
+        if isinstance(sub, nn.modules.dropout._DropoutNd):
+            sub.p = 0.0
+
+
 class PromptModel(nn.Module):
     """Frozen (or, for fine-tune, trainable) encoder with a prompt and a linear head.
 
@@ -74,6 +82,8 @@ class PromptModel(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        if not config.backbone_dropout:
+            without_dropout(backbone)  # before any prompt module joins the backbone's tree
         self.spec = spec
         self.prompt_config = config
         self.backbone_name = backbone_name

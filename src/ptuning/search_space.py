@@ -21,6 +21,7 @@ PARAMETERS: dict[str, tuple[str, type]] = {
     "epochs": ("epochs", float),
     "prompt_dropout": ("prompt_dropout", float),
     "prefix_projection": ("prefix_projection", bool),
+    "backbone_dropout": ("backbone_dropout", bool),
     "head_dropout": ("head_dropout", float),
     "prompt_layers": ("prompt_layers", int),
     "batch_size": ("batch_size", int),

@@ -63,13 +63,22 @@ class TuneConfig:
     # "tpe"; "qmc" (a scrambled Sobol sequence) covers the space evenly in few trials, where TPE is
     # still in its random start-up phase (its first 10 trials)
     sampler: str = "tpe"
+    # "median"; "successive-halving" or "hyperband" (Optuna's, over epochs with `by_epoch`): a trial
+    # goes on past 1, 3, 9, ... epochs only while it is among the best third of the trials that got
+    # there, so poor settings stop early and good ones train to their cap
+    pruner: str = "median"
+    max_resource: int | None = None  # hyperband: the trials' most epochs (steps without by_epoch)
+    # report each evaluation at its epoch (1, 2, ...) rather than its optimizer step, so that
+    # pruning resources are epochs
+    by_epoch: bool = False
 
 
 class PruneCallback(TrainerCallback):
     """Reports each evaluation's dev metric to the trial and stops the run when Optuna prunes it."""
 
-    def __init__(self, trial: optuna.Trial) -> None:
+    def __init__(self, trial: optuna.Trial, *, by_epoch: bool = False) -> None:
         self.trial = trial
+        self.by_epoch = by_epoch
         self.finished = False
         self.reported: set[int] = set()
 
@@ -78,13 +87,16 @@ class PruneCallback(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         value = (metrics or {}).get(args.metric_for_best_model)
-        if self.finished or value is None or state.global_step in self.reported:
+        # an epoch's evaluation comes at (about) a whole epoch: 1, 2, ...
+        step = max(1, round(state.epoch or 0)) if self.by_epoch else state.global_step
+        if self.finished or value is None or step in self.reported:
             return
-        self.reported.add(state.global_step)
+        self.reported.add(step)
         self.trial.set_user_attr("metric", args.metric_for_best_model.removeprefix("eval_"))
-        self.trial.report(float(value), step=state.global_step)
+        self.trial.report(float(value), step=step)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"{args.metric_for_best_model} {value:.4g} at step {state.global_step}")
+            unit = "epoch" if self.by_epoch else "step"
+            raise optuna.TrialPruned(f"{args.metric_for_best_model} {value:.4g} at {unit} {step}")
 
 
 def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
@@ -127,13 +139,32 @@ def _sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def _create(storage: optuna.storages.RDBStorage, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+PRUNERS = ("median", "successive-halving", "hyperband")
+
+
+def _pruner(cfg: TuneConfig) -> optuna.pruners.BasePruner:
+    if cfg.pruner == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if cfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=cfg.max_resource or "auto", reduction_factor=3
+        )
+    if cfg.pruner != "median":
+        raise TuneError(f"unknown pruner {cfg.pruner!r}; known: {', '.join(PRUNERS)}")
+    return optuna.pruners.MedianPruner(n_startup_trials=3)
+
+
+def _create(
+    storage: optuna.storages.RDBStorage,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> optuna.Study:
     return optuna.create_study(
         storage=storage,
         study_name=STUDY_NAME,
         direction="maximize",  # every task metric here is better higher (trainer.py's greater_is_better)
         sampler=sampler,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
+        pruner=pruner,  # not stored in the study: every opening sets it again
         load_if_exists=True,
     )
 
@@ -150,7 +181,7 @@ def open_study(cfg: TuneConfig) -> optuna.Study:
 
 def _open(cfg: TuneConfig, db: Path) -> optuna.Study:
     storage = _storage(db)
-    study = _create(storage, _sampler(cfg.sampler, cfg.seed))
+    study = _create(storage, _sampler(cfg.sampler, cfg.seed), _pruner(cfg))
     started = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
     if started and not cfg.resume:
         if not cfg.overwrite:
@@ -160,7 +191,7 @@ def _open(cfg: TuneConfig, db: Path) -> optuna.Study:
             )
         optuna.delete_study(study_name=STUDY_NAME, storage=storage)
         shutil.rmtree(cfg.output_dir / TRIALS_DIR, ignore_errors=True)
-        study, started = _create(storage, _sampler(cfg.sampler, cfg.seed)), []
+        study, started = _create(storage, _sampler(cfg.sampler, cfg.seed), _pruner(cfg)), []
     study.sampler = _resumed_sampler(cfg, len(study.trials))
     recorded = study.user_attrs.get("fixed")
     if recorded is None or not started:
@@ -221,7 +252,7 @@ def _search(cfg: TuneConfig, build: Callable[[argparse.Namespace], TrainConfig])
         trial.set_user_attr("output_dir", str(folder))
         print(f"trial {trial.number}: {json.dumps(trial.params)}")
         try:
-            metrics = train(train_cfg, callbacks=[PruneCallback(trial)])
+            metrics = train(train_cfg, callbacks=[PruneCallback(trial, by_epoch=cfg.by_epoch)])
         finally:
             shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)  # optimizer states: not needed after
         trial.set_user_attr("metric", metrics["metric"])  # also where no evaluation ran before the end
@@ -290,12 +321,32 @@ def write_results(study: optuna.Study, cfg: TuneConfig) -> dict[str, Any]:
         )
     else:
         summary["notes"].append("no trial completed: no best_config.json")
+    # the plot below notes why there is none, where there is none
+    summary["importances"], summary["importances_note"] = param_importances(study)
     summary["plots"], plot_notes = _plots(study, out, len(complete), summary.get("metric") or "value")
     summary["notes"].extend(plot_notes)
     for note in summary["notes"]:
         print(f"note: {note}")
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | None]:
+    """Optuna's parameter importances (fANOVA over the complete trials; they sum to 1), or None and
+    why not: too few complete trials, or parameters that never varied."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return (
+            None,
+            f"no parameter importances: they need >= 2 complete trials, the study has {len(complete)}",
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            found = optuna.importance.get_param_importances(study)
+        except (ValueError, RuntimeError) as exc:
+            return None, f"no parameter importances: {str(exc).splitlines()[0]}"
+    return {name: float(value) for name, value in found.items()}, None
 
 
 def _plots(study: optuna.Study, out: Path, complete: int, metric: str) -> tuple[list[str], list[str]]:

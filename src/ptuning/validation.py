@@ -288,6 +288,7 @@ def check_config(path: Path, config: Mapping[str, Any]) -> None:
     prompt.number("prompt_dropout", 0.0, 1.0)
     prompt.boolean("prompt_dropout_per_example")
     prompt.number("head_dropout", 0.0, 1.0)
+    prompt.boolean("backbone_dropout")
     prompt.number("init_std", 0.0, 1e6)
     prompt.integer("prompt_layers", 1, MAX_PROMPT_LAYERS, null=True)
     prompt.enum("pooling", ("cls", "mean"), required=False)

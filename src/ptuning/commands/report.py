@@ -26,7 +26,9 @@ examples:
   ptuning report --render-only                 # rebuild report.md and plots from results.jsonl
                                                # (a bad line there is an error naming it)
   ptuning report --protocol gpu --jobs 4 --name gpu-h100
-  ptuning report --protocol gpu --dry-run --data-dir ../shared/data   # every cell, tiny slices, CPU"""
+  ptuning report --protocol gpu --dry-run --data-dir ../shared/data   # every cell, tiny slices, CPU
+  ptuning report --protocol study --jobs 2     # reports/study-minilm: tuned on a 10% split, dev once
+  ptuning report --protocol study-mpnet --jobs 2   # reports/study-mpnet, with MiniLM's settings"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +36,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reports-dir", default="reports", help="(default: reports)")
     parser.add_argument(
         "--protocol",
-        choices=("cpu", "cpu-converged", "gpu", "full"),
+        choices=("cpu", "cpu-converged", "gpu", "full", "study", "study-mpnet"),
         default="cpu",
         help="which protocol (default: cpu)",
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="every task's seeds, e.g. --seeds 0 1 (default: the protocol's)",
     )
     parser.add_argument("--full", action="store_true", help="the same as --protocol full")
     parser.add_argument(
@@ -74,9 +84,13 @@ def run(args: argparse.Namespace) -> int:
     from ..report import PROTOCOLS, dry_run, read_results
 
     protocol = PROTOCOLS["full" if args.full else args.protocol]
+    if args.seeds:
+        from dataclasses import replace
+
+        protocol = replace(protocol, seeds=tuple(dict.fromkeys(args.seeds)))
     if args.dry_run:
         protocol = dry_run(protocol)
-    folder = Path(args.reports_dir) / (args.name or protocol.name)
+    folder = Path(args.reports_dir) / (args.name or protocol.folder_name)
     if args.render_only:  # every line checked first: a bad one is one error naming it, nothing written
         read_results(folder, strict=True)
     # one writer per report folder: a second `ptuning report` on it is refused, naming the first

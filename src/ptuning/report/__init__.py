@@ -15,6 +15,11 @@ Protocols (see `PROTOCOLS`):
 * ``gpu``: whole training sets on one GPU in bf16, sized for about 7 minutes of an H100 with
   `--jobs 4` (`scripts/gpu_report.sh` packs the data and weights and runs it there).
 
+* ``study`` (reports/study-minilm): MiniLM, settings and epochs chosen on a 10% split of each
+  training set, equal Optuna budgets (successive halving over epochs), the dev set scored once;
+  ``study-mpnet`` (reports/study-mpnet) trains MPNet-base with the settings that study found.
+  `study` renders their extra sections (settings found, importances, verdicts, the scale plot).
+
 `dry_run(protocol)` shrinks any protocol to tiny slices (32 examples, one epoch, one seed), to check
 a protocol end to end on the CPU before spending GPU time on it.
 

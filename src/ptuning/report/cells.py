@@ -180,6 +180,13 @@ def tuning_size(setting: TaskSetting) -> dict[str, Any]:
     }
 
 
+def epoch_settings(protocol: Protocol, epochs: float) -> dict[str, Any]:
+    """How long a run trains: `epochs`, or with `epochs_auto` early stopping capped at them."""
+    if protocol.epochs_auto:
+        return {"epochs": "auto", "max_epochs": max(1, math.ceil(epochs)), "patience": protocol.patience}
+    return {"epochs": epochs}
+
+
 def shared_settings(
     protocol: Protocol, setting: TaskSetting, method: str, *, bf16: bool | None, data_dir: str | None
 ) -> dict[str, Any]:
@@ -200,6 +207,9 @@ def shared_settings(
         "data_dir": data_dir,
         "bf16": bf16,
         "logging_steps": 10,
+        # only where set: the fixed settings a finished study recorded stay the same
+        **(epoch_settings(protocol, setting.epochs) if protocol.epochs_auto else {}),
+        **({"validation_split": protocol.validation_split} if protocol.validation_split else {}),
     }
 
 

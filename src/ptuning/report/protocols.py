@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..search_space import Choice, Range, Space
+
 RESULTS = "results.jsonl"
 MAIN_METHODS = ("fine-tune", "prompt-tuning", "prefix-tuning", "p-tuning-v2")
 TASK_TITLES = {"sst2": "SST-2", "rte": "RTE", "mrpc": "MRPC", "conll03": "CoNLL-2003", "squad": "SQuAD 1.1"}
@@ -77,6 +79,35 @@ class Protocol:
     # times the task's epochs, on `longer_tasks` (run after the first seed's main cells)
     longer_tasks: tuple[str, ...] = ()
     longer_factor: int = 3
+    # every task's seeds, where set (replaces TaskSetting.seeds: `ptuning report --seeds`)
+    seeds: tuple[int, ...] = ()
+    # select on a held-out share of the training data (TrainConfig.validation_split): trials and
+    # checkpoints are chosen on it, and the dev set is scored once at the end (the reported score)
+    validation_split: float | None = None
+    # epochs by early stopping (`--epochs auto`): TaskSetting.epochs is then the final cells' cap and
+    # TaskSetting.tune_epochs the trials' cap, with this patience (evaluations without a gain)
+    epochs_auto: bool = False
+    patience: int = 3
+    # method -> its whole search space (ptuning.search_space), where it is not the lr range of
+    # `tune_lr_ranges` with the task's `tune_prefix_lens`
+    tune_spaces: dict[str, Space] = field(default_factory=dict)
+    tune_sampler: str = "qmc"  # ptuning.tuning.TuneConfig.sampler
+    tune_pruner: str = "median"  # ptuning.tuning.TuneConfig.pruner, over epochs
+    # the report folder (beside this one) whose tuning studies give this protocol's settings (no
+    # search of its own)
+    settings_from: str | None = None
+    # the report folder's name, where it is not the protocol's name
+    report_dir: str | None = None
+    # how the epochs and settings of the reported cells were chosen (results.json: protocol.selection)
+    selection: str = ""
+
+    def __post_init__(self) -> None:
+        if self.seeds:
+            object.__setattr__(self, "tasks", tuple(replace(t, seeds=self.seeds) for t in self.tasks))
+
+    @property
+    def folder_name(self) -> str:
+        return self.report_dir or self.name
 
 
 # fine-tuning's learning rate for the few-step CPU protocol (see its description)
@@ -241,6 +272,133 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
 }
 
+
+# --- the study: settings and epochs chosen on a held-out share of the training set ----------------
+
+STUDY_SPLIT = 0.1
+STUDY_SELECTION = (
+    f"Settings and epochs are chosen on a held-out {STUDY_SPLIT:.0%} of each training set "
+    "(`validation_split`: seeded, stratified by label, the same examples for every run): each "
+    "study's trials are scored on it, and each final run keeps the checkpoint of its best epoch on "
+    "it (`--epochs auto`: stops after `patience` epochs without a gain, at most the task's epochs). "
+    "The task's dev set is scored once, at the end of each final run, with that checkpoint: the "
+    "reported score; the split's score is recorded beside it as the selection score."
+)
+# P-Tuning v2's space: a wide learning-rate range (the reparameterized prefix trains best low in
+# it), the paper's prompt lengths, and the regularisers the cpu-converged report left open
+STUDY_SPACES: dict[str, Space] = {
+    "fine-tune": {"lr": Range(1e-5, 2e-4, log=True)},
+    "prompt-tuning": {"lr": Range(3e-3, 3e-1, log=True), "prefix_len": Choice((8, 16, 32, 64))},
+    "p-tuning-v2": {
+        "lr": Range(3e-3, 1e-1, log=True),
+        "prefix_len": Choice((8, 16, 32, 64, 128)),
+        "prefix_projection": Choice((False, True)),
+        "prompt_dropout": Range(0.0, 0.3),
+        "backbone_dropout": Choice((True, False)),
+    },
+}
+STUDY_TRIALS = 10
+STUDY_SEEDS = (0, 1, 2)
+
+PROTOCOLS["study"] = Protocol(
+    name="study",
+    backbone="minilm",
+    prefix_len=16,
+    report_dir="study-minilm",
+    seeds=STUDY_SEEDS,
+    tasks=(
+        # epochs: the final cells' cap; tune_epochs: the trials' cap (pruned at 1, 3, 9 epochs)
+        TaskSetting("rte", None, None, 128, 20, (), pooling="mean", tune_epochs=8),
+        TaskSetting("mrpc", None, None, 128, 15, (), pooling="mean", tune_epochs=8),
+        TaskSetting(
+            "conll03", None, None, 128, 10, (), tune_train_samples=3000, tune_eval_samples=1000, tune_epochs=6
+        ),
+        TaskSetting(
+            "sst2",
+            None,
+            None,
+            64,
+            3,
+            (),
+            batch_size=32,
+            pooling="mean",
+            tune_train_samples=4000,
+            tune_eval_samples=1000,
+            tune_epochs=4,
+        ),
+    ),
+    sweep_task="rte",
+    sweep_lengths=(),
+    methods=("fine-tune", "prompt-tuning", "p-tuning-v2"),
+    secondary_methods=("prompt-tuning",),
+    priority_tasks=("rte", "mrpc", "conll03"),
+    tune_trials=STUDY_TRIALS,
+    tune_spaces=STUDY_SPACES,
+    tune_pruner="successive-halving",
+    validation_split=STUDY_SPLIT,
+    epochs_auto=True,
+    patience=4,
+    selection=STUDY_SELECTION,
+    description=(
+        "Study protocol: MiniLM on whole training sets (SST-2, RTE, MRPC, CoNLL-2003), bf16 on this CPU, "
+        "batch 16 (SST-2: 32), mean pooling for the sentence tasks. " + STUDY_SELECTION + " "
+        f"Equal budget: {STUDY_TRIALS} Optuna trials per (task, method) for fine-tune, prompt tuning and "
+        "p-tuning-v2 alike (a scrambled Sobol sequence; successive halving over epochs: a trial goes "
+        "past epochs 1 and 3 only while among the best third there, so poor settings stop early and "
+        "good ones train to the trials' cap, 8 epochs on RTE and MRPC). Trials train on the whole "
+        "training set (minus the split) for RTE and MRPC; on subsets for the two large sets, sizes at "
+        "which the cpu-converged tuning already learnt the task well above chance: SST-2 4,000 "
+        "sentences (at 2,000 and one epoch every method's best trial reached 79-81% against a 51% "
+        "majority class), 4 epochs at most; CoNLL-2003 3,000 sentences (at 1,500 and two epochs, "
+        "entity F1 59-78 against the 20 F1 'learnt' line), 6 epochs at most; both scored on 1,000 "
+        "examples of the split. Each study's best setting then trains on the whole training set "
+        f"(minus the split) with {len(STUDY_SEEDS)} seeds, `--epochs auto` (patience 4; at most 20 "
+        "epochs on RTE, 15 on MRPC, 10 on CoNLL-2003, 3 on SST-2). Cost, estimated from "
+        "reports/cpu-converged's recorded cell seconds (training seconds per example and epoch, one "
+        "thread: RTE 18 ms, MRPC 14, CoNLL-2003 8.5, SST-2 4.2): the 120 trials about 3.8 CPU-hours "
+        "if they train half their cap on average, the 36 final cells about 6.5 CPU-hours if early "
+        "stopping ends them at three quarters of theirs: about 10.3 CPU-hours, 5.2 hours of the 2 cores "
+        "with `--jobs 2` (studies, like cells, run two at a time); about 16 CPU-hours (8 hours) if no "
+        "trial is pruned and no run stops early. Resumable study by study and cell by cell; after the "
+        "first seed the claim's cells (p-tuning-v2, fine-tune) run before prompt tuning's, and "
+        "`--seeds 0 1` drops the third seed where time is short. RTE's split is 249 examples and "
+        "MRPC's 367: a selection on so few is noisy (one example is 0.4 and 0.3 points)."
+    ),
+)
+
+PROTOCOLS["study-mpnet"] = Protocol(
+    name="study-mpnet",
+    backbone="mpnet-base",
+    prefix_len=16,
+    report_dir="study-mpnet",
+    settings_from="study-minilm",
+    seeds=(0, 1),
+    tasks=(
+        TaskSetting("rte", None, None, 128, 20, (), pooling="mean"),
+        TaskSetting("mrpc", None, None, 128, 15, (), pooling="mean"),
+    ),
+    sweep_task="rte",
+    sweep_lengths=(),
+    methods=("fine-tune", "p-tuning-v2"),
+    priority_tasks=("rte", "mrpc"),
+    validation_split=STUDY_SPLIT,
+    epochs_auto=True,
+    patience=4,
+    selection=STUDY_SELECTION
+    + " The settings are MiniLM's: each (task, method) takes the best trial of reports/study-minilm's "
+    "study (no search on this backbone).",
+    description=(
+        "Study protocol on a larger backbone: MPNet-base (110M parameters, 12 layers, 768 hidden) on RTE "
+        "and MRPC, fine-tune and p-tuning-v2, 2 seeds, with the settings MiniLM's study found "
+        "(reports/study-minilm/tuning; no new search), the same split, early stopping and caps. "
+        + STUDY_SELECTION
+        + " Cost: about 6 times MiniLM's per example (8 times its layer-width product, less the "
+        "fixed costs), so about 7.5 CPU-hours (at three quarters of the epoch caps), under 4 hours of the 2 "
+        "cores with `--jobs 2` (a guess from the sizes, not measured here)."
+    ),
+)
+
+
 DRY_RUN = {"max_train_samples": 32, "max_eval_samples": 32, "epochs": 1}
 
 
@@ -263,9 +421,12 @@ def dry_run(protocol: Protocol) -> Protocol:
         protocol,
         name=f"{protocol.name}-dry-run",
         tasks=tasks,
+        seeds=protocol.seeds[:1],
         sweep_lengths=(),
         tune_trials=min(protocol.tune_trials, 2),
         lever_seeds=protocol.lever_seeds[:1],
+        report_dir=protocol.report_dir and f"{protocol.report_dir}-dry-run",
+        settings_from=protocol.settings_from and f"{protocol.settings_from}-dry-run",
     )
 
 

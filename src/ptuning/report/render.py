@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import METHODS, default_learning_rate
+from . import study
 from .aggregate import _mean_std, aggregate, latest_ok
 from .cells import BASELINE, cells, kept_levers, lever_cells
 from .convergence import convergence_check, convergence_lines, convergence_summary
@@ -202,9 +203,16 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     if rendered_by and rendered_by != command:
         lines += [f"(rendered again from `results.jsonl` by `{rendered_by}`)", ""]
     lines += [protocol.description, ""]
-    if protocol.tune_trials:
+    if protocol.tune_trials and protocol.tune_spaces:
+        lines += ["## Tuning", "", study.describe_search(protocol), ""]
+        lines += study.settings_lines(protocol, tuned, best_values(protocol, folder))
+        lines += study.importance_lines(protocol, folder)
+    elif protocol.tune_trials:
         lines += ["## Tuning", "", describe_tuning(protocol), ""]
         lines += _tuning_table(protocol, tuned, best_values(protocol, folder))
+    elif protocol.settings_from:
+        source = folder.parent / protocol.settings_from
+        lines += study.settings_lines(protocol, tuned, {}, source=f"`{source}`, no search here")
     if protocol.levers:
         lines += _lever_lines(protocol, ok, levers)
     lines += [
@@ -217,7 +225,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         )
         + (
             "Prompt lengths: each method's tuned one per task (see Tuning)."
-            if protocol.tune_trials
+            if protocol.tune_trials or protocol.settings_from
             else f"Prompt length P = {protocol.prefix_len} for the prompt methods."
         ),
         "",
@@ -229,17 +237,23 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
             f"{m} {_learning_rate(ok, t, m, tuned.get((t.task, m), {}))}" for m in protocol.methods
         )
         pooling = t.pooling if t.task in SENTENCE_TASKS else "per token"
+        epochs = f"auto, at most {t.epochs:g}" if protocol.epochs_auto else f"{t.epochs:g}"
         lines.append(
             f"| {TASK_TITLES.get(t.task, t.task)} | {t.max_train_samples or 'all'} | {t.max_eval_samples or 'all'} "
-            f"| {t.max_seq_length} | {t.epochs:g} | {t.batch_size} | {pooling} | {lrs} | "
+            f"| {t.max_seq_length} | {epochs} | {t.batch_size} | {pooling} | {lrs} | "
             f"{', '.join(map(str, t.seeds))} |"
         )
     lines += [
         "",
         "Subsets are drawn with each run's seed (training and, where capped, evaluation subsets), so "
         "the spread over seeds includes the choice of examples. SQuAD: the offline copy has only the "
-        "dev file, which the data module splits by article (every 5th article is validation). The "
-        "best epoch's dev score is reported (the Trainer keeps the best checkpoint), as the paper does.",
+        "dev file, which the data module splits by article (every 5th article is validation). "
+        + (
+            protocol.selection
+            if protocol.selection
+            else "The best epoch's dev score is reported (the Trainer keeps the best checkpoint), as the "
+            "paper does."
+        ),
         "",
         "## Results (dev, x100, mean ± standard deviation over seeds)",
         "",
@@ -304,6 +318,8 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     lines += ["", "## Does the claim hold here?", ""]
     lines += _gap_table(table, protocol)
     lines += _verdicts(table, protocol)
+    if protocol.validation_split:
+        lines += [""] + study.verdict_lines(table, protocol)
     lines += [""] + convergence_lines(protocol, checks)
     lines += [
         "",
@@ -311,14 +327,20 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "",
         "![learning curves](learning_curves.png)",
         "",
-        "Dev metric after each epoch (mean over seeds); dashed: the convergence check's longer run "
-        "(one seed), where the protocol has one.",
+        (
+            "Metric on the held-out split after each epoch (the selection curve; mean over seeds)."
+            if protocol.validation_split
+            else "Dev metric after each epoch (mean over seeds); dashed: the convergence check's longer "
+            "run (one seed), where the protocol has one."
+        ),
         "",
         "![metric against trainable parameters](metric_vs_params.png)",
         "",
         "Dev metric (mean ± std over seeds) against trainable parameters (head included).",
         "",
     ]
+    if protocol.validation_split and protocol.name.removesuffix(study.DRY) in study.STUDIES:
+        lines += study.scale_lines(protocol, folder)
     if protocol.sweep_lengths:
         lines += [
             "![prompt-length sweep](prompt_length.png)",

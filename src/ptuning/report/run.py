@@ -232,6 +232,15 @@ def run_cell(
             learning_rate=cfg.lr,
             curve=_learning_curve(run_dir, metrics["metric"]),
         )
+        for name in ("epochs_done", "best_epoch", "stopped_early"):  # --epochs auto: where it stopped
+            if name in metrics:
+                row[name] = metrics[name]
+        if protocol.validation_split:
+            # the split chose the checkpoint (its score selects); the dev set, scored once, reports
+            row["selection_score"] = row["score"]
+            if "dev" not in metrics:
+                raise DataError(f"{cell.task}: no dev set to score once after training on the split")
+            row.update(score=metrics["dev"][metrics["metric"]], dev=metrics["dev"])
         if not _number(row["score"]):  # a diverged run: no result to render (the cell runs again)
             row.update(status="error", error=f"the dev {row['metric']} is {row['score']}")
     except Exception as exc:  # recorded as the cell's result; the protocol goes on
@@ -269,9 +278,16 @@ def run_protocol(
             import torch
 
             torch.set_num_threads(threads)
-        tuned = tune_protocol(protocol, folder, tasks=tasks, bf16=bf16, data_dir=data_dir, log=log)
+        tuned = tune_protocol(
+            protocol, folder, tasks=tasks, bf16=bf16, data_dir=data_dir, jobs=jobs, threads=threads, log=log
+        )
         if tune_only:
             return read_results(folder)
+    elif protocol.settings_from:  # another study's settings: refused before any training if not found yet
+        from .tuning_budget import borrowed_settings
+
+        tuned = borrowed_settings(protocol, folder)
+        log(f"protocol {protocol.name}: settings from {folder.parent / protocol.settings_from}")
     rows = read_results(folder)
     done = {row["key"] for row in rows if row.get("status") == "ok"}
     levers = [c for c in lever_cells(protocol, tasks, tuned) if c.key not in done]
