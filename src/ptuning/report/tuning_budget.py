@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..methods import get_method
 from ..search_space import PARAMETERS, Choice, Range, Space
 from ..train_config import OPTION_FIELDS
 from .cells import shared_settings, tuning_size
@@ -40,7 +41,7 @@ def space_of(protocol: Protocol, setting: TaskSetting, method: str) -> Space:
     """The method's learning-rate range, and for a prompt method the task's prompt lengths."""
     low, high = protocol.tune_lr_ranges[method]
     space: Space = {"lr": Range(low, high, log=True)}
-    if method != "fine-tune" and setting.tune_prefix_lens:
+    if get_method(method).has_prompt and setting.tune_prefix_lens:
         space["prefix_len"] = Choice(tuple(setting.tune_prefix_lens))
     return space
 
