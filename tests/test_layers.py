@@ -102,8 +102,8 @@ def test_cycle_finder_finds_a_circle():
 def test_import_graph_sees_imports_inside_functions():
     full, top = import_graph(), import_graph(top_level_only=True)
     assert "ptuning.checkpoint" in full["ptuning.modeling"]  # loading: PromptModel.from_pretrained
-    assert "ptuning.multitask" in full["ptuning.training"]  # imported inside train()
-    assert "ptuning.multitask" not in top["ptuning.training"]
+    assert "ptuning.transfer" in full["ptuning.training"]  # imported inside run() (--init-from)
+    assert "ptuning.transfer" not in top["ptuning.training"]
     assert len(full) > 40  # every module of the package was read
 
 
@@ -111,9 +111,10 @@ def test_no_import_circle_at_module_level():
     assert cycles(import_graph(top_level_only=True)) == []
 
 
-# `training.train()` hands multi-task and handcrafted runs to `multitask` and `handcrafted.run`, which
-# build on the Trainer machinery of `trainer` (as `task_sampling` and `evaluation` do), never on
-# `training`: no circle, not even through imports inside functions.
+# `training.train()` hands a run to its method's train hook (`ptuning.methods`: "module:function",
+# imported when called): `multitask.train_prompt_model`, which builds on `training.run`, or
+# `handcrafted.run`, which builds on the Trainer machinery of `trainer`: no circle, not even
+# through imports inside functions.
 def test_no_import_circle_inside_functions():
     assert cycles(import_graph()) == []
 

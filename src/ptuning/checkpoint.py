@@ -31,9 +31,9 @@ from safetensors.torch import save as safetensors_bytes
 
 from . import __version__
 from .backbones import parameter_bytes
-from .config import HANDCRAFTED
 from .data.inputs import InputFormat
 from .data.spec import TaskSpec
+from .methods import Method, find_method
 from .validation import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -252,16 +252,17 @@ def commit_staged(staging: Path, output: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def is_handcrafted(directory) -> bool:
-    """True when the folder holds a handcrafted-prompt checkpoint (a template, no weights)."""
+def checkpoint_method(directory) -> Method | None:
+    """The registered method (`ptuning.methods`) that wrote the folder's checkpoint, read from its
+    config without the schema checks; None where there is no readable config or no known method."""
     if isinstance(directory, Checkpoint):
-        return directory.handcrafted
+        return directory.method
     try:
         config = read_config_file(directory)
-    except CheckpointError:  # missing, not a regular file, not JSON: not a handcrafted one
-        return False
+    except CheckpointError:  # missing, not a regular file, not JSON
+        return None
     prompt = config.get("prompt_config")
-    return isinstance(prompt, dict) and prompt.get("method") == HANDCRAFTED
+    return find_method(prompt.get("method")) if isinstance(prompt, dict) else None
 
 
 def read_config(directory) -> dict[str, Any]:

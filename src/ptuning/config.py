@@ -6,42 +6,28 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from .limits import check_setting
+from .methods import get_method, method_names
 
-METHODS: tuple[str, ...] = (
-    "p-tuning-v2",
-    "prefix-tuning",
-    "prompt-tuning",
-    "fine-tune",
-)  # == get_args(Method)
+# the methods of a `PromptConfig` (those trained as a `PromptModel`), in registration order
+METHODS: tuple[str, ...] = method_names(prompt_model=True)
 DEFAULT_METHOD = "p-tuning-v2"
 DEFAULT_BACKBONE = "minilm"  # ptuning.backbones.BUILTIN_BACKBONES
-# A handcrafted template + verbalizer (ptuning.handcrafted): no prompt model, so not a PromptConfig method.
-HANDCRAFTED = "handcrafted"
-TRAIN_METHODS: tuple[str, ...] = (*METHODS, HANDCRAFTED)
-
-# Learning rates in the ranges the papers used (P-Tuning v2: 5e-3..1e-2; fine-tuning 1e-5..5e-5).
-DEFAULT_LEARNING_RATES: dict[str, float] = {
-    "p-tuning-v2": 1e-2,
-    "prefix-tuning": 1e-3,
-    "prompt-tuning": 3e-2,
-    "fine-tune": 3e-5,
-    "handcrafted": 0.0,  # nothing trains by gradient (the few-shot label bias is fitted by L-BFGS)
-}
+# every method `ptuning train` offers (a handcrafted template + verbalizer has no prompt model)
+TRAIN_METHODS: tuple[str, ...] = method_names()
+DEFAULT_LEARNING_RATES: dict[str, float] = {name: get_method(name).learning_rate for name in TRAIN_METHODS}
 
 
 def default_learning_rate(method: str, prefix_projection: bool = False) -> float:
-    """The learning rate a method trains with unless one is given.
+    """The learning rate a method trains with unless one is given (`ptuning.methods`).
 
-    A prefix made by the reparameterization MLP moves far more per step than a plain table (each
-    output mixes 512 hidden units): at 5e-3 prefix tuning did not learn a toy task, at 1e-3 it did.
-    So any reparameterized prefix trains at prefix tuning's rate.
-    """
-    if method != "fine-tune" and prefix_projection:
-        return DEFAULT_LEARNING_RATES["prefix-tuning"]
-    return DEFAULT_LEARNING_RATES[method]
+    Any reparameterized prefix trains at the rate of the method that always reparameterizes
+    (prefix tuning): the MLP's prefix moves far more per step than a plain table."""
+    if prefix_projection and get_method(method).has_prompt:
+        return next(get_method(m).learning_rate for m in METHODS if get_method(m).always_projection)
+    return get_method(method).learning_rate
 
 
-Method = Literal["p-tuning-v2", "prefix-tuning", "prompt-tuning", "fine-tune"]
+Method = Literal[METHODS]  # type: ignore[valid-type]  # the registry's names
 Pooling = Literal["mean", "cls"]
 PrefixInit = Literal["random", "vocab"]
 
@@ -115,13 +101,14 @@ class PromptConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
-        if self.method == "prefix-tuning" and self.prefix_init == "vocab":
+        method = get_method(self.method)
+        if method.always_projection and self.prefix_init == "vocab":
             raise ValueError(
-                "prefix_init 'vocab' sets a plain prefix table: prefix-tuning always has the MLP"
+                f"prefix_init 'vocab' sets a plain prefix table: {self.method} always has the MLP"
             )
-        if self.method == "prefix-tuning":
+        if method.always_projection:
             self.prefix_projection = True
-        if self.method != "fine-tune":  # fine-tune has no prompt: its prefix_len is not used
+        if method.has_prompt:  # a method without a prompt does not use its prefix_len
             check_setting("prefix_len", self.prefix_len)
         if self.prompt_layers is not None:
             check_setting("prompt_layers", self.prompt_layers)
@@ -136,11 +123,16 @@ class PromptConfig:
     @property
     def deep(self) -> bool:
         """True for methods that put a prefix in the attention of every (prompted) layer."""
-        return self.method in ("p-tuning-v2", "prefix-tuning")
+        return get_method(self.method).deep
+
+    @property
+    def input_prompt(self) -> bool:
+        """True for methods that put P trained vectors before the input embeddings."""
+        return get_method(self.method).input_prompt
 
     @property
     def freezes_backbone(self) -> bool:
-        return self.method != "fine-tune"
+        return get_method(self.method).freezes_backbone
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

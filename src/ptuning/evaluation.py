@@ -125,18 +125,13 @@ def evaluate_checkpoint(
     or task with the same labels in another order scores correctly. `bf16`: True / False / None (what
     the training run chose, else the default of `ptuning.precision`)."""
     from .checkpoint import Checkpoint
-    from .handcrafted import load_handcrafted
 
     checkpoint = Checkpoint.read(checkpoint)  # its config read and checked once, for every step
-    handcrafted = checkpoint.handcrafted
     inputs = replace(checkpoint.inputs, **(columns or {}))
     max_seq_length = max_seq_length or checkpoint.max_seq_length or 128
-    if handcrafted:
-        model, tokenizer = load_handcrafted(checkpoint, max_length=max_seq_length), None
-    else:
-        model = PromptModel.from_pretrained(checkpoint)
-        tokenizer = model.tokenizer
-    spec = model.spec
+    # the method's own evaluator (`ptuning.methods`): a prompt model's, a template's, ...
+    evaluator = checkpoint.method.hook("evaluator")(checkpoint, max_seq_length)
+    spec = evaluator.spec
     if bf16 is None:  # evaluate in the precision the run trained (and evaluated) in
         bf16 = checkpoint.train_config.get("bf16")
         bf16 = bf16 if isinstance(bf16, bool) else None
@@ -150,42 +145,56 @@ def evaluate_checkpoint(
         raise DataError(f"unknown split {split!r}; expected 'validation' or 'train'")
     check_labels(spec, data.spec, validation_file or f"task {data.spec.name!r}")
     examples = subsample(getattr(data, split), max_eval_samples, EVAL_SUBSET_SEED)
-    if handcrafted:
-        from .handcrafted.run import evaluate_examples
-
-        metrics = evaluate_examples(model, examples, batch_size)
-        return {"task": data.spec.name, "split": split, "examples": len(examples), **metrics}
-    eval_set = EvalSet(spec, examples, tokenizer, min(max_seq_length, model.max_text_length))
-    # the Trainer wants a folder of its own; a temporary one, so a read-only checkpoint evaluates
-    scratch = tempfile.mkdtemp(prefix="ptuning-eval-")
-    args = TrainingArguments(
-        output_dir=scratch,
-        per_device_eval_batch_size=batch_size,
-        report_to=[],
-        use_cpu=not torch.cuda.is_available(),
-        bf16=resolve_precision(bf16).bf16,
-        label_names=list(head_class(spec.task_type).label_names),
-        remove_unused_columns=False,
-    )
-    trainer = PromptTrainer(
-        model=model,
-        args=args,
-        data_collator=make_collator(spec, tokenizer),
-        compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
-        preprocess_logits_for_metrics=eval_set.head.reduce,
-    )
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    for callback in (PrinterCallback, ProgressCallback):  # stdout carries only the metrics JSON
-        trainer.remove_callback(callback)
-    try:
-        raw = trainer.evaluate(eval_set.features)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    metrics = evaluator.score(examples, batch_size, bf16)
     return {
         "task": data.spec.name,
         "split": split,
         **({"file": str(validation_file)} if validation_file else {}),
         "examples": len(examples),
-        **{k.removeprefix("eval_"): v for k, v in raw.items()},
+        **metrics,
     }
+
+
+class PromptModelEvaluator:
+    """`evaluate_checkpoint`'s scoring of a prompt-weights checkpoint: `PromptTrainer.evaluate`."""
+
+    def __init__(self, model: PromptModel, max_seq_length: int) -> None:
+        self.model = model
+        self.spec = model.spec
+        self.max_seq_length = max_seq_length
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, max_seq_length: int) -> PromptModelEvaluator:
+        return cls(PromptModel.from_pretrained(checkpoint), max_seq_length)
+
+    def score(self, examples: list[dict], batch_size: int, bf16: bool | None) -> dict[str, Any]:
+        model, spec = self.model, self.spec
+        tokenizer = model.tokenizer
+        eval_set = EvalSet(spec, examples, tokenizer, min(self.max_seq_length, model.max_text_length))
+        # the Trainer wants a folder of its own; a temporary one, so a read-only checkpoint evaluates
+        scratch = tempfile.mkdtemp(prefix="ptuning-eval-")
+        args = TrainingArguments(
+            output_dir=scratch,
+            per_device_eval_batch_size=batch_size,
+            report_to=[],
+            use_cpu=not torch.cuda.is_available(),
+            bf16=resolve_precision(bf16).bf16,
+            label_names=list(head_class(spec.task_type).label_names),
+            remove_unused_columns=False,
+        )
+        trainer = PromptTrainer(
+            model=model,
+            args=args,
+            data_collator=make_collator(spec, tokenizer),
+            compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
+            preprocess_logits_for_metrics=eval_set.head.reduce,
+        )
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        for callback in (PrinterCallback, ProgressCallback):  # stdout carries only the metrics JSON
+            trainer.remove_callback(callback)
+        try:
+            raw = trainer.evaluate(eval_set.features)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return {k.removeprefix("eval_"): v for k, v in raw.items()}

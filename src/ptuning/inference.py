@@ -92,11 +92,12 @@ class Predictor:
         from .checkpoint import Checkpoint
 
         checkpoint = Checkpoint.read(path)
-        if checkpoint.handcrafted:  # a template + verbalizer: same `predict`, no prompt model
-            from .handcrafted.run import HandcraftedPredictor
+        # the method's own predictor (`ptuning.methods`): the same `predict`, whatever the model
+        return checkpoint.method.hook("predictor")(checkpoint, max_length=max_length, **kwargs)
 
-            kwargs.pop("bf16", None)  # the template scorer runs in float32 (it trains nothing)
-            return HandcraftedPredictor.from_checkpoint(checkpoint, max_length=max_length, **kwargs)
+    @classmethod
+    def from_prompt_checkpoint(cls, checkpoint, *, max_length: int | None = None, **kwargs) -> Predictor:
+        """The predictor of a prompt-weights checkpoint (a `Checkpoint` already read)."""
         model = PromptModel.from_pretrained(checkpoint)
         max_length = max_length or checkpoint.max_seq_length or 256
         kwargs.setdefault("inputs", checkpoint.inputs)

@@ -13,7 +13,7 @@ from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerB
 from transformers.utils import ModelOutput
 
 from .backbones import Geometry, backbone_limit, fingerprint, geometry, load_backbone
-from .checkpoint import check_backbone, is_handcrafted, load_state, save_checkpoint, spec_from_config
+from .checkpoint import check_backbone, checkpoint_method, load_state, save_checkpoint, spec_from_config
 from .config import PromptConfig
 from .data.spec import TaskSpec
 from .errors import CheckpointError, DataError
@@ -119,7 +119,7 @@ class PromptModel(nn.Module):
                 table = vocabulary_prefix(backbone, self.injector, layers, config.prefix_len)
                 with torch.no_grad():
                     self.prefix_encoder.embedding.weight.copy_(table)
-        elif config.method == "prompt-tuning":
+        elif config.input_prompt:
             self.input_prompt = InputPrompt(
                 config.prefix_len,
                 backbone.get_input_embeddings(),
@@ -237,10 +237,11 @@ class PromptModel(nn.Module):
         from .interop.hub import resolve_checkpoint
 
         directory = resolve_checkpoint(directory, revision=revision, cache_dir=cache_dir)
-        if is_handcrafted(directory):
+        method = checkpoint_method(directory)
+        if method is not None and not method.prompt_model:
             raise CheckpointError(
-                f"{directory} is a handcrafted-prompt checkpoint (a template, no prompt weights); load it with "
-                "ptuning.handcrafted.load_handcrafted"
+                f"{directory} is a {method.name}-prompt checkpoint (no prompt weights); load it with "
+                f"{method.loader}"
             )
         config = validate_config(directory)
         header = read_header(directory)

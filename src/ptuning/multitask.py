@@ -17,39 +17,26 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers import set_seed
+from transformers import TrainerCallback
 
-from .checkpoint import RUN_ID, commit_staged, load_training_state, new_run_id, save_checkpoint, staging_dir
-from .data import encode, make_collator, subsample
+from .checkpoint import load_training_state, save_checkpoint
+from .data import make_collator
 from .data.features import Collator
 from .data.spec import DataError, TaskSpec
 from .evaluation import EvalSet
 from .modeling import PromptModel
 from .task_sampling import SAMPLING_RULES, TaskBatchSampler
 from .train_config import TrainConfig
-from .trainer import (
-    CHECKPOINTS,
-    EVAL_SUBSET_SEED,
-    PromptTrainer,
-    WallClock,
-    last_complete_checkpoint,
-    load_data,
-    process_rank,
-    run_callbacks,
-    training_arguments,
-    world_size_of_run,
-    write_json,
-)
-from .training import RUN_SETTINGS, check_resume
-from .transfer import MULTITASK_FILE, init_prompt_from
+from .trainer import PromptTrainer, world_size_of_run, write_json
+from .training import RunShape, SingleTaskShape, run
+from .transfer import MULTITASK_FILE
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 TASK_KEY = "task"  # index of a feature's task, and of a batch's task
@@ -195,135 +182,133 @@ class MultiTaskTrainer(PromptTrainer):
         self._load_from_checkpoint(self.state.best_model_checkpoint)
 
 
+def train_prompt_model(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
+    """The run of a method trained as a `PromptModel` (its `ptuning.methods` train hook): on one
+    task, or on several comma-separated tasks (or training files) sharing one prompt."""
+    if "," in cfg.task or (isinstance(cfg.train_file, str) and "," in cfg.train_file):
+        return run(cfg, MultiTaskShape(), callbacks)
+    return run(cfg, SingleTaskShape(), callbacks)
+
+
 def train_multitask(cfg: TrainConfig) -> dict[str, Any]:
     """Train one shared prompt on several tasks (`task_configs`); see the module docstring."""
-    configs = task_configs(cfg)
-    names = [task_cfg.task for task_cfg in configs]
-    if cfg.task_sampling not in SAMPLING_RULES:
-        raise DataError(f"unknown --task-sampling {cfg.task_sampling!r}; known: {', '.join(SAMPLING_RULES)}")
-    if cfg.task_sampling == "temperature" and cfg.sampling_temperature <= 0:
-        raise DataError(f"--sampling-temperature must be > 0, got {cfg.sampling_temperature}")
-    if world_size_of_run() > 1:
-        raise DataError("multi-task training runs in one process (DDP is not supported for it yet)")
-    if cfg.cache_shallow_layers:
-        raise DataError("--cache-shallow-layers is not supported with several tasks")
-    set_seed(cfg.seed)
-    output = Path(cfg.output_dir)
-    checkpoint_dir = output / CHECKPOINTS
-    run_id = check_resume(cfg, asdict(cfg)) if cfg.resume else None
-    if not cfg.resume:  # another run's training checkpoints must never be resumed as this run's
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    run_id = run_id or new_run_id()
-    resume_from = (
-        last_complete_checkpoint(checkpoint_dir, remove_incomplete=process_rank() == 0)
-        if cfg.resume and checkpoint_dir.is_dir()
-        else None
-    )
+    return run(cfg, MultiTaskShape())
 
-    datas = [load_data(task_cfg) for task_cfg in configs]
-    specs = [data.spec for data in datas]
-    train_examples = [subsample(data.train, cfg.max_train_samples, cfg.seed) for data in datas]
-    eval_examples = [subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED) for data in datas]
 
-    model, tokenizer = MultiTaskModel.build(cfg.backbone, specs, cfg.prompt)
-    if cfg.init_from:
-        print(f"prompt initialised from {init_prompt_from(model.model(names[0]), cfg.init_from)}")
-    length = min(cfg.max_seq_length, model.model(names[0]).max_text_length)  # input prompts take positions
-    features = [
-        [{**feature, TASK_KEY: index} for feature in encode(spec, examples, tokenizer, length)]
-        for index, (spec, examples) in enumerate(zip(specs, train_examples, strict=True))
-    ]
-    eval_sets = {
-        spec.name: EvalSet(spec, examples, tokenizer, length)
-        for spec, examples in zip(specs, eval_examples, strict=True)
-    }
-    global_batch = cfg.batch_size * cfg.grad_accum
-    sampler = TaskBatchSampler(
-        features,
-        cfg.batch_size,
-        global_batch,
-        cfg.seed,
-        cfg.task_sampling,
-        cfg.sampling_temperature,
-    )
-    steps_per_epoch = max(1, math.ceil(len(sampler) / cfg.grad_accum))
-    args = training_arguments(cfg, specs[0], checkpoint_dir, steps_per_epoch)
-    args.metric_for_best_model = "eval_average"
-    clock = WallClock(resume_from)
-    trainer = MultiTaskTrainer(
-        model=model,
-        args=args,
-        train_dataset=[feature for task_features in features for feature in task_features],
-        eval_dataset={name: eval_set.features for name, eval_set in eval_sets.items()},
-        data_collator=TaskCollator([make_collator(spec, tokenizer) for spec in specs]),
-        callbacks=run_callbacks(cfg, output, clock),
-        eval_sets=eval_sets,
-        batch_sampler=sampler,
-    )
-    write_json(output / "train_config.json", asdict(cfg))
-    write_json(checkpoint_dir / RUN_SETTINGS, {**asdict(cfg), RUN_ID: run_id})  # what --resume compares
-    for spec in specs:
-        for note in spec.notes:
-            print(f"note: {note}")
-    count = model.count_parameters()
-    sizes = ", ".join(f"{spec.name} {len(ex)}" for spec, ex in zip(specs, train_examples, strict=True))
-    print(
-        f"multi-task {'+'.join(names)}, backbone {cfg.backbone}, method {cfg.method}: {count.describe()}; "
-        f"train {sizes} examples; {cfg.task_sampling} task sampling"
-        + (f" (T={cfg.sampling_temperature})" if cfg.task_sampling == "temperature" else "")
-        + f", batches per epoch {dict(zip(names, sampler.counts, strict=True))}; lr {cfg.lr}, batch {cfg.batch_size}"
-        + (f"; resuming from {resume_from}" if resume_from else "")
-    )
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    train_seconds = clock.seconds
+class MultiTaskShape(RunShape):
+    """`ptuning.training.run` on several tasks: a `MultiTaskModel`, single-task batches drawn by
+    the --task-sampling rule, every task evaluated, one sub-checkpoint per task."""
 
-    final = trainer.evaluate()  # the best checkpoint is loaded at the end of training
-    per_task: dict[str, Any] = {}
-    for spec, n_train, n_eval in zip(specs, train_examples, eval_examples, strict=True):
-        task_model = model.model(spec.name)
-        validation = {
-            k.removeprefix(f"eval_{spec.name}_"): v
-            for k, v in final.items()
-            if k.startswith(f"eval_{spec.name}_")
-        }
-        if spec.null_answers and "null_threshold" in validation:  # as single-task training does
-            task_model.spec = replace(task_model.spec, null_threshold=float(validation["null_threshold"]))
-        (output / spec.name).mkdir(exist_ok=True)
-        staging = staging_dir(output / spec.name)
-        task_sizes = save_checkpoint(task_model, staging, fold=True, run_id=run_id)
-        # the settings `ptuning eval` reads (max_seq_length), as beside a single-task checkpoint
-        write_json(staging / "train_config.json", {**replace(cfg, task=spec.name).to_dict(), RUN_ID: run_id})
-        per_task[spec.name] = {
+    def configs(self, cfg: TrainConfig) -> list[TrainConfig]:
+        return task_configs(cfg)
+
+    def check(self, cfg: TrainConfig) -> None:
+        if cfg.task_sampling not in SAMPLING_RULES:
+            raise DataError(
+                f"unknown --task-sampling {cfg.task_sampling!r}; known: {', '.join(SAMPLING_RULES)}"
+            )
+        if cfg.task_sampling == "temperature" and cfg.sampling_temperature <= 0:
+            raise DataError(f"--sampling-temperature must be > 0, got {cfg.sampling_temperature}")
+        if world_size_of_run() > 1:
+            raise DataError("multi-task training runs in one process (DDP is not supported for it yet)")
+        if cfg.cache_shallow_layers:
+            raise DataError("--cache-shallow-layers is not supported with several tasks")
+
+    def build(self, cfg, specs):
+        model, tokenizer = MultiTaskModel.build(cfg.backbone, specs, cfg.prompt)
+        self.names = [spec.name for spec in specs]
+        self.collator = TaskCollator([make_collator(spec, tokenizer) for spec in specs])
+        return model, tokenizer, self.task_models(model)
+
+    def task_models(self, model: MultiTaskModel) -> list[PromptModel]:
+        return [model.model(name) for name in self.names]
+
+    def prepare(self, cfg, model, tokenizer, features):
+        tagged = [
+            [{**feature, TASK_KEY: index} for feature in task_features]
+            for index, task_features in enumerate(features)
+        ]
+        self.sampler = TaskBatchSampler(
+            tagged,
+            cfg.batch_size,
+            cfg.batch_size * cfg.grad_accum,
+            cfg.seed,
+            cfg.task_sampling,
+            cfg.sampling_temperature,
+        )
+        dataset = [feature for task_features in tagged for feature in task_features]
+        return dataset, max(1, math.ceil(len(self.sampler) / cfg.grad_accum))
+
+    def trainer(self, model, args, dataset, eval_sets, tokenizer, callbacks):
+        args.metric_for_best_model = "eval_average"
+        return MultiTaskTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            eval_dataset={name: eval_set.features for name, eval_set in eval_sets.items()},
+            data_collator=self.collator,
+            callbacks=callbacks,
+            eval_sets=eval_sets,
+            batch_sampler=self.sampler,
+        )
+
+    def describe(self, cfg, tasks, model, length, steps_per_epoch):
+        sizes = ", ".join(f"{task.spec.name} {len(task.train_examples)}" for task in tasks)
+        return (
+            f"multi-task {'+'.join(self.names)}, backbone {cfg.backbone}, method {cfg.method}: "
+            f"{model.count_parameters().describe()}; train {sizes} examples; {cfg.task_sampling} task sampling"
+            + (f" (T={cfg.sampling_temperature})" if cfg.task_sampling == "temperature" else "")
+            + f", batches per epoch {self._batches()}; lr {cfg.lr}, batch {cfg.batch_size}"
+        )
+
+    def _batches(self) -> dict[str, int]:
+        return dict(zip(self.names, self.sampler.counts, strict=True))
+
+    def folder(self, output: Path, spec: TaskSpec) -> Path:
+        return output / spec.name
+
+    def validation(self, final, spec, trainer):
+        prefix = f"eval_{spec.name}_"
+        return {k.removeprefix(prefix): v for k, v in final.items() if k.startswith(prefix)}
+
+    def task_metrics(self, cfg, task, validation, sizes, trainer, train_seconds, dev_metrics):
+        spec = task.spec
+        return {
             "task": spec.name,
             "task_type": spec.task_type,
-            "train_examples": len(n_train),
-            "eval_examples": len(n_eval),
+            "train_examples": len(task.train_examples),
+            "eval_examples": len(task.eval_examples),
             "metric": spec.metric,
             "validation": validation,
-            **task_sizes,
+            **sizes,
+            "method": cfg.method,
+            "backbone": cfg.backbone,
+            "multitask": self.names,
         }
-        write_json(
-            staging / "metrics.json",
-            {**per_task[spec.name], "method": cfg.method, "backbone": cfg.backbone, "multitask": names},
-        )
-        commit_staged(staging, output / spec.name)
-    metrics = {
-        "tasks": names,
-        "method": cfg.method,
-        "backbone": cfg.backbone,
-        "task_sampling": cfg.task_sampling,
-        "sampling_temperature": cfg.sampling_temperature if cfg.task_sampling == "temperature" else None,
-        "batches_per_epoch": dict(zip(names, sampler.counts, strict=True)),
-        "trainable_params": count.trainable,
-        "total_params": count.total,
-        "train_seconds": round(train_seconds, 2),
-        "global_steps": trainer.state.global_step,
-        "epochs_done": round(float(trainer.state.epoch or 0.0), 4),
-        "stopped_early": cfg.auto_epochs and trainer.state.global_step < trainer.state.max_steps,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "average": final["eval_average"],
-        "per_task": per_task,
-    }
-    write_json(output / MULTITASK_FILE, {"tasks": names})
-    write_json(output / "metrics.json", metrics)
-    return metrics
+
+    def metrics(self, cfg, tasks, per_task, final, trainer, train_seconds, output):
+        count = trainer.accelerator.unwrap_model(trainer.model).count_parameters()
+        metrics = {
+            "tasks": self.names,
+            "method": cfg.method,
+            "backbone": cfg.backbone,
+            "task_sampling": cfg.task_sampling,
+            "sampling_temperature": cfg.sampling_temperature if cfg.task_sampling == "temperature" else None,
+            "batches_per_epoch": self._batches(),
+            "trainable_params": count.trainable,
+            "total_params": count.total,
+            "train_seconds": round(train_seconds, 2),
+            "global_steps": trainer.state.global_step,
+            "epochs_done": round(float(trainer.state.epoch or 0.0), 4),
+            "stopped_early": cfg.auto_epochs and trainer.state.global_step < trainer.state.max_steps,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "average": final["eval_average"],
+            # each task's metrics.json less what the run's own entries say
+            "per_task": {
+                name: {k: v for k, v in task.items() if k not in ("method", "backbone", "multitask")}
+                for name, task in per_task.items()
+            },
+        }
+        write_json(output / MULTITASK_FILE, {"tasks": self.names})
+        write_json(output / "metrics.json", metrics)
+        return metrics

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import UserError
 from .limits import out_of_bounds
+from .methods import get_method, method_names
 
 # parameter -> (the `ptuning train` option it sets, its type)
 PARAMETERS: dict[str, tuple[str, type]] = {
@@ -57,34 +58,6 @@ class Choice:
 
 
 Space = dict[str, Range | Choice]
-
-# Learning-rate ranges around config.DEFAULT_LEARNING_RATES (about 10x either side); p-tuning-v2 reaches
-# down to 5e-4 because its reparameterized variant (prefix_projection) trains best near 1e-3.
-DEFAULT_SPACES: dict[str, Space] = {
-    "p-tuning-v2": {
-        "lr": Range(5e-4, 1e-1, log=True),
-        "prefix_len": Choice((4, 8, 16, 32, 64)),
-        "epochs": Choice((1.0, 2.0, 3.0, 5.0)),
-        "prompt_dropout": Range(0.0, 0.3),
-        "prefix_projection": Choice((False, True)),
-    },
-    "prefix-tuning": {
-        "lr": Range(1e-4, 1e-2, log=True),
-        "prefix_len": Choice((4, 8, 16, 32, 64)),
-        "epochs": Choice((1.0, 2.0, 3.0, 5.0)),
-        "prompt_dropout": Range(0.0, 0.3),
-    },
-    "prompt-tuning": {
-        "lr": Range(3e-3, 3e-1, log=True),
-        "prefix_len": Choice((4, 8, 16, 32, 64)),
-        "epochs": Choice((1.0, 2.0, 3.0, 5.0)),
-        "prompt_dropout": Range(0.0, 0.3),
-    },
-    "fine-tune": {
-        "lr": Range(1e-5, 1e-4, log=True),
-        "epochs": Choice((1.0, 2.0, 3.0, 5.0)),
-    },
-}
 
 
 def describe_spaces() -> str:
@@ -198,15 +171,15 @@ def space_for(
     space = {} if only else dict(DEFAULT_SPACES[method])
     notes: list[str] = []
     given = parse_space(override) if override else {}
-    if method == "fine-tune":
+    registered = get_method(method)
+    if not registered.has_prompt:
         wrong = [name for name in given if name in PROMPT_ONLY]
         if wrong:
-            raise SpaceError(
-                f"--space {override!r}: fine-tune has no prompt to search {', '.join(wrong)} for"
-            )
-    if method != "p-tuning-v2" and "prefix_projection" in given:
+            raise SpaceError(f"--space {override!r}: {method} has no prompt to search {', '.join(wrong)} for")
+    if not registered.projection_searchable and "prefix_projection" in given:
+        searchable = [name for name in DEFAULT_SPACES if get_method(name).projection_searchable]
         raise SpaceError(
-            f"--space {override!r}: prefix_projection is searched for p-tuning-v2 only "
+            f"--space {override!r}: prefix_projection is searched for {' and '.join(searchable)} only "
             "(prefix-tuning always reparameterizes, prompt-tuning never)"
         )
     space.update(given)
@@ -218,3 +191,11 @@ def space_for(
         del space["epochs"]
         notes.append("epochs not searched: --max-steps fixes the training length")
     return space, notes
+
+
+# each method's default space, as the registry gives it (`ptuning.methods.Method.search_space`)
+DEFAULT_SPACES: dict[str, Space] = {
+    name: parse_space(get_method(name).search_space)
+    for name in method_names()
+    if get_method(name).search_space is not None
+}

@@ -23,16 +23,17 @@ from typing import Any, Literal, get_args
 from .config import (
     DEFAULT_BACKBONE,
     DEFAULT_METHOD,
-    HANDCRAFTED,
-    METHODS,
+    TRAIN_METHODS,
     PromptConfig,
     default_learning_rate,
     option,
 )
 from .limits import check_setting
+from .methods import find_method, get_method
+from .task_types import FILE_TASK_TYPES
 
-TrainMethod = Literal["p-tuning-v2", "prefix-tuning", "prompt-tuning", "fine-tune", "handcrafted"]
-TaskType = Literal["classification", "regression", "token_classification", "question_answering"]
+TrainMethod = Literal[TRAIN_METHODS]  # type: ignore[valid-type]  # every registered method
+TaskType = Literal[FILE_TASK_TYPES]  # type: ignore[valid-type]  # those of your own data files
 TaskSampling = Literal["proportional", "temperature"]
 ReportTo = Literal["none", "tensorboard", "wandb", "mlflow"]
 
@@ -248,7 +249,7 @@ class TrainConfig:
             raise ValueError(f"method must be one of {', '.join(get_args(TrainMethod))}, got {self.method!r}")
         if self.learning_rate is not None:  # the bound the search spaces use (ptuning.limits)
             check_setting("lr", self.learning_rate)
-        if self.method in METHODS and self.prompt.method != self.method:
+        if get_method(self.method).prompt_model and self.prompt.method != self.method:
             self.prompt = replace(self.prompt, method=self.method)
         self._check_epochs()
         if self.report_to not in get_args(ReportTo):
@@ -271,7 +272,7 @@ class TrainConfig:
         if self.max_train_samples == AUTO:
             main_job = self.task == MAIN_JOB_TASK and not own_data
             self.max_train_samples = MAIN_JOB_TRAIN_SAMPLES if main_job else None
-            if self.method == HANDCRAFTED:
+            if get_method(self.method).zero_shot:
                 self.max_train_samples = 0  # zero-shot unless a few-shot size is given
         if not self.output_dir:  # named after what is trained: the task (from the training file's name)
             self.output_dir = f"outputs/{self.task.replace(',', '+')}-{self.method}"
@@ -336,8 +337,9 @@ class TrainConfig:
                 prompt[name] = value
             else:
                 raise TypeError(f"TrainConfig has no setting {name!r}")
-        if "method" in top and top["method"] in METHODS:
-            prompt["method"] = top["method"]
+        method = find_method(top.get("method"))
+        if method is not None and method.prompt_model:
+            prompt["method"] = method.name
         return cls(**top, prompt=PromptConfig(**prompt))
 
     def updated(self, **settings: Any) -> TrainConfig:

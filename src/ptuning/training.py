@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, set_seed
 
 from .checkpoint import CONFIG_NAME, RUN_ID, commit_staged, new_run_id, save_checkpoint, staging_dir
-from .config import HANDCRAFTED
 from .data import encode, make_collator, subsample
-from .data.spec import DataError
+from .data.spec import DataError, TaskSpec
 from .evaluation import EvalSet
+from .methods import get_method
 from .modeling import PromptModel
 from .output_dir import claim_output_dir
 from .precision import resolve_precision
@@ -140,14 +140,88 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
 
 
 def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[str, Any]:
-    if cfg.method == HANDCRAFTED:
-        from .handcrafted.run import train_handcrafted
+    # the method's own run (`ptuning.methods`): a prompt model's (`ptuning.multitask.train_prompt_model`
+    # runs `run` on one task or several), a template's, ...
+    return get_method(cfg.method).hook("train")(cfg, callbacks)
 
-        return train_handcrafted(cfg)
-    if "," in cfg.task or (isinstance(cfg.train_file, str) and "," in cfg.train_file):
-        from .multitask import train_multitask
 
-        return train_multitask(cfg)
+@dataclass
+class RunTask:
+    """One task of a run: its own settings (its task name and files), its data and subsets."""
+
+    cfg: TrainConfig
+    data: Any  # ptuning.data.TaskData
+    train_examples: list[dict[str, Any]]
+    eval_examples: list[dict[str, Any]]
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.data.spec
+
+
+class RunShape:
+    """What differs between a run on one task and one on several (`run` calls these in order):
+    the tasks, how the model is built, what the Trainer iterates and evaluates, what is reported."""
+
+    def configs(self, cfg: TrainConfig) -> list[TrainConfig]:
+        """One config per task (its task name and data files)."""
+        return [cfg]
+
+    def check(self, cfg: TrainConfig) -> None:
+        """Settings this shape cannot run (one-line DataErrors), before anything loads."""
+
+    def build(self, cfg: TrainConfig, specs: list[TaskSpec]) -> tuple[Any, Any, list[PromptModel]]:
+        """(the model the Trainer trains, the tokenizer, one `PromptModel` per task)."""
+        raise NotImplementedError
+
+    def task_models(self, model) -> list[PromptModel]:
+        """The task models of the (trained) model, in the order of the tasks."""
+        raise NotImplementedError
+
+    def prepare(self, cfg: TrainConfig, model, tokenizer, features: list[list[dict]]) -> tuple[list, int]:
+        """(the training dataset, optimizer steps per epoch) from each task's encoded features."""
+        raise NotImplementedError
+
+    def trainer(
+        self, model, args, dataset, eval_sets: dict[str, EvalSet], tokenizer, callbacks
+    ) -> PromptTrainer:
+        raise NotImplementedError
+
+    def describe(
+        self, cfg: TrainConfig, tasks: list[RunTask], model, length: int, steps_per_epoch: int
+    ) -> str:
+        """The line printed before training."""
+        raise NotImplementedError
+
+    def score_once(self, trainer, tasks: list[RunTask], cfg: TrainConfig, tokenizer, length: int) -> dict:
+        """Metrics scored once after training, beside the validation ones (none by default)."""
+        return {}
+
+    def folder(self, output: Path, spec: TaskSpec) -> Path:
+        """Where the task's checkpoint goes."""
+        return output
+
+    def validation(self, final: dict[str, Any], spec: TaskSpec, trainer) -> dict[str, Any]:
+        """The task's metrics in the final evaluation (the best checkpoint's), without prefixes."""
+        raise NotImplementedError
+
+    def task_metrics(self, cfg, task, validation, sizes, trainer, train_seconds, dev_metrics) -> dict:
+        """The metrics.json beside the task's checkpoint."""
+        raise NotImplementedError
+
+    def metrics(self, cfg, tasks, per_task, final, trainer, train_seconds, output) -> dict[str, Any]:
+        """What `train` returns (and the run's own metrics.json where the tasks' are not it)."""
+        raise NotImplementedError
+
+
+def run(cfg: TrainConfig, shape: RunShape, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
+    """Train, evaluate and save a `PromptModel` run on 1..N tasks; `shape` holds what differs.
+
+    The steps: seed, resume checks, subsets, model, eval sets, steps per epoch, arguments, clock,
+    Trainer, the run's settings, training, the final evaluation, and per task a checkpoint with its
+    train_config.json and metrics.json, written atomically under one run id."""
+    shape.check(cfg)
+    configs = shape.configs(cfg)
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     run_id = check_resume(cfg, cfg.to_dict()) if cfg.resume else None
@@ -163,90 +237,169 @@ def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[st
     )
     run_id = run_id or new_run_id()
 
-    data = load_data(cfg)
-    spec = data.spec
-    train_examples = subsample(data.train, cfg.max_train_samples, cfg.seed)
-    eval_examples = subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED)
+    tasks = []
+    for task_cfg in configs:
+        data = load_data(task_cfg)
+        train_examples = subsample(data.train, cfg.max_train_samples, cfg.seed)
+        tasks.append(
+            RunTask(
+                task_cfg,
+                data,
+                train_examples,
+                subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED),
+            )
+        )
+    specs = [task.spec for task in tasks]
 
-    model, tokenizer = PromptModel.from_backbone(cfg.backbone, spec, cfg.prompt)
+    model, tokenizer, task_models = shape.build(cfg, specs)
     if cfg.init_from:
         from .transfer import init_prompt_from
 
-        print(f"prompt initialised from {init_prompt_from(model, cfg.init_from)} (head fresh)")
-    length = min(cfg.max_seq_length, model.max_text_length)  # prompt tuning's P vectors take positions
-    train_features = encode(spec, train_examples, tokenizer, length, for_training=True)
-    eval_set = EvalSet(spec, eval_examples, tokenizer, length)
-    shallow_cache = None
-    if cfg.cache_shallow_layers:
-        from .shallow_cache import attach_shallow_cache
-
-        shallow_cache = attach_shallow_cache(
-            model, train_features, make_collator(spec, tokenizer), batch_size=cfg.eval_batch_size
-        )
-        print(shallow_cache.describe())
-
-    global_batch = cfg.batch_size * cfg.grad_accum * world_size_of_run()
-    steps_per_epoch = max(1, math.ceil(len(train_features) / global_batch))
-    args = training_arguments(cfg, spec, checkpoint_dir, steps_per_epoch)
+        print(f"prompt initialised from {init_prompt_from(task_models[0], cfg.init_from)} (head fresh)")
+    length = min(cfg.max_seq_length, task_models[0].max_text_length)  # input prompts take positions
+    features = [
+        encode(task.spec, task.train_examples, tokenizer, length, for_training=True) for task in tasks
+    ]
+    eval_sets = {task.spec.name: EvalSet(task.spec, task.eval_examples, tokenizer, length) for task in tasks}
+    dataset, steps_per_epoch = shape.prepare(cfg, model, tokenizer, features)
+    args = training_arguments(cfg, specs[0], checkpoint_dir, steps_per_epoch)
     clock = WallClock(resume_from)
-    trainer = PromptTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_features,
-        eval_dataset=eval_set.features,
-        data_collator=make_collator(spec, tokenizer),
-        compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
-        preprocess_logits_for_metrics=eval_set.head.reduce,
-        callbacks=[*run_callbacks(cfg, output, clock), *(callbacks or [])],
+    trainer = shape.trainer(
+        model, args, dataset, eval_sets, tokenizer, [*run_callbacks(cfg, output, clock), *(callbacks or [])]
     )
-    settings = {**cfg.to_dict(), "task": spec.name, RUN_ID: run_id}
+    # the run's settings, flat as `TrainConfig.to_dict`; several tasks add each task's own
+    settings = {**cfg.to_dict(), "task": ",".join(spec.name for spec in specs), RUN_ID: run_id}
+    if len(tasks) > 1:
+        settings["tasks"] = [_task_settings(task) for task in tasks]
     if trainer.is_world_process_zero():
-        # the running run's settings, beside its training checkpoints: what --resume compares with;
-        # train_config.json beside the final checkpoint is written with it, at the end
+        # beside the training checkpoints: what --resume compares with
         write_json(checkpoint_dir / RUN_SETTINGS, settings)
-        for note in spec.notes:
-            print(f"note: {note}")
+        if len(tasks) > 1:  # the output folder holds no checkpoint of its own, only the tasks'
+            write_json(output / RUN_SETTINGS, settings)
+        for spec in specs:
+            for note in spec.notes:
+                print(f"note: {note}")
         print(resolve_precision(cfg.bf16).describe())
-        count = model.count_parameters()
-        cut = ""
-        if length < cfg.max_seq_length:
-            cut = (
-                f" (text cut to {length}: the input prompt takes {plural(cfg.prompt.prefix_len, 'position')})"
-            )
         print(
-            f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
-            f"{count.describe()}; train {plural(len(train_examples), 'example')}, eval {len(eval_examples)}; "
-            f"max_seq_length {cfg.max_seq_length}{cut}, prefix_len {cfg.prompt.prefix_len}, "
-            f"{_planned_length(cfg, steps_per_epoch)}, "
-            f"lr {cfg.lr}, batch {cfg.batch_size}x{cfg.grad_accum}x{world_size_of_run()}, pooling {cfg.prompt.pooling}"
+            shape.describe(cfg, tasks, model, length, steps_per_epoch)
             + (f"; resuming from {resume_from}" if resume_from else "")
         )
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = clock.seconds
 
-    eval_metrics = trainer.evaluate()  # the best checkpoint is loaded at the end of training
-    dev_metrics = _score_once(trainer, data, cfg, tokenizer, length)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    metrics: dict[str, Any] = {}
-    if spec.null_answers and "eval_null_threshold" in eval_metrics:  # predict answers as evaluated
-        model.spec = replace(model.spec, null_threshold=float(eval_metrics["eval_null_threshold"]))
-    if trainer.is_world_process_zero():
-        staging = staging_dir(output)
+    final = trainer.evaluate()  # the best checkpoint is loaded at the end of training
+    dev_metrics = shape.score_once(trainer, tasks, cfg, tokenizer, length)
+    trained = shape.task_models(trainer.accelerator.unwrap_model(trainer.model))
+    if not trainer.is_world_process_zero():
+        return {}
+    per_task: dict[str, Any] = {}
+    for task, task_model in zip(tasks, trained, strict=True):
+        spec = task.spec
+        validation = shape.validation(final, spec, trainer)
+        if spec.null_answers and "null_threshold" in validation:  # predict answers as evaluated
+            task_model.spec = replace(task_model.spec, null_threshold=float(validation["null_threshold"]))
+        folder = shape.folder(output, spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = staging_dir(folder)
         sizes = save_checkpoint(
-            model,
+            task_model,
             staging,
             fold=True,
-            inputs=cfg.input_format(),
+            inputs=task.cfg.input_format(),
             max_seq_length=cfg.max_seq_length,
             run_id=run_id,
         )
-        write_json(staging / RUN_SETTINGS, settings)
-        validation = {k.removeprefix("eval_"): v for k, v in eval_metrics.items()}
-        best_step, best_epoch = _best_checkpoint_position(trainer.state)
+        # the settings `ptuning eval` reads (max_seq_length, the task's own files)
+        write_json(staging / RUN_SETTINGS, {**settings, **_task_settings(task), RUN_ID: run_id})
+        per_task[spec.name] = shape.task_metrics(
+            cfg, task, validation, sizes, trainer, train_seconds, dev_metrics
+        )
+        write_json(staging / "metrics.json", per_task[spec.name])
+        commit_staged(staging, folder)
+    return shape.metrics(cfg, tasks, per_task, final, trainer, train_seconds, output)
+
+
+def _task_settings(task: RunTask) -> dict[str, Any]:
+    """The settings that are a task's own in a run on several (its name and data files)."""
+    own = task.cfg.to_dict()
+    return {
+        "task": task.spec.name,
+        "train_file": own["train_file"],
+        "validation_file": own["validation_file"],
+    }
+
+
+class SingleTaskShape(RunShape):
+    """A run on one task: a `PromptModel`, length-grouped batches, the checkpoint in --output-dir."""
+
+    shallow_cache = None
+
+    def build(self, cfg, specs):
+        model, tokenizer = PromptModel.from_backbone(cfg.backbone, specs[0], cfg.prompt)
+        return model, tokenizer, [model]
+
+    def task_models(self, model) -> list[PromptModel]:
+        return [model]
+
+    def prepare(self, cfg, model, tokenizer, features):
+        (train_features,) = features
+        self.collator = make_collator(model.spec, tokenizer)
+        if cfg.cache_shallow_layers:
+            from .shallow_cache import attach_shallow_cache
+
+            self.shallow_cache = attach_shallow_cache(
+                model, train_features, make_collator(model.spec, tokenizer), batch_size=cfg.eval_batch_size
+            )
+            print(self.shallow_cache.describe())
+        global_batch = cfg.batch_size * cfg.grad_accum * world_size_of_run()
+        return train_features, max(1, math.ceil(len(train_features) / global_batch))
+
+    def trainer(self, model, args, dataset, eval_sets, tokenizer, callbacks):
+        (eval_set,) = eval_sets.values()
+        return PromptTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            eval_dataset=eval_set.features,
+            data_collator=self.collator,
+            compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
+            preprocess_logits_for_metrics=eval_set.head.reduce,
+            callbacks=callbacks,
+        )
+
+    def describe(self, cfg, tasks, model, length, steps_per_epoch):
+        (task,) = tasks
+        spec = task.spec
+        cut = ""
+        if length < cfg.max_seq_length:
+            cut = (
+                f" (text cut to {length}: the input prompt takes {plural(cfg.prompt.prefix_len, 'position')})"
+            )
+        return (
+            f"task {spec.name} ({spec.task_type}), backbone {cfg.backbone}, method {cfg.method}: "
+            f"{model.count_parameters().describe()}; train {plural(len(task.train_examples), 'example')}, "
+            f"eval {len(task.eval_examples)}; max_seq_length {cfg.max_seq_length}{cut}, prefix_len "
+            f"{cfg.prompt.prefix_len}, {_planned_length(cfg, steps_per_epoch)}, lr {cfg.lr}, batch "
+            f"{cfg.batch_size}x{cfg.grad_accum}x{world_size_of_run()}, pooling {cfg.prompt.pooling}"
+        )
+
+    def score_once(self, trainer, tasks, cfg, tokenizer, length):
+        (task,) = tasks
+        return _score_once(trainer, task.data, cfg, tokenizer, length)
+
+    def validation(self, final, spec, trainer):
+        validation = {k.removeprefix("eval_"): v for k, v in final.items()}
+        _, best_epoch = _best_checkpoint_position(trainer.state)
         if best_epoch is not None:  # the epoch of the kept checkpoint, not the epoch training ended in
             validation["epoch"] = best_epoch
+        return validation
+
+    def task_metrics(self, cfg, task, validation, sizes, trainer, train_seconds, dev_metrics):
+        spec = task.spec
+        model = trainer.accelerator.unwrap_model(trainer.model)
         count = model.count_parameters()
-        metrics = {
+        best_step, best_epoch = _best_checkpoint_position(trainer.state)
+        return {
             "task": spec.name,
             "task_type": spec.task_type,
             "method": cfg.method,
@@ -256,8 +409,8 @@ def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[st
             "trainable_share": count.share,
             "train_seconds": round(train_seconds, 2),
             "precision": resolve_precision(cfg.bf16).name,
-            "train_examples": len(train_examples),
-            "eval_examples": len(eval_examples),
+            "train_examples": len(task.train_examples),
+            "eval_examples": len(task.eval_examples),
             "global_steps": trainer.state.global_step,
             "epochs_done": round(float(trainer.state.epoch or 0.0), 4),
             # --epochs auto: the validation metric stopped improving before the --max-epochs cap
@@ -270,11 +423,12 @@ def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[st
             "validation": validation,
             **dev_metrics,
             "notes": list(spec.notes),
-            **({"shallow_cache": shallow_cache.summary()} if shallow_cache is not None else {}),
+            **({"shallow_cache": self.shallow_cache.summary()} if self.shallow_cache is not None else {}),
         }
-        write_json(staging / "metrics.json", metrics)
-        commit_staged(staging, output)
-    return metrics
+
+    def metrics(self, cfg, tasks, per_task, final, trainer, train_seconds, output):
+        (metrics,) = per_task.values()
+        return metrics
 
 
 def _score_once(trainer, data, cfg: TrainConfig, tokenizer, length: int) -> dict[str, Any]:

@@ -32,11 +32,12 @@ from typing import Any, get_args
 import torch
 
 from .backbones import geometry
-from .config import HANDCRAFTED, METHODS, PrefixInit
+from .config import METHODS, PrefixInit
 from .data.inputs import FILE_FORMATS, InputFormat
 from .data.spec import TASK_TYPES
 from .errors import CheckpointError as CheckpointError  # re-exported: its home before ptuning.errors
 from .limits import MAX_PREFIX_LEN, MAX_PROMPT_LAYERS
+from .methods import Method, find_method, get_method
 
 CONFIG_NAME = "ptuning_config.json"
 WEIGHTS_NAME = "prompt.safetensors"
@@ -282,7 +283,7 @@ def check_config(path: Path, config: Mapping[str, Any]) -> None:
     prompt = top.object("prompt_config")
     prompt.enum("method", METHODS)
     method = prompt.data["method"]
-    prompt.integer("prefix_len", 0 if method == "fine-tune" else 1, MAX_PREFIX_LEN)
+    prompt.integer("prefix_len", 1 if get_method(method).has_prompt else 0, MAX_PREFIX_LEN)
     prompt.boolean("prefix_projection")
     prompt.integer("projection_hidden", 1, MAX_PROJECTION_HIDDEN)
     prompt.number("prompt_dropout", 0.0, 1.0)
@@ -317,7 +318,7 @@ def check_config(path: Path, config: Mapping[str, Any]) -> None:
 
 def validate_config(directory: str | Path) -> dict[str, Any]:
     """The checkpoint's config after the schema checks (raises CheckpointError naming the key)."""
-    if isinstance(directory, Checkpoint) and not directory.handcrafted:
+    if isinstance(directory, Checkpoint) and directory.has_weights:
         return directory.config  # checked when it was read
     config = read_config_file(directory)
     check_config(Path(directory) / CONFIG_NAME, config)
@@ -345,11 +346,12 @@ class Checkpoint(os.PathLike):
     It is path-like (`os.fspath`, `Path(...)`, `str` give the folder), so it can stand wherever a
     loader takes a folder (`PromptModel.from_pretrained`, `load_handcrafted`, ...); those that read
     the config (`read_config_file`, `validate_config`, `is_handcrafted`, `recorded_inputs`) take
-    the checked one from it instead of reading the file again."""
+    the checked one from it instead of reading the file again. `method`: the registered method
+    that wrote it (`ptuning.methods`), which says how it loads."""
 
     directory: Path
     config: dict[str, Any]
-    handcrafted: bool
+    method: Method
     inputs: InputFormat
     max_seq_length: int | None
 
@@ -369,12 +371,13 @@ class Checkpoint(os.PathLike):
         path = directory / CONFIG_NAME
         config = read_config_file(directory)
         prompt = config.get("prompt_config")
-        handcrafted = isinstance(prompt, dict) and prompt.get("method") == HANDCRAFTED
-        if handcrafted:
+        method = find_method(prompt.get("method")) if isinstance(prompt, dict) else None
+        if method is not None and not method.prompt_model:  # e.g. a template: no prompt weights
             check_inputs(path, config)
         else:
             check_config(path, config)
             check_run_record(directory, config)
+            method = get_method(config["prompt_config"]["method"])
         source: Mapping[str, Any] = config
         if "inputs" not in config and "max_seq_length" not in config:
             # written before they were recorded: train_config.json beside it, else the defaults
@@ -390,7 +393,12 @@ class Checkpoint(os.PathLike):
             inputs = InputFormat.from_dict(source.get("inputs"))
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: bad 'inputs' ({exc})") from None
-        return cls(directory, config, handcrafted, inputs, source.get("max_seq_length"))
+        return cls(directory, config, method, inputs, source.get("max_seq_length"))
+
+    @property
+    def has_weights(self) -> bool:
+        """True for a prompt-weights checkpoint (a `PromptModel`'s), checked as such when read."""
+        return self.method.prompt_model
 
     @functools.cached_property
     def train_config(self) -> dict[str, Any]:
@@ -503,7 +511,7 @@ def expected_tensors(config: Mapping[str, Any], backbone) -> dict[str, tuple[int
             )
         else:
             shapes["prefix_encoder.embedding.weight"] = (P, out)
-    elif prompt.method == "prompt-tuning":
+    elif prompt.input_prompt:
         width = backbone.get_input_embeddings().weight.shape[1]
         shapes["input_prompt.embedding"] = (P, width)
     if not prompt.freezes_backbone:

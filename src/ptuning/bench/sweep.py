@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..methods import get_method
 from .config import BenchConfig
 from .driver import environment, run_worker
 
@@ -37,7 +38,7 @@ def sweep_points(base: BenchConfig) -> list[dict[str, Any]]:
 
 
 def _key(method: str, point: dict[str, Any]) -> tuple:
-    prompt = point["prefix_len"] if method != "fine-tune" else None  # fine-tune has no prompt
+    prompt = point["prefix_len"] if get_method(method).has_prompt else None  # e.g. fine-tune: none
     return method, point["seq_len"], point["batch_size"], prompt
 
 

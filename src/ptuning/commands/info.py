@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..config import METHODS
+from ..methods import get_method
 
 DESCRIPTION = """Print the parameter counts of a backbone with a prompt method and a head: trainable
 parameters, total, their share, and the size of a prompt-only checkpoint next to the backbone's.
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         "heads": g.num_heads,
         "hidden_size": g.hidden_size,
         "method": args.method,
-        "prefix_len": args.prefix_len if args.method != "fine-tune" else 0,
+        "prefix_len": args.prefix_len if get_method(args.method).has_prompt else 0,
         "trainable_params": count.trainable,
         "total_params": count.total,
         "backbone_params": count.backbone,

@@ -14,8 +14,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..config import HANDCRAFTED
 from ..errors import CheckpointError, DataError, UserError
+from ..methods import get_method, method_names
 from ..train_config import TrainConfig
 from .fields import field_options
 
@@ -64,9 +64,10 @@ def check_ranges(cfg: TrainConfig) -> None:
             raise UserError(f"{flag_of(name)} must be >= 1 (or none), got {value}")
     if cfg.max_train_samples is not None and cfg.max_train_samples < 0:
         raise UserError(f"--max-train-samples must be >= 0 (or none: all), got {cfg.max_train_samples}")
-    if cfg.max_train_samples == 0 and cfg.method != HANDCRAFTED:
+    if cfg.max_train_samples == 0 and not get_method(cfg.method).zero_shot:
         raise UserError(
-            "--max-train-samples 0 leaves nothing to train (0 goes with --method handcrafted: zero-shot)"
+            "--max-train-samples 0 leaves nothing to train (0 goes with --method "
+            f"{' or '.join(name for name in method_names() if get_method(name).zero_shot)}: zero-shot)"
         )
     if cfg.learning_rate is not None and not cfg.learning_rate >= 0:
         raise UserError(f"--lr must be >= 0, got {cfg.learning_rate:g}")
@@ -79,8 +80,8 @@ def check_ranges(cfg: TrainConfig) -> None:
 
 
 def check_early_stopping(cfg: TrainConfig, explicit: set[str]) -> None:
-    if cfg.auto_epochs and cfg.method == HANDCRAFTED:
-        raise UserError("--epochs auto stops a training by gradient: --method handcrafted has none")
+    if cfg.auto_epochs and not get_method(cfg.method).gradient:
+        raise UserError(f"--epochs auto stops a training by gradient: --method {cfg.method} has none")
     given = [flag_of(name) for name in EARLY_STOPPING_OPTIONS if name in explicit]
     if given and not cfg.auto_epochs:
         raise UserError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --epochs auto")

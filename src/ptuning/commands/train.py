@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import HANDCRAFTED
-
 DESCRIPTION = """Train P-Tuning v2 (or a baseline) on a built-in task or on your own files, evaluate on the
 validation split every epoch, keep the best checkpoint, and write into --output-dir
 (default: outputs/<task>-<method>; with your own files the task is the training file's name less
@@ -76,10 +74,7 @@ def config_from_args(args: argparse.Namespace):
     settings = values_from(args, TrainConfig)
     if settings.get("cache_shallow_layers") and settings.get("prompt_layers") is None:
         raise UserError("--cache-shallow-layers needs --prompt-layers k (prompts in the top k layers only)")
-    if settings.get("method") == HANDCRAFTED:
-        _check_handcrafted(args)
-    elif settings.get("template") is not None or settings.get("verbalizer") is not None:
-        raise UserError("--template and --verbalizer go with --method handcrafted")
+    _check_method_options(args, settings)
     try:
         return TrainConfig.build(**settings, progress=not getattr(args, "quiet", False))
     except ValueError as exc:  # a PromptConfig check (e.g. --prefix-init vocab with --prefix-projection)
@@ -114,19 +109,23 @@ def _write_failure(exc: BaseException, output_dir: str) -> Exception | None:
     return None
 
 
-def _check_handcrafted(args: argparse.Namespace) -> None:
-    """Parse --template and --verbalizer before any data or model loads (one-line errors)."""
-    from ..data import KNOWN_TASKS
-    from ..handcrafted import Template, Verbalizer, resolve_prompt
+def _check_method_options(args: argparse.Namespace, settings: dict) -> None:
+    """Refuse options of another method (--template without --method handcrafted), then let the
+    method check its own before any data or model loads (`ptuning.methods`: one-line errors)."""
+    from ..config import DEFAULT_METHOD
+    from ..errors import UserError
+    from ..methods import get_method, method_names
 
-    builtin = KNOWN_TASKS.get(args.task) if not args.train_file else None
-    if builtin is not None:
-        resolve_prompt(builtin.spec, args.template, args.verbalizer)
-        return
-    if args.template is not None:
-        Template.parse(args.template)
-    if args.verbalizer is not None:
-        Verbalizer.parse(args.verbalizer)
+    method = get_method(settings.get("method") or DEFAULT_METHOD)
+    for other in map(get_method, method_names()):
+        given = [
+            name for name in other.options if name not in method.options and settings.get(name) is not None
+        ]
+        if given:
+            flags = " and ".join(f"--{name.replace('_', '-')}" for name in other.options)
+            raise UserError(f"{flags} go with --method {other.name}")
+    if method.check_options:
+        method.hook("check_options")(args)
 
 
 def with_config_file(args: argparse.Namespace) -> argparse.Namespace:

@@ -123,17 +123,17 @@ def _trial_config(settings: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..config import HANDCRAFTED
     from ..errors import UserError
+    from ..methods import get_method
     from ..search_space import SpaceError, space_for
     from ..settings_file import SettingsError, apply_settings_file
     from ..train_config import MAIN_JOB_TASK
 
     try:
         args = apply_settings_file(args, add_arguments)
-        if args.method == HANDCRAFTED:
+        if get_method(args.method).search_space is None:
             raise UserError(
-                "--method handcrafted has no hyperparameters to search (nothing trains by gradient)"
+                f"--method {args.method} has no hyperparameters to search (nothing trains by gradient)"
             )
         space, notes = space_for(args.method, args.space, max_steps=args.max_steps, only=args.space_only)
     except (SettingsError, SpaceError) as exc:

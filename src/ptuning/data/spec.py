@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ptuning.errors import DataError as DataError  # re-exported: its home before ptuning.errors
-
-TaskType = Literal[
-    "classification",  # single sentence or sentence pair -> one of `labels`
-    "regression",  # sentence pair -> a float (STS-B)
-    "multiple_choice",  # context + N choices -> index of the right choice (COPA)
-    "token_classification",  # words -> one tag per word (NER, IOB2)
-    "question_answering",  # question + context -> answer span (SQuAD)
-]
-
-TASK_TYPES: tuple[str, ...] = (
-    "classification",
-    "regression",
-    "multiple_choice",
-    "token_classification",
-    "question_answering",
-)
+from ptuning.task_types import TASK_TYPES as TASK_TYPES  # re-exported: the kinds of task
+from ptuning.task_types import TaskType as TaskType
 
 
 @dataclass(frozen=True)

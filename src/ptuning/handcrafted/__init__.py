@@ -3,9 +3,8 @@ comparison. `templates` parses templates and verbalizers, `scorer` scores label 
 MLM head or by embedding similarity, `store` saves and loads the one-file checkpoint, `run` trains
 (fits the bias), evaluates and predicts."""
 
-from ..checkpoint import is_handcrafted
 from .scorer import HandcraftedScorer, fit_label_bias, load_scoring_backbone
-from .store import load_handcrafted, save_handcrafted
+from .store import is_handcrafted, load_handcrafted, save_handcrafted
 from .templates import DEFAULT_PROMPTS, Template, Verbalizer, resolve_prompt
 
 __all__ = [

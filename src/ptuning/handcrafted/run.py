@@ -49,8 +49,9 @@ def _gives_pairs(examples: list[dict]) -> bool:
     return any(ex.get("text_pair") for ex in examples[:100])
 
 
-def train_handcrafted(cfg) -> dict[str, Any]:
-    """Build the scorer, fit the bias on the training subset if any, evaluate, save; as `training.train`."""
+def train_handcrafted(cfg, callbacks=None) -> dict[str, Any]:
+    """Build the scorer, fit the bias on the training subset if any, evaluate, save; as `training.train`.
+    `callbacks` (the Trainer's) are not called: nothing trains by gradient."""
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     data = load_data(cfg)
@@ -111,6 +112,22 @@ def train_handcrafted(cfg) -> dict[str, Any]:
     return metrics
 
 
+class HandcraftedEvaluator:
+    """`ptuning.evaluation.evaluate_checkpoint`'s scoring of a handcrafted checkpoint."""
+
+    def __init__(self, scorer: HandcraftedScorer) -> None:
+        self.scorer = scorer
+        self.spec = scorer.spec
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, max_seq_length: int) -> HandcraftedEvaluator:
+        return cls(load_handcrafted(checkpoint, max_length=max_seq_length))
+
+    def score(self, examples: list[dict], batch_size: int, bf16: bool | None = None) -> dict[str, float]:
+        """`bf16` is ignored: the template scorer runs in float32."""
+        return evaluate_examples(self.scorer, examples, batch_size)
+
+
 class HandcraftedPredictor:
     """`ptuning predict` for a handcrafted checkpoint: the answers of `ptuning.inference.Predictor`."""
 
@@ -121,8 +138,9 @@ class HandcraftedPredictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path, *, max_length: int | None = None, batch_size: int = 32
+        cls, path, *, max_length: int | None = None, batch_size: int = 32, bf16: bool | None = None
     ) -> HandcraftedPredictor:
+        """`bf16` is ignored: the template scorer runs in float32 (it trains nothing)."""
         return cls(load_handcrafted(path, max_length=max_length), batch_size=batch_size)
 
     def predict(self, inputs) -> list[dict[str, Any]]:

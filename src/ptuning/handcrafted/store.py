@@ -20,6 +20,7 @@ from ..checkpoint import (
     CheckpointError,
     atomic_write_text,
     check_backbone,
+    checkpoint_method,
 )
 from ..checkpoint import spec_from_config as _spec
 from ..validation import read_config_file
@@ -27,6 +28,12 @@ from .scorer import HandcraftedScorer, load_scoring_backbone
 from .templates import Template, Verbalizer
 
 METHOD = "handcrafted"
+
+
+def is_handcrafted(directory) -> bool:
+    """True when the folder holds a handcrafted-prompt checkpoint (a template, no weights)."""
+    method = checkpoint_method(directory)
+    return method is not None and method.name == METHOD
 
 
 def save_handcrafted(scorer: HandcraftedScorer, directory) -> dict[str, int]:

@@ -189,3 +189,18 @@ def resolve_prompt(
     parsed_template = Template.parse(template if template is not None else default[0])
     parsed_verbalizer = Verbalizer.parse(verbalizer if verbalizer is not None else default[1], spec)
     return parsed_template, parsed_verbalizer
+
+
+def check_options(args) -> None:
+    """Parse --template and --verbalizer before any data or model loads (one-line errors): for a
+    built-in task, resolved against its labels; for your own files, each on its own."""
+    from ..data import KNOWN_TASKS
+
+    builtin = KNOWN_TASKS.get(args.task) if not args.train_file else None
+    if builtin is not None:
+        resolve_prompt(builtin.spec, args.template, args.verbalizer)
+        return
+    if args.template is not None:
+        Template.parse(args.template)
+    if args.verbalizer is not None:
+        Verbalizer.parse(args.verbalizer)

@@ -42,6 +42,7 @@ from ..config import PromptConfig
 from ..data.inputs import InputFormat
 from ..data.spec import TaskSpec
 from ..errors import BackboneError, CheckpointError
+from ..methods import get_method, method_names
 from ..validation import CONFIG_NAME, validate_config
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -49,7 +50,11 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HEAD_WEIGHTS = "ptuning_head.safetensors"
 TASK_FILE = "ptuning_task.json"
 PROMPT_KEY = "prompt_embeddings"
-PEFT_TYPES = {"PREFIX_TUNING": "p-tuning-v2", "PROMPT_TUNING": "prompt-tuning"}
+# PEFT's adapter type -> the method it is imported as: the first registered method it holds
+PEFT_TYPES: dict[str, str] = {}
+for _name in method_names():
+    if get_method(_name).peft_type is not None:
+        PEFT_TYPES.setdefault(get_method(_name).peft_type, _name)
 
 # ptuning task type -> (PEFT task type, the head module's name in the Hugging Face task model)
 HEAD_IN_ADAPTER: dict[str, tuple[str, str]] = {
@@ -74,9 +79,9 @@ def _adapter_layout(model) -> tuple[str, torch.Tensor]:
     """PEFT's type and `prompt_embeddings` for the model's prompt (CheckpointError where none fits)."""
     method = model.prompt_config.method
     g = model.geometry
-    if method == "fine-tune":
+    if get_method(method).peft_type is None:
         raise CheckpointError(
-            "a fine-tune checkpoint holds the whole backbone, not a prompt: PEFT's prompt adapters "
+            f"a {method} checkpoint holds the whole backbone, not a prompt: PEFT's prompt adapters "
             "cannot hold it (load the backbone weights with transformers instead)"
         )
     if g.num_heads * g.head_dim != g.hidden_size:
@@ -251,7 +256,7 @@ def _plan(folder: Path, config: dict, tensors: dict, backbone, labels, prompt_on
             prompt = PromptConfig.from_dict(sidecar["prompt_config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{folder / TASK_FILE}: not a ptuning export ({exc})") from None
-        if prompt.method != method and not (prompt.deep and method == "p-tuning-v2"):
+        if get_method(prompt.method).peft_type != peft_type:  # e.g. any deep prompt in PREFIX_TUNING
             raise CheckpointError(f"{folder / TASK_FILE}: method {prompt.method} but a {peft_type} adapter")
         extra = {key: sidecar[key] for key in ("inputs", "max_seq_length") if key in sidecar}
         if sidecar.get("head") == HEAD_WEIGHTS:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..methods import get_method
 from .aggregate import latest_ok
 from .protocols import Protocol, TaskSetting
 
@@ -214,10 +215,11 @@ def shared_settings(
 
 
 def zero_shot_applies(method: str, task: str) -> bool:
-    """Handcrafted prompts need a default template and verbalizer, which classification tasks have."""
+    """A zero-shot method (a handcrafted prompt) needs the task's default template and verbalizer,
+    which classification tasks have."""
     from ..handcrafted.templates import DEFAULT_PROMPTS
 
-    return method != "handcrafted" or task in DEFAULT_PROMPTS
+    return not get_method(method).zero_shot or task in DEFAULT_PROMPTS
 
 
 def setting_of(protocol: Protocol, task: str) -> TaskSetting:

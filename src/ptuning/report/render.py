@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import METHODS, default_learning_rate
+from ..methods import get_method
 from . import study
 from .aggregate import _mean_std, aggregate, latest_ok
 from .cells import BASELINE, cells, kept_levers, lever_cells
@@ -79,7 +80,7 @@ def _tuning_table(
                 best.append("not tuned yet")
                 continue
             text = f"lr {values['learning_rate']:.3g}" if "learning_rate" in values else ""
-            if method != "fine-tune" and "prefix_len" in values:
+            if get_method(method).has_prompt and "prefix_len" in values:
                 text += f", P {values['prefix_len']}"
             if (t.task, method) in scores:
                 text += f" (dev {scores[(t.task, method)]:.1f})"

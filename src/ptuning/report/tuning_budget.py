@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
+from ..methods import get_method
 from ..search_space import PARAMETERS, Choice, Range, Space
 from ..train_config import OPTION_FIELDS
 from .cells import epoch_settings, shared_settings, tuning_size
@@ -45,7 +46,7 @@ def space_of(protocol: Protocol, setting: TaskSetting, method: str) -> Space:
         return dict(protocol.tune_spaces[method])
     low, high = protocol.tune_lr_ranges[method]
     space: Space = {"lr": Range(low, high, log=True)}
-    if method != "fine-tune" and setting.tune_prefix_lens:
+    if get_method(method).has_prompt and setting.tune_prefix_lens:
         space["prefix_len"] = Choice(tuple(setting.tune_prefix_lens))
     return space
 

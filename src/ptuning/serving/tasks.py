@@ -15,6 +15,7 @@ from ..checkpoint import Checkpoint, CheckpointError
 from ..data.spec import TaskSpec
 from ..inference import Predictor
 from ..injection import PrefixInjector
+from ..methods import find_method
 from ..modeling import PromptModel
 
 DEFAULT_MAX_LENGTH = 256  # tokens per sequence for checkpoints that did not record their length
@@ -108,15 +109,10 @@ def check_servable(path: str | Path) -> Checkpoint:
     for key in ("backbone", "backbone_fingerprint", "prompt_config", "task"):
         if key not in config:
             raise CheckpointError(f"checkpoint {path}: {key!r} is missing from its config")
-    method = config["prompt_config"].get("method")
-    if method == "fine-tune":
+    method = find_method(config["prompt_config"].get("method"))
+    if method is not None and not method.servable:
         raise CheckpointError(
-            f"checkpoint {path} is a fine-tune checkpoint: it carries its own backbone weights, so it "
-            "cannot share the frozen backbone; serve it alone with `ptuning predict`"
-        )
-    if method == "handcrafted":
-        raise CheckpointError(
-            f"checkpoint {path} is a handcrafted prompt (a template scored through the backbone's MLM head or "
-            "by similarity, not a prefix): serve it alone with `ptuning predict`"
+            f"checkpoint {path} is a {method.name} checkpoint: {method.serve_refusal}; serve it alone "
+            "with `ptuning predict`"
         )
     return checkpoint
