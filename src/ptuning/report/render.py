@@ -11,7 +11,6 @@ from typing import Any
 
 from ..config import METHODS, default_learning_rate
 from ..methods import get_method
-from . import study
 from .aggregate import _mean_std, aggregate, latest_ok
 from .cells import BASELINE, cells, kept_levers, lever_cells
 from .convergence import convergence_check, convergence_lines, convergence_summary
@@ -28,6 +27,15 @@ from .protocols import (
     TaskSetting,
 )
 from .run import final_settings, read_results
+from .study import (
+    DRY,
+    STUDIES,
+    describe_search,
+    importance_lines,
+    scale_lines,
+    settings_lines,
+    verdict_lines,
+)
 
 
 def _fmt(entry: dict[str, Any] | None) -> str:
@@ -205,15 +213,15 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         lines += [f"(rendered again from `results.jsonl` by `{rendered_by}`)", ""]
     lines += [protocol.description, ""]
     if protocol.tune_trials and protocol.tune_spaces:
-        lines += ["## Tuning", "", study.describe_search(protocol), ""]
-        lines += study.settings_lines(protocol, tuned, best_values(protocol, folder))
-        lines += study.importance_lines(protocol, folder)
+        lines += ["## Tuning", "", describe_search(protocol), ""]
+        lines += settings_lines(protocol, tuned, best_values(protocol, folder))
+        lines += importance_lines(protocol, folder)
     elif protocol.tune_trials:
         lines += ["## Tuning", "", describe_tuning(protocol), ""]
         lines += _tuning_table(protocol, tuned, best_values(protocol, folder))
     elif protocol.settings_from:
         source = folder.parent / protocol.settings_from
-        lines += study.settings_lines(protocol, tuned, {}, source=f"`{source}`, no search here")
+        lines += settings_lines(protocol, tuned, {}, source=f"`{source}`, no search here")
     if protocol.levers:
         lines += _lever_lines(protocol, ok, levers)
     lines += [
@@ -320,7 +328,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     lines += _gap_table(table, protocol)
     lines += _verdicts(table, protocol)
     if protocol.validation_split:
-        lines += [""] + study.verdict_lines(table, protocol)
+        lines += [""] + verdict_lines(table, protocol)
     lines += [""] + convergence_lines(protocol, checks)
     lines += [
         "",
@@ -340,8 +348,8 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "Dev metric (mean ± std over seeds) against trainable parameters (head included).",
         "",
     ]
-    if protocol.validation_split and protocol.name.removesuffix(study.DRY) in study.STUDIES:
-        lines += study.scale_lines(protocol, folder)
+    if protocol.validation_split and protocol.name.removesuffix(DRY) in STUDIES:
+        lines += scale_lines(protocol, folder)
     if protocol.sweep_lengths:
         lines += [
             "![prompt-length sweep](prompt_length.png)",
