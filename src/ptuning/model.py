@@ -12,16 +12,26 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
-from .backbones import Geometry, backbone_limit, fingerprint, geometry, load_backbone
-from .checkpoint import check_backbone, is_handcrafted, load_state, save_checkpoint, spec_from_config
-from .config import PromptConfig
-from .data.spec import TaskSpec
+from .checkpoint import (
+    check_backbone,
+    check_tensors,
+    expected_tensors,
+    is_handcrafted,
+    load_finite,
+    load_state,
+    read_header,
+    save_checkpoint,
+    spec_from_config,
+    validate_config,
+)
+from .core.backbones import Geometry, backbone_limit, fingerprint, geometry, load_backbone
+from .core.config import PromptConfig
+from .core.injection import LayerPrefix, PrefixInjector
+from .core.prompts import InputPrompt, PrefixEncoder, vocabulary_prefix
 from .errors import CheckpointError, DataError
 from .heads import Head, build_head
-from .injection import LayerPrefix, PrefixInjector
 from .interop.hf_config import task_config
-from .prompts import InputPrompt, PrefixEncoder, vocabulary_prefix
-from .validation import check_tensors, expected_tensors, load_finite, read_header, validate_config
+from .tasks import TaskSpec
 
 
 @dataclass
@@ -198,7 +208,7 @@ class PromptModel(nn.Module):
             self.prefix_encoder = self.prefix_encoder.fold()
 
     def save_pretrained(self, directory, *, fold: bool = True) -> dict[str, int]:
-        """Write the prompt-only checkpoint (see `ptuning.checkpoint`), with the model's tokenizer
+        """Write the prompt-only checkpoint (see `ptuning.checkpoint.files`), with the model's tokenizer
         where it has one, so `AutoTokenizer.from_pretrained(directory)` works; returns its byte counts."""
         return save_checkpoint(self, directory, fold=fold)
 
@@ -220,7 +230,7 @@ class PromptModel(nn.Module):
         when HF_HUB_OFFLINE=1). `backbone`: None (load by
         the saved name), a name, or a loaded model. The tokenizer is the one saved in the folder,
         else the backbone's (None when a loaded backbone is passed and the folder holds none).
-        The checkpoint passes `ptuning.validation` (config schema, safetensors header,
+        The checkpoint passes `ptuning.checkpoint.schema` (config schema, safetensors header,
         names/dtypes/shapes, finite values) before its tensors are loaded; the header is read
         before the backbone is.
         """

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
-from ptuning.errors import DataError as DataError  # re-exported: its home before ptuning.errors
+from typing import Literal, get_args
 
 TaskType = Literal[
     "classification",  # single sentence or sentence pair -> one of `labels`
@@ -15,13 +13,7 @@ TaskType = Literal[
     "question_answering",  # question + context -> answer span (SQuAD)
 ]
 
-TASK_TYPES: tuple[str, ...] = (
-    "classification",
-    "regression",
-    "multiple_choice",
-    "token_classification",
-    "question_answering",
-)
+TASK_TYPES: tuple[str, ...] = get_args(TaskType)
 
 
 @dataclass(frozen=True)
@@ -31,6 +23,10 @@ class TaskSpec:
     `labels` holds the label names for classification and token classification (in id order),
     is empty for regression and question answering, and holds the choice indices ("0", "1", ...)
     for multiple choice.
+
+        >>> from ptuning import TaskSpec
+        >>> TaskSpec("sentiment", "classification", labels=("negative", "positive")).num_labels
+        2
     """
 
     name: str

@@ -13,11 +13,11 @@ import torch
 
 from ptuning.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointWriteError, read_config, save_checkpoint
 from ptuning.cli import main
-from ptuning.config import PromptConfig
-from ptuning.data.spec import TaskSpec
-from ptuning.modeling import PromptModel
+from ptuning.core.config import PromptConfig
+from ptuning.errors import CheckpointError
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 from ptuning.testing import tiny_backbone
-from ptuning.validation import CheckpointError
 
 
 @pytest.fixture()
@@ -124,7 +124,7 @@ def test_enospc_on_either_file_keeps_the_old_checkpoint(tmp_path, monkeypatch, f
     folder = tmp_path / "ckpt"
     save_checkpoint(_model(prefix_len=4, seed=1), folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    monkeypatch.setattr("ptuning.checkpoint.os.fdopen", _FailingWrites(fail_on))
+    monkeypatch.setattr("ptuning.checkpoint.files.os.fdopen", _FailingWrites(fail_on))
     with pytest.raises(CheckpointWriteError) as caught:
         save_checkpoint(_model(prefix_len=16), folder)
     assert str(caught.value) == f"no space left on device writing {folder / failed}"

@@ -17,13 +17,19 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ptuning.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
+from ptuning.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    expected_tensors,
+    read_header,
+    save_checkpoint,
+    validate_config,
+)
 from ptuning.cli import main
-from ptuning.config import PromptConfig
-from ptuning.data.spec import TaskSpec
-from ptuning.modeling import PromptModel
+from ptuning.core.config import PromptConfig
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 from ptuning.testing import tiny_backbone
-from ptuning.validation import expected_tensors, read_header, validate_config
 
 # --- the expected tensors are exactly those a model saves ----------------------------------------
 
@@ -279,10 +285,10 @@ def test_unknown_config_keys_are_tolerated(demo_checkpoints, tmp_path, capsys):
 
 def test_hot_add_refuses_every_corrupted_checkpoint(corrupted, demo_checkpoints):
     """POST /v1/tasks/{name} with each corrupted folder: 422 naming what was wrong, never a 500."""
-    from test_serve_http import ServerThread
-
     from ptuning.serving import MultiTaskPredictor
-    from ptuning.serving.app import ServeSettings, create_app
+    from ptuning.serving.app import create_app
+    from ptuning.serving.settings import ServeSettings
+    from tests.serving.helpers import ServerThread
 
     predictor = MultiTaskPredictor.from_checkpoints({"ner": demo_checkpoints["ner"]})
     settings = ServeSettings(admin_token="s3cret-token")
@@ -343,7 +349,8 @@ def test_a_fifo_or_dev_zero_is_refused_at_once(corrupted, case, capsys, tmp_path
 
 
 def test_checkpoint_files_are_read_with_a_size_cap(demo_checkpoints, tmp_path):
-    from ptuning.validation import MAX_CONFIG_BYTES, CheckpointError, read_checkpoint_file
+    from ptuning.checkpoint import MAX_CONFIG_BYTES, read_checkpoint_file
+    from ptuning.errors import CheckpointError
 
     small = tmp_path / "small.json"
     small.write_bytes(b" " * 2048)
@@ -369,8 +376,9 @@ def test_every_config_field_is_type_checked(demo_checkpoints, tmp_path):
     TypeError."""
     from dataclasses import fields
 
+    from ptuning.checkpoint import Checkpoint
     from ptuning.data.inputs import InputFormat
-    from ptuning.validation import Checkpoint, CheckpointError
+    from ptuning.errors import CheckpointError
 
     config = _config(demo_checkpoints["sentiment"])
     config.update(inputs=InputFormat("jsonl", "s1", "s2").to_dict(), max_seq_length=64)
@@ -391,7 +399,7 @@ def test_every_config_field_is_type_checked(demo_checkpoints, tmp_path):
 
 
 def test_weights_of_a_sane_magnitude_pass_and_huge_ones_are_refused(demo_checkpoints, tmp_path, capsys):
-    from ptuning.validation import MAX_ABS_WEIGHT
+    from ptuning.checkpoint import MAX_ABS_WEIGHT
 
     for factor, code in ((MAX_ABS_WEIGHT / 10, 0), (MAX_ABS_WEIGHT * 10, 2)):
         folder = tmp_path / f"x{factor:g}"
@@ -424,7 +432,7 @@ def test_predict_never_prints_nan(demo_checkpoints, monkeypatch, capsys):
 
 
 def test_a_predictor_reads_its_checkpoint_config_once(demo_checkpoints, monkeypatch):
-    from ptuning import validation
+    from ptuning.checkpoint import schema as validation
     from ptuning.inference import Predictor
 
     reads: list[str] = []

@@ -222,8 +222,8 @@ def test_quiet_prints_the_final_metrics_only(tmp_path, tiny_bert_dir, capsys):
 
 
 def test_a_terminal_gets_one_bar_and_quiet_nothing():
-    from ptuning.train_config import TrainConfig
-    from ptuning.trainer import ProgressLines, progress_callbacks
+    from ptuning.training.config import TrainConfig
+    from ptuning.training.trainer import ProgressLines, progress_callbacks
 
     (shown,) = progress_callbacks(TrainConfig(), terminal=True)
     assert isinstance(shown, ProgressLines) and shown.bar
@@ -235,9 +235,9 @@ def test_a_terminal_gets_one_bar_and_quiet_nothing():
 def test_report_to_reaches_the_trainer(tmp_path):
     from transformers.integrations import TensorBoardCallback
 
-    from ptuning.data.spec import TaskSpec
-    from ptuning.train_config import TrainConfig
-    from ptuning.trainer import WallClock, run_callbacks, training_arguments
+    from ptuning.tasks import TaskSpec
+    from ptuning.training.config import TrainConfig
+    from ptuning.training.trainer import WallClock, run_callbacks, training_arguments
 
     spec = TaskSpec("t", "classification", ("neg", "pos"), "accuracy")
     for name, report_to in (("tensorboard", []), ("none", []), ("wandb", ["wandb"]), ("mlflow", ["mlflow"])):
@@ -252,8 +252,8 @@ def test_report_to_reaches_the_trainer(tmp_path):
 
 
 def test_counts_take_the_right_number():
-    from ptuning.train_config import TrainConfig
-    from ptuning.training import _planned_length
+    from ptuning.training.config import TrainConfig
+    from ptuning.training.run import _planned_length
     from ptuning.wording import plural
 
     assert plural(1, "epoch") == "1 epoch" and plural(1.0, "step") == "1 step"

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from ptuning.cli import main
-from ptuning.data import DataError, TaskSpec
 from ptuning.data.inputs import InputFormat, parse_input, read_prediction_inputs
+from ptuning.errors import DataError
+from ptuning.tasks import TaskSpec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PAIRS = TaskSpec("pairs", "classification", ("neg", "pos"))
 NER = TaskSpec("ner", "token_classification", ("O", "B-PER", "I-PER"), "f1")
 QA = TaskSpec("qa", "question_answering", (), "f1")
@@ -109,13 +110,14 @@ def test_conll_and_squad_inputs(tmp_path):
 
 
 def test_recorded_inputs_and_the_fallback_of_older_checkpoints(tmp_path):
-    from ptuning.checkpoint import CONFIG_NAME, CheckpointError, recorded_inputs
+    from ptuning.checkpoint import CONFIG_NAME, recorded_inputs
+    from ptuning.errors import CheckpointError
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
     from dataclasses import asdict
 
-    from ptuning.config import PromptConfig
+    from ptuning.core.config import PromptConfig
 
     config = {  # a complete config, as the checkpoint validator wants one
         "backbone": "tiny",

@@ -215,7 +215,7 @@ def test_builtin_ner_checkpoint_scores_a_user_conll_file_with_tags_in_another_or
     tmp_path, tiny_bert_dir, shared_data, capsys
 ):
     from ptuning.data import load_task, subsample
-    from ptuning.trainer import EVAL_SUBSET_SEED
+    from ptuning.data.load import EVAL_SUBSET_SEED
 
     out = tmp_path / "conll03"
     assert main([
@@ -277,7 +277,7 @@ def test_best_checkpoint_epoch_is_reported_not_the_last(tmp_path, tiny_bert_dir,
 def test_best_position_reads_the_kept_checkpoint_from_the_log_history():
     from types import SimpleNamespace
 
-    from ptuning.training import _best_checkpoint_position
+    from ptuning.training.run import _best_checkpoint_position
 
     history = [
         {"step": 5, "epoch": 1.0, "eval_accuracy": 0.9},

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptuning.config import PromptConfig
-from ptuning.data.spec import TaskSpec
-from ptuning.modeling import PromptModel
+from ptuning.core.config import PromptConfig
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 from ptuning.testing import TINY_MODEL_TYPES, tiny_backbone
 
 SPEC = TaskSpec("toy", "classification", labels=("no", "yes"))

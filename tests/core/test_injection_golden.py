@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from ptuning.config import PromptConfig
-from ptuning.data.spec import TaskSpec
-from ptuning.modeling import PromptModel
+from ptuning.core.config import PromptConfig
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 from ptuning.testing import tiny_backbone
 
 TOLERANCE = 2.4e-7  # measured independently; the cache path and ours run the same SDPA arithmetic

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptuning.config import PromptConfig
-from ptuning.data.spec import TaskSpec
+from ptuning.core.config import PromptConfig
+from ptuning.core.injection import PrefixInjector
 from ptuning.errors import BackboneError
-from ptuning.injection import PrefixInjector
-from ptuning.modeling import PromptModel
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 from ptuning.testing import TINY_MODEL_TYPES, tiny_backbone
 
 SPEC = TaskSpec("toy", "classification", labels=("a", "b"))

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from ptuning import precision
 from ptuning.cli import main
+from ptuning.core import precision
+from ptuning.core.precision import resolve_precision
 from ptuning.inference import Predictor
-from ptuning.modeling import PromptModel
-from ptuning.precision import resolve_precision
+from ptuning.model import PromptModel
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_cli_bf16_train_predict_eval(native_bf16, tmp_path, tiny_bert_dir, share
 
 
 def test_bench_environment_names_the_precision(native_bf16):
-    from ptuning.bench import BenchConfig, environment
+    from ptuning.experiments.bench import BenchConfig, environment
 
     assert environment(BenchConfig(device="cpu", bf16=False))["dtype"] == "fp32"
     assert environment(BenchConfig(device="cpu", bf16=True))["dtype"] == "bf16 autocast"
@@ -123,8 +123,8 @@ def test_predictions_default_to_fp32_and_opt_in_to_bf16(native_bf16):
 
 
 def _prompt_model(model_type: str, method: str) -> PromptModel:
-    from ptuning.config import PromptConfig
-    from ptuning.data.spec import TaskSpec
+    from ptuning.core.config import PromptConfig
+    from ptuning.tasks import TaskSpec
     from ptuning.testing import tiny_backbone
 
     torch.manual_seed(0)
@@ -146,8 +146,8 @@ def _toy_batch():
 def test_frozen_backbone_held_in_bf16_computes_as_autocast_does(model_type, method):
     import copy
 
-    from ptuning.backbones import fingerprint
-    from ptuning.precision import hold_frozen_in_bf16
+    from ptuning.core.backbones import fingerprint
+    from ptuning.core.precision import hold_frozen_in_bf16
 
     model = _prompt_model(model_type, method)
     held = copy.deepcopy(model)
@@ -181,7 +181,7 @@ def test_frozen_backbone_held_in_bf16_computes_as_autocast_does(model_type, meth
 
 
 def test_fine_tune_keeps_its_weights_in_fp32():
-    from ptuning.precision import hold_frozen_in_bf16
+    from ptuning.core.precision import hold_frozen_in_bf16
 
     model = _prompt_model("bert", "fine-tune")
     assert hold_frozen_in_bf16(model) == 0
@@ -208,8 +208,8 @@ def test_the_cached_prefix_is_held_in_the_compute_dtype():
 def test_bf16_training_holds_the_frozen_backbone_in_bf16(native_bf16, tmp_path, tiny_bert_dir, shared_data):
     from transformers import TrainerCallback
 
-    from ptuning.train_config import TrainConfig
-    from ptuning.training import train
+    from ptuning.training.config import TrainConfig
+    from ptuning.training.run import train
 
     seen: dict[str, set] = {}
 

@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from ptuning.config import PromptConfig
-from ptuning.data.spec import TaskSpec
-from ptuning.injection import LayerPrefix, attend
-from ptuning.modeling import PromptModel
+from ptuning.core.config import PromptConfig
+from ptuning.core.injection import LayerPrefix, attend
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 from ptuning.testing import tiny_backbone
 
 SPEC = TaskSpec("toy", "classification", labels=("no", "yes"))
@@ -154,7 +154,7 @@ def test_deepcopy_of_a_model_keeps_its_own_prefix(model_type):
 def test_a_backbone_without_attention_modules_is_refused():
     from transformers import AutoModel
 
-    from ptuning.injection import PrefixInjector
+    from ptuning.core.injection import PrefixInjector
     from ptuning.testing import tiny_config
 
     config = tiny_config("bert")

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from ptuning.config import PromptConfig
+from ptuning.core.config import PromptConfig
+from ptuning.core.shallow_cache import ShallowCacheError, attach_shallow_cache
 from ptuning.data.features import Collator
-from ptuning.data.spec import TaskSpec
-from ptuning.modeling import PromptModel
-from ptuning.shallow_cache import ShallowCacheError, attach_shallow_cache
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 from ptuning.testing import tiny_backbone
 
 SPECS = {
@@ -163,7 +163,8 @@ def test_other_architectures_are_refused():
 
 
 def test_train_with_the_flag_reports_the_cache(tiny_bert_dir, tmp_path):
-    from ptuning.training import TrainConfig, train
+    from ptuning.training.config import TrainConfig
+    from ptuning.training.run import train
 
     rows = [
         {"text": f"sample number {i} {'good' if i % 2 else 'bad'}", "label": str(i % 2)} for i in range(24)

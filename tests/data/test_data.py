@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, needs_data
 
-from ptuning.data import KNOWN_TASKS, DataError, TaskSpec, get_task_spec, load_task, load_user_task, subsample
+from ptuning.data import KNOWN_TASKS, get_task_spec, load_task, load_user_task, subsample
+from ptuning.errors import DataError
+from ptuning.tasks import TaskSpec
+from tests.helpers import SHARED_DATA, needs_data
 
 # Examples per split, from ../shared/data/README.md (QNLI, BoolQ, SQuAD: the deterministic split of the
 # only offline split; CoLA, STS-B: the file line counts, as the README defers to MANIFEST).

@@ -17,10 +17,12 @@ import pyarrow.feather as feather
 import pytest
 
 from ptuning.cli import main
-from ptuning.data import DataError, TaskData, TaskSpec, load_user_task
+from ptuning.data import TaskData, load_user_task
 from ptuning.data.holdout import hold_out
-from ptuning.train_config import TrainConfig
-from ptuning.trainer import load_data
+from ptuning.data.load import load_data
+from ptuning.errors import DataError
+from ptuning.tasks import TaskSpec
+from ptuning.training.config import TrainConfig
 
 ROWS = [
     {"text": "a fine film", "label": "pos"},

@@ -8,12 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import needs_data
 
 from ptuning.data import (
     MODEL_INPUT_KEYS,
-    DataError,
-    TaskSpec,
     encode,
     get_task_spec,
     make_collator,
@@ -21,7 +18,10 @@ from ptuning.data import (
     spans_from_tags,
     word_predictions,
 )
+from ptuning.errors import DataError
 from ptuning.metrics import compute_metrics, normalize_answer
+from ptuning.tasks import TaskSpec
+from tests.helpers import needs_data
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""WiC, SQuAD 2.0 and CoNLL-2005 SRL on small hand-made files in the official formats (tests/data)."""
+"""WiC, SQuAD 2.0 and CoNLL-2005 SRL on small hand-made files in the official formats (tests/fixtures)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import pytest
 from transformers import AutoTokenizer
 
 from ptuning.cli import main
-from ptuning.data import DataError, encode, load_task
+from ptuning.data import encode, load_task
 from ptuning.data.squad2 import answer_f1_v2, best_threshold, squad2_metrics
+from ptuning.errors import DataError
+from tests.helpers import FIXTURES
 
-DATA = Path(__file__).parent / "data"
+DATA = FIXTURES
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +224,7 @@ PREDICT_KEYS = {"wic": {"label", "probabilities"}, "conll05": {"tags", "entities
 
 def test_squad2_prediction_answers_nothing_past_the_threshold():
     from ptuning.data import get_task_spec
-    from ptuning.inference import format_outputs
+    from ptuning.decode import format_outputs
 
     spec = get_task_spec("squad2")
     example = {"id": "0", "question": "q", "context": "Paris is big."}

@@ -2,7 +2,7 @@
 
 PEFT 0.21 under transformers 5.x (measured on the tiny BERT): prompt tuning runs; prefix tuning fails
 on BERT sequence classification with "ValueError: Model does not support past key values which are
-required for prefix tuning." (the reason `ptuning.injection` exists). The CLI test pins both, so a
+required for prefix tuning." (the reason `ptuning.core.injection` exists). The CLI test pins both, so a
 PEFT or transformers release that changes either shows up here."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from ptuning.bench import ALL_METHODS, BenchConfig, check_targets, format_table, ratios
-from ptuning.bench.worker import measure_method
 from ptuning.cli import main
+from ptuning.experiments.bench import ALL_METHODS, BenchConfig, check_targets, format_table, ratios
+from ptuning.experiments.bench.worker import measure_method
 
 ROW_FIELDS = (
     "step_ms",
@@ -120,7 +120,7 @@ def test_ratios_targets_and_table_from_synthetic_rows():
 
 
 def test_sweep_measures_each_shape_once_and_plots_the_ratios(monkeypatch, tmp_path):
-    from ptuning.bench import sweep
+    from ptuning.experiments.bench import sweep
 
     calls = []
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 import pytest
 
 from ptuning.cli import main
-from ptuning.report import (
+from ptuning.experiments.report import (
     PROTOCOLS,
     RESULTS,
     Protocol,
@@ -210,7 +210,7 @@ def test_render_only_of_a_missing_or_empty_results_file_says_so(content, tmp_pat
 
 
 def test_a_run_drops_the_line_a_crash_cut_short(tmp_path):
-    from ptuning.report.run import drop_cut_line, read_results
+    from ptuning.experiments.report.run import drop_cut_line, read_results
 
     rows = _synthetic_rows(PROTOCOLS["cpu"])[:2]
     _write(tmp_path, rows)  # ends in a line cut mid-write
@@ -254,7 +254,7 @@ def _search(folder, task, method, params):
 
 
 def test_tuned_settings_give_the_main_cells_their_prompt_length_and_rate(tmp_path):
-    from ptuning.report.tuning_budget import tuned_settings
+    from ptuning.experiments.report.tuning_budget import tuned_settings
 
     protocol = PROTOCOLS["cpu-converged"]
     _search(tmp_path, "rte", "p-tuning-v2", {"lr": 0.02, "prefix_len": 32})
@@ -301,7 +301,7 @@ def test_lever_cells_train_at_the_tuning_size():
 
 
 def test_gap_table_judges_gaps_by_the_seed_spread_and_states_the_targets():
-    from ptuning.report import _gap_table
+    from ptuning.experiments.report.gaps import _gap_table
 
     def entry(*scores):
         mean = sum(scores) / len(scores)
@@ -333,8 +333,8 @@ def test_gap_table_judges_gaps_by_the_seed_spread_and_states_the_targets():
 def test_longer_cells_run_after_the_first_seeds_main_cells_with_the_main_settings_and_more_epochs(
     tmp_path, monkeypatch
 ):
-    import ptuning.report.run as run_module
-    import ptuning.report.tuning_budget as tuning_budget
+    import ptuning.experiments.report.run as run_module
+    import ptuning.experiments.report.tuning_budget as tuning_budget
 
     protocol = replace(PROTOCOLS["cpu-converged"], levers={})
     tuned = {("conll03", "p-tuning-v2"): {"learning_rate": 0.03, "prefix_len": 64}}

@@ -10,16 +10,11 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
+from ptuning.checkpoint import is_handcrafted
 from ptuning.cli import main
-from ptuning.data.spec import DataError, TaskSpec
-from ptuning.handcrafted import (
-    HandcraftedScorer,
-    Template,
-    Verbalizer,
-    fit_label_bias,
-    is_handcrafted,
-    load_handcrafted,
-)
+from ptuning.errors import DataError
+from ptuning.handcrafted import HandcraftedScorer, Template, Verbalizer, fit_label_bias, load_handcrafted
+from ptuning.tasks import TaskSpec
 from ptuning.testing import save_tiny_backbone
 
 SST2 = TaskSpec("sst2", "classification", ("negative", "positive"))
@@ -258,8 +253,8 @@ def test_few_shot_fits_a_bias_on_a_tiny_mlm(capsys, tmp_path, shared_data, tiny_
 
 
 def test_bench_row(tiny_mlm_dir):
-    from ptuning.bench import QUICK, BenchConfig, format_table
-    from ptuning.bench.worker import measure_method
+    from ptuning.experiments.bench import QUICK, BenchConfig, format_table
+    from ptuning.experiments.bench.worker import measure_method
 
     cfg = BenchConfig(backbone=str(tiny_mlm_dir), threads=1, methods=("handcrafted",), **QUICK)
     row = measure_method(cfg, "handcrafted")

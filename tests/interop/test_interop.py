@@ -22,8 +22,7 @@ from transformers import (
 )
 
 from ptuning.cli import main
-from ptuning.config import PromptConfig
-from ptuning.data.spec import TaskSpec
+from ptuning.core.config import PromptConfig
 from ptuning.errors import CheckpointError
 from ptuning.interop.peft import (
     ADAPTER_CONFIG,
@@ -34,7 +33,8 @@ from ptuning.interop.peft import (
     import_peft,
     load_peft_adapter,
 )
-from ptuning.modeling import PromptModel
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 
 SST = TaskSpec("sent", "classification", labels=("negative", "positive"))
 NER = TaskSpec("ner", "token_classification", labels=("O", "B-PER", "I-PER"), metric="f1")

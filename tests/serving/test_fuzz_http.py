@@ -13,11 +13,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_serve_http import ServerThread
 
 from ptuning.serving import MultiTaskPredictor
-from ptuning.serving.app import ServeSettings, create_app
+from ptuning.serving.app import create_app
 from ptuning.serving.guards import host_of
+from ptuning.serving.settings import ServeSettings
+from tests.serving.helpers import ServerThread
 
 TOKEN = "fuzzing-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

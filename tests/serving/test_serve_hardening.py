@@ -13,12 +13,13 @@ import time
 import httpx
 import pytest
 import uvicorn
-from test_serve_http import ServerThread
 
 from ptuning.cli import main as cli_main
 from ptuning.commands.serve import allowed_hosts
 from ptuning.serving import MultiTaskPredictor
-from ptuning.serving.app import GracefulServer, ServeSettings, create_app
+from ptuning.serving.app import GracefulServer, create_app
+from ptuning.serving.settings import ServeSettings
+from tests.serving.helpers import ServerThread
 
 TOKEN = "hardening-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

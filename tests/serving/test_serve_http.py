@@ -13,46 +13,22 @@ import time
 
 import httpx
 import pytest
-import uvicorn
-from conftest import load_script
-from test_serving import INPUTS, _answers_close  # tests/ is on sys.path
 
 from ptuning.cli import main as cli_main
-from ptuning.config import PromptConfig
-from ptuning.data.spec import TaskSpec
+from ptuning.core.config import PromptConfig
+from ptuning.experiments.bench import load_test
 from ptuning.inference import Predictor
-from ptuning.modeling import PromptModel
+from ptuning.model import PromptModel
 from ptuning.serving import MultiTaskPredictor
-from ptuning.serving.app import ServeSettings, create_app, server_config
+from ptuning.serving.app import create_app
+from ptuning.serving.settings import ServeSettings
+from ptuning.tasks import TaskSpec
+from tests.serving.helpers import ServerThread
+from tests.serving.test_serving import INPUTS, _answers_close
 
 LIMITS = {"max_inputs": 8, "max_chars": 2000}
 ADMIN_TOKEN = "test-admin-token"
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-class ServerThread:
-    """uvicorn in a background thread, on 127.0.0.1 and a port the OS picks, configured as `ptuning
-    serve` configures it (the header deadline, keep-alive and header size of its `ServeSettings`)."""
-
-    def __init__(self, app) -> None:
-        config = server_config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +205,7 @@ def test_add_and_remove_tasks_while_serving(
         assert refused.status_code == 422
         assert "bert-large-cased" in refused.text and str(tiny_bert_dir) in refused.text
         # a fine-tune checkpoint: refused
-        from ptuning.backbones import load_backbone
+        from ptuning.core.backbones import load_backbone
 
         backbone, _ = load_backbone(str(tiny_bert_dir))
         PromptModel(
@@ -311,8 +287,8 @@ def test_serve_command_refuses_mixed_backbones_and_fine_tune(demo_checkpoints, t
 
 
 def test_serve_command_collects_prompts(demo_checkpoints, tmp_path):
-    from ptuning.cli import UserError
     from ptuning.commands.serve import collect_prompts
+    from ptuning.errors import UserError
 
     folder = tmp_path / "prompts"
     folder.mkdir()
@@ -396,7 +372,7 @@ def test_load_script_briefly(server, demo_checkpoints, capsys):
     """The bounded load script, with small counts, against the test server."""
     prompts = [f"--prompt={name}={path}" for name, path in demo_checkpoints.items()]
     limits = [f"--max-inputs={LIMITS['max_inputs']}", f"--max-chars={LIMITS['max_chars']}"]
-    code = load_script().main(
+    code = load_test.main(
         ["--url", server.url, *prompts, *limits, "--requests", "60", "--duration", "2", "--concurrency", "8"]
     )
     out = capsys.readouterr().out
@@ -407,5 +383,5 @@ def test_load_script_briefly(server, demo_checkpoints, capsys):
 
 def test_load_script_refuses_non_loopback_urls(capsys):
     with pytest.raises(SystemExit):
-        load_script().main(["--url", "http://10.0.0.1:8000", "--prompt", "a=b"])
+        load_test.main(["--url", "http://10.0.0.1:8000", "--prompt", "a=b"])
     assert "loopback" in capsys.readouterr().err

@@ -14,14 +14,15 @@ import time
 
 import httpx
 import pytest
-from test_serve_http import ServerThread
-from test_serving import _answers_close
 
 from ptuning.cli import main as cli_main
 from ptuning.errors import DataError
 from ptuning.serving import MicroBatcher, MultiTaskPredictor
-from ptuning.serving.app import ServeSettings, create_app
+from ptuning.serving.app import create_app
 from ptuning.serving.guards import host_of
+from ptuning.serving.settings import ServeSettings
+from tests.serving.helpers import ServerThread
+from tests.serving.test_serving import _answers_close
 
 TOKEN = "limits-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

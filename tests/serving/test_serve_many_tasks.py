@@ -6,12 +6,13 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from test_serve_http import ServerThread  # tests/ is on sys.path
-from test_serving import _answers_close, _max_diff, _reference
 
-from ptuning.data.spec import DataError
+from ptuning.errors import DataError
 from ptuning.serving import MicroBatcher, MultiTaskPredictor, UnknownTaskError
-from ptuning.serving.app import ServeSettings, create_app
+from ptuning.serving.app import create_app
+from ptuning.serving.settings import ServeSettings
+from tests.serving.helpers import ServerThread
+from tests.serving.test_serving import _answers_close, _max_diff, _reference
 
 INPUTS = ["John went to Paris", "a gripping , funny film from London today"]
 # deep prompts of four task types and prefix lengths, one prompting only its top 2 layers; a plain

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from ptuning.checkpoint import CheckpointError
-from ptuning.config import PromptConfig
-from ptuning.data.spec import DataError, TaskSpec
+from ptuning.core.config import PromptConfig
+from ptuning.errors import CheckpointError, DataError
 from ptuning.inference import Predictor
-from ptuning.modeling import PromptModel
+from ptuning.model import PromptModel
 from ptuning.serving import (
     InvalidTaskNameError,
     MicroBatcher,
@@ -25,6 +24,7 @@ from ptuning.serving import (
     TaskExistsError,
     UnknownTaskError,
 )
+from ptuning.tasks import TaskSpec
 
 INPUTS = {
     "sentiment": [
@@ -150,7 +150,7 @@ def test_start_refuses_checkpoints_of_another_backbone(demo_checkpoints, tmp_pat
 
 
 def test_fine_tune_and_missing_checkpoints_are_refused(tmp_path, tiny_bert_dir, predictor):
-    from ptuning.backbones import load_backbone
+    from ptuning.core.backbones import load_backbone
 
     backbone, _ = load_backbone(str(tiny_bert_dir))
     spec = TaskSpec("ft", "classification", labels=("a", "b"))

@@ -38,7 +38,7 @@ import json, os, runpy, sys
 from safetensors.torch import save_file
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from transformers import TrainerCallback
-import ptuning.training as training
+import ptuning.training.run as training
 
 class Dump(TrainerCallback):
     def __init__(self, trainer):
@@ -164,9 +164,9 @@ def test_ddp_reducer_holds_only_prompt_and_head(tiny_bert_dir, tmp_path):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from ptuning.config import PromptConfig
+    from ptuning.core.config import PromptConfig
     from ptuning.data import get_task_spec
-    from ptuning.modeling import PromptModel
+    from ptuning.model import PromptModel
 
     model, _ = PromptModel.from_backbone(
         str(tiny_bert_dir), get_task_spec("sst2"), PromptConfig(method="p-tuning-v2", prefix_len=4)
@@ -237,7 +237,7 @@ def test_only_rank_zero_writes(runs):
 def test_eval_counts_every_example_once(runs):
     """50 examples, per-device eval batch 8, 2 ranks: Accelerate pads the last global batch (2 real
     examples of 16) with repeats; the gathered metric and loss must equal a single-process eval."""
-    from ptuning.evaluation import evaluate_checkpoint
+    from ptuning.training.evaluation import evaluate_checkpoint
 
     metrics = json.loads((runs["ddp"] / "metrics.json").read_text())
     reference = evaluate_checkpoint(runs["ddp"], max_eval_samples=EVAL, max_seq_length=64, batch_size=64)
@@ -252,7 +252,7 @@ def test_resume_under_ddp(runs, tiny_bert_dir):
     run ended. The resumed run is started with `accelerate launch` and the `ptuning` console command
     (the unbroken one with torchrun and `python -m`), so this also checks the two launchers agree.
     The stop is simulated: a copy of checkpoint-4 of the unbroken run stands for what a run killed
-    after writing it leaves on disk (tests/test_resume.py kills real single-process runs)."""
+    after writing it leaves on disk (tests/training/test_resume.py kills real single-process runs)."""
     resumed = runs["root"] / "resumed"
     source = runs["ddp"] / "checkpoints" / "checkpoint-4"
     target = resumed / "checkpoints" / "checkpoint-4"

@@ -14,7 +14,7 @@ import pytest
 
 from ptuning.cli import main
 from ptuning.commands import train as train_command
-from ptuning.train_config import TrainConfig
+from ptuning.training.config import TrainConfig
 
 WORDS = ["the", "a", "cat", "dog", "film", "plot", "good", "bad", "dull", "bright", "long", "short"]
 
@@ -84,8 +84,8 @@ def test_a_fixed_epoch_count_never_stops_early(tmp_path, tiny_bert_dir):
 def test_early_stopping_is_wired_only_for_auto(tmp_path):
     from transformers import EarlyStoppingCallback
 
-    from ptuning.data.spec import TaskSpec
-    from ptuning.trainer import WallClock, run_callbacks, training_arguments
+    from ptuning.tasks import TaskSpec
+    from ptuning.training.trainer import WallClock, run_callbacks, training_arguments
 
     spec = TaskSpec("t", "classification", ("neg", "pos"), "accuracy")
     auto = TrainConfig(epochs="auto", patience=4, min_delta=0.01, max_epochs=7, report_to="none")

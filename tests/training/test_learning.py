@@ -12,10 +12,10 @@ import random
 import pytest
 import torch
 
-from ptuning.config import METHODS, PromptConfig, default_learning_rate
+from ptuning.core.config import METHODS, PromptConfig, default_learning_rate
 from ptuning.data import encode, make_collator
-from ptuning.data.spec import TaskSpec
-from ptuning.modeling import PromptModel
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 
 pytestmark = pytest.mark.slow
 

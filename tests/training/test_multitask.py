@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from ptuning.checkpoint import CheckpointError
 from ptuning.cli import main
-from ptuning.modeling import PromptModel
-from ptuning.multitask import train_multitask
-from ptuning.task_sampling import TaskBatchSampler, batch_counts, task_shares
-from ptuning.trainer import GlobalLengthGroupedSampler
-from ptuning.training import TrainConfig, train
-from ptuning.transfer import init_prompt_from
+from ptuning.errors import CheckpointError
+from ptuning.model import PromptModel
+from ptuning.training.config import TrainConfig
+from ptuning.training.multitask import train_multitask
+from ptuning.training.run import train
+from ptuning.training.sampling import TaskBatchSampler, batch_counts, task_shares
+from ptuning.training.trainer import GlobalLengthGroupedSampler
+from ptuning.training.transfer import init_prompt_from
+from tests.helpers import FIXTURES
 
 
 def _features(n: int, seed: int) -> list[dict]:
@@ -193,7 +194,7 @@ def test_several_user_files(tiny_bert_dir, tmp_path, capsys):
 
 def test_question_answering_beside_classification(tiny_bert_dir, tmp_path):
     """Label names switch per task (start/end positions for QA); squad2 keeps its tuned null threshold."""
-    data = Path(__file__).parent / "data"
+    data = FIXTURES
     out = tmp_path / "qa"
     args = [
         "train", "--task", "squad2,wic", "--data-dir", str(data), "--backbone", str(tiny_bert_dir),

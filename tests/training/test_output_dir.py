@@ -1,4 +1,4 @@
-"""One writer per output folder (`ptuning.output_dir`): the lock, the holder record, and the folders
+"""One writer per output folder (`ptuning.training.output_dir`): the lock, the holder record, and the folders
 that are refused before anything is written."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from ptuning.cli import main
-from ptuning.output_dir import HOLDER_NAME, LOCK_NAME, OutputDirError, OutputLock, claim_output_dir
+from ptuning.training.output_dir import HOLDER_NAME, LOCK_NAME, OutputDirError, OutputLock, claim_output_dir
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 # a train command that fails only after its output folder is claimed (no such data folder)
 TRAIN = ["train", "--task", "sst2", "--quiet", "--max-steps", "1"]
 
@@ -27,7 +27,7 @@ def _train(out, *extra: str) -> list[str]:
 def _holder_process(folder: Path, *, shared: bool = False) -> subprocess.Popen:
     """Another process holding `folder`'s lock until its stdin closes; returns once it holds it."""
     code = (
-        "import sys; from ptuning.output_dir import claim_output_dir\n"
+        "import sys; from ptuning.training.output_dir import claim_output_dir\n"
         f"with claim_output_dir(sys.argv[1], shared={shared}, command='ptuning train --task rte'):\n"
         "    print('held', flush=True); sys.stdin.read()\n"
     )

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import kill_when
 from safetensors.torch import load_file
 
 from ptuning.cli import main
-from ptuning.trainer import complete_checkpoints
+from ptuning.training.trainer import complete_checkpoints
+from tests.helpers import kill_when
 
 pytestmark = pytest.mark.slow
 
@@ -125,8 +125,8 @@ def test_resume_with_changes_continues_the_same_run(finished, tiny_bert_dir):
 
 
 def test_a_folder_mixing_two_runs_is_refused_on_load(finished, tiny_bert_dir, tmp_path):
+    from ptuning.checkpoint import validate_config
     from ptuning.errors import CheckpointError
-    from ptuning.validation import validate_config
 
     other = tmp_path / "other"
     assert main(_short(tiny_bert_dir, other, "--seed", "8")) == 0

@@ -11,9 +11,9 @@ import pytest
 
 from ptuning.commands import train as train_command
 from ptuning.commands.fields import field_options
-from ptuning.config import PromptConfig
+from ptuning.core.config import PromptConfig
 from ptuning.errors import UserError
-from ptuning.train_config import MAIN_JOB_TRAIN_SAMPLES, TrainConfig
+from ptuning.training.config import MAIN_JOB_TRAIN_SAMPLES, TrainConfig
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -120,7 +120,7 @@ def test_config_files_take_the_generated_options_types(tmp_path):
 
 def test_own_data_is_named_without_a_train_suffix():
     from ptuning.commands.evaluate import result_name
-    from ptuning.train_config import task_name_of_file
+    from ptuning.training.config import task_name_of_file
 
     cfg = TrainConfig.build(train_file="data/tickets_train.csv", validation_file="data/tickets_dev.csv")
     assert cfg.task == "tickets" and cfg.output_dir == "outputs/tickets-p-tuning-v2"
@@ -156,10 +156,10 @@ def test_the_new_options_default_as_the_library():
 
 
 def test_preflight_names_mirror_the_modules_that_import_torch():
+    from ptuning.checkpoint import CONFIG_NAME
     from ptuning.commands import preflight
     from ptuning.data.readers import _TABLE_DELIMITERS, TABLE_FILE_BUILDERS
-    from ptuning.transfer import MULTITASK_FILE
-    from ptuning.validation import CONFIG_NAME
+    from ptuning.training.transfer import MULTITASK_FILE
 
     assert preflight.CHECKPOINT_CONFIG == CONFIG_NAME and preflight.MULTITASK_FILE == MULTITASK_FILE
     assert preflight.TABLE_DELIMITERS == _TABLE_DELIMITERS

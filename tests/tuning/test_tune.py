@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import kill_when
 
 from ptuning.cli import build_parser, main
 from ptuning.commands import train as train_command
-from ptuning.search_space import Choice, Range, SpaceError, parse_space, space_for
+from ptuning.tuning.space import Choice, Range, SpaceError, parse_space, space_for
+from tests.helpers import kill_when
 
 FIXED = [
     "--task", "sst2", "--max-train-samples", "24", "--max-eval-samples", "12", "--max-steps", "3",
@@ -259,8 +259,9 @@ def test_a_trial_is_pruned_from_its_dev_metric(tiny_bert_dir, shared_data, tmp_p
     """PruneCallback reports every evaluation to the trial and stops training once Optuna prunes it."""
     import optuna
 
-    from ptuning.training import TrainConfig, train
-    from ptuning.tuning import PruneCallback
+    from ptuning.training.config import TrainConfig
+    from ptuning.training.run import train
+    from ptuning.tuning.search import PruneCallback
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
     trial = study.ask()  # an accuracy is always below 2: pruned at the first evaluation
@@ -342,9 +343,9 @@ def test_fixed_lr_and_prefix_len_are_bounded_before_anything_loads(capsys):
 
 def test_the_bounds_are_the_checkpoint_validators():
     """train refuses exactly the prompt lengths the checkpoint validator refuses (one shared limit)."""
-    from ptuning.limits import MAX_PREFIX_LEN
-    from ptuning.train_config import TrainConfig
-    from ptuning.validation import MAX_PREFIX_LEN as VALIDATOR_MAX
+    from ptuning.core.limits import MAX_PREFIX_LEN
+    from ptuning.core.limits import MAX_PREFIX_LEN as VALIDATOR_MAX
+    from ptuning.training.config import TrainConfig
 
     assert VALIDATOR_MAX == MAX_PREFIX_LEN
     assert TrainConfig.build(prefix_len=MAX_PREFIX_LEN).prompt.prefix_len == MAX_PREFIX_LEN
@@ -373,7 +374,7 @@ def test_dry_run_prints_the_space_and_budget_without_torch(tmp_path):
     )
     args = ["tune", "--task", "rte", "--output-dir", str(out), "--trials", "7", "--dry-run"]
     args += ["--space", "lr=1e-3:1e-2,prefix_len=4,16", "--space-only", "--max-steps", "30"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     text = done.stdout
@@ -398,7 +399,7 @@ def test_best_config_holds_absolute_paths(tmp_path, monkeypatch):
         seen["fixed"] = cfg.fixed
         raise SystemExit(0)
 
-    monkeypatch.setattr("ptuning.tuning.run_search", fake_search)
+    monkeypatch.setattr("ptuning.tuning.search.run_search", fake_search)
     args = build_parser().parse_args(
         ["tune", "--train-file", "data/train.csv", "--validation-file", "data/dev.csv",
          "--data-dir", "data", "--output-dir", "out"]
@@ -413,7 +414,7 @@ def test_best_config_holds_absolute_paths(tmp_path, monkeypatch):
 
 
 def _ask_and_tell(study, space, n):
-    from ptuning.tuning import suggest
+    from ptuning.tuning.search import suggest
 
     for _ in range(n):
         trial = study.ask()
@@ -425,7 +426,7 @@ def _ask_and_tell(study, space, n):
 def test_a_resumed_seeded_search_never_repeats_a_finished_trial(sampler, tmp_path):
     """Two trials, then the study opened again with --resume: the next trials are new points (a seeded
     TPE sampler started over from its seed used to propose trials 0 and 1 again)."""
-    from ptuning.tuning import TuneConfig, open_study
+    from ptuning.tuning.search import TuneConfig, open_study
 
     space = parse_space("lr=1e-4:1e-1,prefix_len=2,4,8,16,32")
     cfg = TuneConfig(fixed={}, space=space, output_dir=tmp_path, seed=5, sampler=sampler)
@@ -448,7 +449,7 @@ def test_a_resumed_seeded_search_never_repeats_a_finished_trial(sampler, tmp_pat
 def test_a_fresh_search_is_refused_on_a_folder_in_use(tmp_path, capsys):
     """Another process (here: a lock held by this test) writing the folder: tune exits 2 naming it;
     --resume joins a search shared the same way."""
-    from ptuning.output_dir import OutputLock
+    from ptuning.training.output_dir import OutputLock
 
     out = tmp_path / "busy"
     out.mkdir()

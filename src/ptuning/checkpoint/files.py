@@ -29,16 +29,16 @@ from typing import Any
 
 from safetensors.torch import save as safetensors_bytes
 
-from . import __version__
-from .backbones import parameter_bytes
-from .config import HANDCRAFTED
-from .data.inputs import InputFormat
-from .data.spec import TaskSpec
-from .validation import (
+from .._version import __version__
+from ..core.backbones import parameter_bytes
+from ..core.config import HANDCRAFTED
+from ..data.inputs import InputFormat
+from ..errors import CheckpointError
+from ..tasks import TaskSpec
+from .schema import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     Checkpoint,
-    CheckpointError,
     check_tensors,
     load_finite,
     read_config_file,
@@ -153,7 +153,7 @@ def save_checkpoint(
     """Write the checkpoint; `inputs` and `max_seq_length` record how the task's data was read in
     training, so that eval, predict and serve read it the same way by default. `run_id` (the run's
     `new_run_id`) goes into the config and the weights' metadata, and the loaders refuse a folder
-    whose files carry different ones (`ptuning.validation.check_run_record`). Both files are
+    whose files carry different ones (`ptuning.checkpoint.schema.check_run_record`). Both files are
     staged (written and synced) first, then the old config is removed and both are renamed into
     place, so a full disk or a crash never leaves a loadable half checkpoint (new weights with an
     old config) or temporary files."""
@@ -265,7 +265,7 @@ def is_handcrafted(directory) -> bool:
 
 
 def read_config(directory) -> dict[str, Any]:
-    """The checkpoint's config, checked against the schema (`ptuning.validation.validate_config`)."""
+    """The checkpoint's config, checked against the schema (`ptuning.checkpoint.schema.validate_config`)."""
     return validate_config(directory)
 
 

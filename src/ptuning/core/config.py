@@ -14,7 +14,7 @@ METHODS: tuple[str, ...] = (
     "fine-tune",
 )  # == get_args(Method)
 DEFAULT_METHOD = "p-tuning-v2"
-DEFAULT_BACKBONE = "minilm"  # ptuning.backbones.BUILTIN_BACKBONES
+DEFAULT_BACKBONE = "minilm"  # ptuning.core.backbones.BUILTIN_BACKBONES
 # A handcrafted template + verbalizer (ptuning.handcrafted): no prompt model, so not a PromptConfig method.
 HANDCRAFTED = "handcrafted"
 TRAIN_METHODS: tuple[str, ...] = (*METHODS, HANDCRAFTED)
@@ -60,7 +60,12 @@ def option(default: Any = MISSING, help: str = "", *, group: str = "", **cli: An
 
 @dataclass
 class PromptConfig:
-    """How the frozen backbone is prompted (each field's help text says what it does)."""
+    """How the frozen backbone is prompted (each field's help text says what it does).
+
+    >>> from ptuning import PromptConfig
+    >>> PromptConfig(method="prefix-tuning", prefix_len=16).method
+    'prefix-tuning'
+    """
 
     method: Method = option(
         DEFAULT_METHOD,

@@ -40,7 +40,7 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from .errors import BackboneError
+from ..errors import BackboneError
 
 IMPLEMENTATION_NAME = "ptuning"
 

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UserError
+from ..errors import UserError
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}

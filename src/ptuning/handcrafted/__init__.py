@@ -3,7 +3,6 @@ comparison. `templates` parses templates and verbalizers, `scorer` scores label 
 MLM head or by embedding similarity, `store` saves and loads the one-file checkpoint, `run` trains
 (fits the bias), evaluates and predicts."""
 
-from ..checkpoint import is_handcrafted
 from .scorer import HandcraftedScorer, fit_label_bias, load_scoring_backbone
 from .store import load_handcrafted, save_handcrafted
 from .templates import DEFAULT_PROMPTS, Template, Verbalizer, resolve_prompt
@@ -14,7 +13,6 @@ __all__ = [
     "Template",
     "Verbalizer",
     "fit_label_bias",
-    "is_handcrafted",
     "load_handcrafted",
     "load_scoring_backbone",
     "resolve_prompt",

@@ -1,7 +1,7 @@
 """Everything one training run needs: `TrainConfig`, which holds the run's `PromptConfig`.
 
 This is the one source of the training defaults. Every field carries its help text in its metadata
-(`ptuning.config.option`), and `ptuning train` generates its options from these fields
+(`ptuning.core.config.option`), and `ptuning train` generates its options from these fields
 (`ptuning.commands.fields`), so `train(TrainConfig())` and `ptuning train` run the same job: the
 main job, P-Tuning v2 on 6,000 SST-2 sentences with MiniLM.
 
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from .config import (
+from ..core.config import (
     DEFAULT_BACKBONE,
     DEFAULT_METHOD,
     HANDCRAFTED,
@@ -29,10 +29,12 @@ from .config import (
     default_learning_rate,
     option,
 )
-from .limits import check_setting
+from ..core.limits import check_setting
+from ..tasks import TaskType
 
 TrainMethod = Literal["p-tuning-v2", "prefix-tuning", "prompt-tuning", "fine-tune", "handcrafted"]
-TaskType = Literal["classification", "regression", "token_classification", "question_answering"]
+# --task-type: the task types of `ptuning.tasks` that own data files can hold (no reader takes choices)
+UserTaskType = Literal[tuple(t for t in get_args(TaskType) if t != "multiple_choice")]  # type: ignore[valid-type]
 TaskSampling = Literal["proportional", "temperature"]
 ReportTo = Literal["none", "tensorboard", "wandb", "mlflow"]
 
@@ -49,7 +51,12 @@ TableData = Any
 
 @dataclass
 class TrainConfig:
-    """One training run: what to train, how, on which data, where to write it."""
+    """One training run: what to train, how, on which data, where to write it.
+
+    >>> from ptuning import TrainConfig
+    >>> TrainConfig.build(task="rte", lr=5e-3, prefix_len=16).prompt.prefix_len
+    16
+    """
 
     # what to train
     task: str | None = option(
@@ -202,7 +209,7 @@ class TrainConfig:
         metavar="F",
         default_text="none: select on the validation data",
     )
-    task_type: TaskType = option("classification", "type of your own data", group="data")
+    task_type: UserTaskType = option("classification", "type of your own data", group="data")
     text_column: str = option("text", "column of the text in your own files", group="data")
     text_pair_column: str | None = option(None, "second text of a pair task", group="data")
     label_column: str = option("label", "column of the label in your own files", group="data")
@@ -246,7 +253,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.method not in get_args(TrainMethod):
             raise ValueError(f"method must be one of {', '.join(get_args(TrainMethod))}, got {self.method!r}")
-        if self.learning_rate is not None:  # the bound the search spaces use (ptuning.limits)
+        if self.learning_rate is not None:  # the bound the search spaces use (ptuning.core.limits)
             check_setting("lr", self.learning_rate)
         if self.method in METHODS and self.prompt.method != self.method:
             self.prompt = replace(self.prompt, method=self.method)
@@ -262,7 +269,7 @@ class TrainConfig:
         own_data = self.train_file is not None and not (
             isinstance(self.train_file, str) and not self.train_file
         )
-        if self.task is None:  # several comma-separated files: several tasks (ptuning.multitask)
+        if self.task is None:  # several comma-separated files: several tasks (ptuning.training.multitask)
             if own_data and not isinstance(self.train_file, str | os.PathLike):
                 self.task = "custom"  # data passed from Python has no file name
             else:
@@ -348,7 +355,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Flat settings keyed by field name (the prompt's fields beside the run's), as train_config.json;
         data passed from Python as its description (`ptuning.data.readers.describe_source`)."""
-        from .data.readers import describe_source
+        from ..data.readers import describe_source
 
         recorded = replace(
             self,
@@ -376,7 +383,7 @@ class TrainConfig:
 
     def input_format(self):
         """How this run's data files are laid out (recorded in the checkpoint): a `data.inputs.InputFormat`."""
-        from .data.inputs import InputFormat
+        from ..data.inputs import InputFormat
 
         # rows passed from Python are read back (eval, predict) as JSONL rows with the same columns
         files = self.train_file if isinstance(self.train_file, str | os.PathLike) else "rows.jsonl"
@@ -392,7 +399,7 @@ class TrainConfig:
 
 def _settings_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings of a JSON settings file (`ptuning train --config`), for `TrainConfig.build`."""
-    from .errors import UserError
+    from ..errors import UserError
 
     try:
         data = json.loads(Path(path).read_text())

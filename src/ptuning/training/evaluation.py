@@ -12,19 +12,15 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
-from .data import (
-    encode,
-    load_task,
-    load_user_task,
-    make_collator,
-    subsample,
-)
-from .data.inputs import InputFormat
-from .data.spec import DataError, TaskSpec
-from .heads import head_class
-from .modeling import PromptModel
-from .precision import resolve_precision
-from .trainer import EVAL_SUBSET_SEED, PromptTrainer
+from ..core.precision import resolve_precision
+from ..data import encode, load_task, load_user_task, make_collator, subsample
+from ..data.inputs import InputFormat
+from ..data.load import EVAL_SUBSET_SEED
+from ..errors import DataError
+from ..heads import head_class
+from ..model import PromptModel
+from ..tasks import TaskSpec
+from .trainer import PromptTrainer
 
 
 class EvalSet:
@@ -67,7 +63,7 @@ def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
 def _recorded_user_data(checkpoint, spec: TaskSpec, inputs: InputFormat):
     """The own data a checkpoint (a `Checkpoint`) was trained on (from its train_config.json), read its
     way: the validation file, a DatasetDict's validation part, or the split the run held out."""
-    from .data.readers import is_in_memory_record
+    from ..data.readers import is_in_memory_record
 
     saved = Path(checkpoint) / "train_config.json"
     cfg = checkpoint.train_config
@@ -83,8 +79,8 @@ def _recorded_user_data(checkpoint, spec: TaskSpec, inputs: InputFormat):
             "give --validation-file FILE"
         )
     if cfg.get("validation_split") is not None:  # the held-out examples, drawn as in training
-        from .train_config import TrainConfig
-        from .trainer import load_data
+        from ..data.load import load_data
+        from .config import TrainConfig
 
         return load_data(TrainConfig.from_dict({**cfg, "resume": False}))
     return _load_user_files(spec, train_file, validation_file, inputs)
@@ -123,9 +119,13 @@ def evaluate_checkpoint(
     {"text_column": "review"}) overriding some;
     `max_seq_length` defaults to the recorded one (else 128). Labels are matched by name, so a file
     or task with the same labels in another order scores correctly. `bf16`: True / False / None (what
-    the training run chose, else the default of `ptuning.precision`)."""
-    from .checkpoint import Checkpoint
-    from .handcrafted import load_handcrafted
+    the training run chose, else the default of `ptuning.core.precision`).
+
+        >>> import ptuning
+        >>> ptuning.evaluate("outputs/sst2-p-tuning-v2", max_eval_samples=200)["accuracy"]
+    """
+    from ..checkpoint import Checkpoint
+    from ..handcrafted import load_handcrafted
 
     checkpoint = Checkpoint.read(checkpoint)  # its config read and checked once, for every step
     handcrafted = checkpoint.handcrafted
@@ -151,7 +151,7 @@ def evaluate_checkpoint(
     check_labels(spec, data.spec, validation_file or f"task {data.spec.name!r}")
     examples = subsample(getattr(data, split), max_eval_samples, EVAL_SUBSET_SEED)
     if handcrafted:
-        from .handcrafted.run import evaluate_examples
+        from ..handcrafted.run import evaluate_examples
 
         metrics = evaluate_examples(model, examples, batch_size)
         return {"task": data.spec.name, "split": split, "examples": len(examples), **metrics}

@@ -2,7 +2,7 @@
 
 ``ptuning train --task conll03,conll04`` builds one `PromptModel` per task on one frozen backbone;
 the models share the prompt module (the same `PrefixEncoder` object), each has its own head. Batches
-are single-task, drawn by the rule of `ptuning.task_sampling` (``--task-sampling proportional`` or
+are single-task, drawn by the rule of `ptuning.training.sampling` (``--task-sampling proportional`` or
 ``temperature``). Every epoch each task is evaluated on its validation split; the best checkpoint is
 the one with the best mean of the tasks' primary metrics (``average``).
 
@@ -10,7 +10,7 @@ The output folder holds one ordinary single-task checkpoint per task (``<output-
 shared prompt and that task's head), so ``ptuning eval``, ``predict`` and ``serve`` load a task of it
 unchanged (``ptuning serve --prompt conll04=<output-dir>/conll04``), plus ``multitask.json`` (the
 tasks), ``metrics.json`` (every task's dev metrics) and ``train_config.json``. ``--init-from
-<output-dir>`` starts a single-task run from the shared prompt (see `ptuning.transfer`).
+<output-dir>`` starts a single-task run from the shared prompt (see `ptuning.training.transfer`).
 """
 
 from __future__ import annotations
@@ -27,28 +27,28 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import set_seed
 
-from .checkpoint import RUN_ID, commit_staged, load_training_state, new_run_id, save_checkpoint, staging_dir
-from .data import encode, make_collator, subsample
-from .data.features import Collator
-from .data.spec import DataError, TaskSpec
+from ..checkpoint import RUN_ID, commit_staged, load_training_state, new_run_id, save_checkpoint, staging_dir
+from ..data import encode, make_collator, subsample
+from ..data.features import Collator
+from ..data.load import EVAL_SUBSET_SEED, load_data
+from ..errors import DataError
+from ..model import PromptModel
+from ..tasks import TaskSpec
+from .config import TrainConfig
 from .evaluation import EvalSet
-from .modeling import PromptModel
-from .task_sampling import SAMPLING_RULES, TaskBatchSampler
-from .train_config import TrainConfig
+from .run import RUN_SETTINGS, check_resume
+from .sampling import SAMPLING_RULES, TaskBatchSampler
 from .trainer import (
     CHECKPOINTS,
-    EVAL_SUBSET_SEED,
     PromptTrainer,
     WallClock,
     last_complete_checkpoint,
-    load_data,
     process_rank,
     run_callbacks,
     training_arguments,
     world_size_of_run,
     write_json,
 )
-from .training import RUN_SETTINGS, check_resume
 from .transfer import MULTITASK_FILE, init_prompt_from
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")

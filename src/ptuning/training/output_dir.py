@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 LOCK_NAME = ".ptuning.lock"
 HOLDER_NAME = ".ptuning.lock.json"

@@ -17,22 +17,22 @@ from typing import Any
 
 from transformers import TrainerCallback, set_seed
 
-from .checkpoint import CONFIG_NAME, RUN_ID, commit_staged, new_run_id, save_checkpoint, staging_dir
-from .config import HANDCRAFTED
-from .data import encode, make_collator, subsample
-from .data.spec import DataError
+from ..checkpoint import CONFIG_NAME, RUN_ID, commit_staged, new_run_id, save_checkpoint, staging_dir
+from ..core.config import HANDCRAFTED
+from ..core.precision import resolve_precision
+from ..data import encode, make_collator, subsample
+from ..data.load import EVAL_SUBSET_SEED, load_data
+from ..errors import DataError
+from ..model import PromptModel
+from ..wording import plural
+from .config import TrainConfig
 from .evaluation import EvalSet
-from .modeling import PromptModel
 from .output_dir import claim_output_dir
-from .precision import resolve_precision
-from .train_config import TrainConfig as TrainConfig  # re-exported: its home before train_config
 from .trainer import (
     CHECKPOINTS,
-    EVAL_SUBSET_SEED,
     PromptTrainer,
     WallClock,
     last_complete_checkpoint,
-    load_data,
     process_rank,
     run_callbacks,
     total_steps,
@@ -40,7 +40,6 @@ from .trainer import (
     world_size_of_run,
     write_json,
 )
-from .wording import plural
 
 RUN_SETTINGS = "train_config.json"
 
@@ -129,10 +128,14 @@ def check_resume(cfg: TrainConfig, settings: dict[str, Any]) -> str | None:
 def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Train, evaluate on the validation split, save the best prompt-only checkpoint and metrics.json.
 
-    Several comma-separated tasks (or training files) train one shared prompt (`ptuning.multitask`).
+    Several comma-separated tasks (or training files) train one shared prompt (`ptuning.training.multitask`).
     `callbacks` join the Trainer's in a single-task run (`ptuning tune` prunes trials through one).
-    The run holds `cfg.output_dir` (`ptuning.output_dir.claim_output_dir`): a second run given the
-    same folder is refused while this one writes (under DDP rank 0 holds it for all)."""
+    The run holds `cfg.output_dir` (`ptuning.training.output_dir.claim_output_dir`): a second run given the
+    same folder is refused while this one writes (under DDP rank 0 holds it for all).
+
+        >>> import ptuning
+        >>> ptuning.train(ptuning.TrainConfig.build(task="sst2", epochs=1, output_dir="outputs/sst2"))
+    """
     if process_rank() != 0:
         return _train(cfg, callbacks)
     with claim_output_dir(cfg.output_dir, overwrite=cfg.overwrite):
@@ -141,7 +144,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> d
 
 def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[str, Any]:
     if cfg.method == HANDCRAFTED:
-        from .handcrafted.run import train_handcrafted
+        from ..handcrafted.run import train_handcrafted
 
         return train_handcrafted(cfg)
     if "," in cfg.task or (isinstance(cfg.train_file, str) and "," in cfg.train_file):
@@ -178,7 +181,7 @@ def _train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[st
     eval_set = EvalSet(spec, eval_examples, tokenizer, length)
     shallow_cache = None
     if cfg.cache_shallow_layers:
-        from .shallow_cache import attach_shallow_cache
+        from ..core.shallow_cache import attach_shallow_cache
 
         shallow_cache = attach_shallow_cache(
             model, train_features, make_collator(spec, tokenizer), batch_size=cfg.eval_batch_size

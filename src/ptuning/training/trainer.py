@@ -1,5 +1,5 @@
 """The Trainer machinery of a run: `PromptTrainer` (prompt-only checkpoints), the length-grouped
-sampler, callbacks, `TrainingArguments` from a `TrainConfig`, the run's data, and resume discovery.
+sampler, callbacks, `TrainingArguments` from a `TrainConfig`, and resume discovery.
 
 `Trainer` brings the optimizer, schedule, gradient accumulation, DDP through Accelerate, bf16,
 TensorBoard logging, length-grouped batches, per-epoch evaluation, best-checkpoint selection and
@@ -28,70 +28,17 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler, find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .checkpoint import atomic_write_text, load_training_state, save_checkpoint
-from .data import load_task, load_user_task
-from .data.holdout import hold_out
-from .data.readers import describe_source, is_in_memory_record
-from .data.spec import DataError, TaskSpec
-from .heads import head_class
-from .precision import hold_frozen_in_bf16, resolve_precision
-from .train_config import TrainConfig
-from .wording import plural
+from ..checkpoint import atomic_write_text, load_training_state, save_checkpoint
+from ..core.precision import hold_frozen_in_bf16, resolve_precision
+from ..heads import head_class
+from ..tasks import TaskSpec
+from ..wording import plural
+from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 COMPLETE_MARKER = "trainer_state.json"  # Trainer writes it last in a checkpoint folder
-EVAL_SUBSET_SEED = 0  # the same evaluation subset whatever the training seed, so runs compare
-
-
-# --- data -------------------------------------------------------------------------------------
-
-
-def load_data(cfg: TrainConfig):
-    """The run's `TaskData`: a built-in task, or the user's own data (files or data passed from
-    Python), with a validation split held out of the training data where `cfg.validation_split` asks.
-
-    Without --validation-split the validation data is --validation-file, or the validation part of a
-    DatasetDict given as --train-file; with it, any validation data becomes `TaskData.test`."""
-    _check_resumed_data(cfg)
-    own = cfg.train_file is not None or cfg.validation_file is not None
-    if own and cfg.train_file is None:
-        raise DataError("--validation-file needs --train-file (the data to train on)")
-    if own:
-        data = load_user_task(
-            cfg.task_type,
-            cfg.train_file,
-            cfg.validation_file,
-            text_column=cfg.text_column,
-            text_pair_column=cfg.text_pair_column,
-            label_column=cfg.label_column,
-            tag_column=cfg.tag_column,
-            name=cfg.task,
-            require_validation=cfg.validation_split is None,
-        )
-    else:
-        data = load_task(cfg.task, cfg.data_dir)
-    if cfg.validation_split is not None:
-        data = hold_out(data, cfg.validation_split, EVAL_SUBSET_SEED)
-    return data
-
-
-def _check_resumed_data(cfg: TrainConfig) -> None:
-    """A resumed run must train on the data its checkpoints came from: a folder trained on data passed
-    from Python is resumed from Python, with that data (train_config.json records its description)."""
-    if not cfg.resume:
-        return
-    try:
-        before = json.loads((Path(cfg.output_dir) / "train_config.json").read_text())
-    except (OSError, ValueError):
-        return
-    recorded = before.get("train_file") if isinstance(before, dict) else None
-    if is_in_memory_record(recorded) and recorded != describe_source(cfg.train_file):
-        raise DataError(
-            f"{cfg.output_dir} was trained on data passed from Python ({recorded}): resume it from Python "
-            "with the same data (ptuning.train(TrainConfig.build(train_file=..., resume=True)))"
-        )
 
 
 # --- the trainer ------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, check_backbone, read_config
+from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, check_backbone, read_config
+from ..errors import CheckpointError
 
 MULTITASK_FILE = "multitask.json"
 

@@ -23,10 +23,11 @@ from filelock import FileLock
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
-from .checkpoint import atomic_write_text
-from .search_space import PARAMETERS, Choice, Range, Space
-from .trainer import CHECKPOINTS
-from .training import TrainConfig, train
+from ..checkpoint import atomic_write_text
+from ..training.config import TrainConfig
+from ..training.run import train
+from ..training.trainer import CHECKPOINTS
+from .space import PARAMETERS, Choice, Range, Space
 
 STUDY_DB = "study.db"
 STUDY_LOCK = "study.db.lock"

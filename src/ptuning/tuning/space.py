@@ -2,7 +2,7 @@
 
 No Optuna here (the command's `--help` lists the spaces without importing it): a space is a dict of
 parameter name -> `Range` (uniform, log-uniform for the learning rate) or `Choice` (categorical), and
-`ptuning.tuning` turns it into `trial.suggest_*` calls.
+`ptuning.tuning.search` turns it into `trial.suggest_*` calls.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UserError
-from .limits import out_of_bounds
+from ..core.limits import out_of_bounds
+from ..errors import UserError
 
 # parameter -> (the `ptuning train` option it sets, its type)
 PARAMETERS: dict[str, tuple[str, type]] = {
@@ -126,7 +126,7 @@ def _number(name: str, kind: type, text: str, where: str) -> Any:
 
 
 def _check_bounds(name: str, value: float, where: str) -> None:
-    """The bound `ptuning train` and the checkpoint validator hold the setting to (`ptuning.limits`);
+    """The bound `ptuning train` and the checkpoint validator hold the setting to (`ptuning.core.limits`);
     a dropout is also kept below 1 (a dropout of 1 drops every prompt vector)."""
     problem = out_of_bounds(name, value)
     if problem is not None:

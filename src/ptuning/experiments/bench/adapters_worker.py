@@ -1,4 +1,4 @@
-"""One measurement inside the AdapterHub `adapters` environment (run by `ptuning.bench.peers`, behind bench/bench_adapters.py).
+"""One measurement inside the AdapterHub `adapters` environment (run by `ptuning.experiments.bench.peers`, behind bench/bench_adapters.py).
 
 Standalone on purpose: this file runs under `adapters`' own transformers (4.57.x), where ptuning
 (transformers 5) cannot be imported. It builds MiniLM as a sequence classifier, adds the method
@@ -50,7 +50,7 @@ def measure(args: argparse.Namespace) -> dict:
         model.add_adapter("prefix", config=PrefixTuningConfig(prefix_length=args.prefix_len, flat=flat))
         model.train_adapter("prefix")
         model.classifier.requires_grad_(True)  # a trained head, as ptuning's prompt methods have
-    gen = torch.Generator().manual_seed(args.seed)  # the batch of ptuning.bench.worker.measure_method
+    gen = torch.Generator().manual_seed(args.seed)  # the batch of worker.measure_method
     batch = {
         "input_ids": torch.randint(1000, 20000, (args.batch_size, args.seq_len), generator=gen),
         "attention_mask": torch.ones(args.batch_size, args.seq_len, dtype=torch.long),

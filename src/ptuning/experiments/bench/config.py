@@ -1,6 +1,6 @@
 """Speed and memory of each method, side by side: what `ptuning bench` measures.
 
-Every method runs in a fresh Python process (`python -m ptuning.bench.worker --worker JSON`), so its
+Every method runs in a fresh Python process (`python -m ptuning.experiments.bench.worker --worker JSON`), so its
 peak memory is its own and no method warms a cache for another. A worker builds the model on a
 fixed random batch (batch size x sequence length, every token real) and measures:
 
@@ -15,7 +15,7 @@ fixed random batch (batch size x sequence length, every token real) and measures
 * ``infer_ms``: median eval-mode forward latency of the same batch with the method's prompt, and
   ``infer_plain_ms``: the same model with no prompt at all (the frozen backbone + head).
 
-The step and inference run under bf16 autocast where `ptuning.precision` says so (a GPU, a CPU with
+The step and inference run under bf16 autocast where `ptuning.core.precision` says so (a GPU, a CPU with
 native bf16; `bf16` True/False forces the choice). Rows of PEFT methods that fail record the
 exception text as their result. `run_bench` runs all methods `repeats` times round-robin (so slow
 drifts of a shared machine hit every method alike) and reports the median over repeats, and the
@@ -68,7 +68,7 @@ class BenchConfig:
     methods: tuple[str, ...] = ALL_METHODS
     device: str = "auto"  # auto, cpu, cuda
     threads: int | None = None  # torch CPU threads (None: torch's default)
-    bf16: bool | None = None  # bf16 autocast: True, False, None (ptuning.precision's default)
+    bf16: bool | None = None  # bf16 autocast: True, False, None (ptuning.core.precision's default)
     num_labels: int = 2
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)

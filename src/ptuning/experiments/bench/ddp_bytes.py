@@ -45,9 +45,9 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, method: 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        from ptuning.config import PromptConfig
+        from ptuning.core.config import PromptConfig
         from ptuning.data import get_task_spec
-        from ptuning.modeling import PromptModel
+        from ptuning.model import PromptModel
 
         torch.manual_seed(0)
         config = PromptConfig(method=method, prefix_len=args.prefix_len)

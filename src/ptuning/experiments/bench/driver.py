@@ -25,7 +25,7 @@ def run_worker(cfg: BenchConfig, method: str, timeout: float | None = None) -> d
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "ptuning.bench.worker", "--worker", payload],
+            [sys.executable, "-m", "ptuning.experiments.bench.worker", "--worker", payload],
             capture_output=True,
             text=True,
             env=env,
@@ -52,7 +52,7 @@ def environment(cfg: BenchConfig) -> dict[str, Any]:
     import torch
     import transformers
 
-    from ..precision import resolve_precision
+    from ...core.precision import resolve_precision
 
     device = cfg.resolved_device()
     info = {

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .demo import make_checkpoints, make_input
+from ...testing import make_checkpoints
+from .demo import make_input
 
 LIMITS = {"max_inputs": 8, "max_chars": 2000}
 

@@ -32,7 +32,7 @@ def _build_peft(cfg: BenchConfig, options: dict[str, Any]):
     from peft import PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from ..backbones import resolve
+    from ...core.backbones import resolve
 
     base = AutoModelForSequenceClassification.from_pretrained(
         resolve(cfg.backbone), num_labels=cfg.num_labels, attn_implementation="sdpa"
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from ptuning.backbones import resolve
+    from ptuning.core.backbones import resolve
 
     from .driver import run_worker
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from ptuning.bench.config import METHOD_SPECS, BenchConfig
-from ptuning.bench.worker import _build_ours
-from ptuning.precision import Precision, cpu_supports_bf16
+from ptuning.core.precision import Precision, cpu_supports_bf16
+from ptuning.experiments.bench.config import METHOD_SPECS, BenchConfig
+from ptuning.experiments.bench.worker import _build_ours
 
 
 def _timed(fn) -> float:

@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]  # the checkout (src/ptuning/bench/serving.py)
+REPO = Path(__file__).resolve().parents[4]  # the checkout (src/ptuning/experiments/bench/serving.py)
 BACKBONE = "minilm"
 NUM_TASKS = 8
 BATCH = 32
@@ -89,10 +89,10 @@ def make_checkpoints(folder: Path, *, fine_tune: bool, prefix_lens: list[int] | 
     """NUM_TASKS classification checkpoints on MiniLM with random prompts/heads (no training needed)."""
     import torch
 
-    from ptuning.backbones import load_backbone
-    from ptuning.config import PromptConfig
-    from ptuning.data.spec import TaskSpec
-    from ptuning.modeling import PromptModel
+    from ptuning.core.backbones import load_backbone
+    from ptuning.core.config import PromptConfig
+    from ptuning.model import PromptModel
+    from ptuning.tasks import TaskSpec
 
     backbone, _ = load_backbone(BACKBONE)
     torch.manual_seed(0)
@@ -130,7 +130,7 @@ def memory_worker(scenario: str, config: dict) -> dict:
 
     torch.set_num_threads(2)
     from ptuning.inference import Predictor
-    from ptuning.modeling import PromptModel
+    from ptuning.model import PromptModel
     from ptuning.serving import MultiTaskPredictor
 
     texts = sentences(BATCH)
@@ -165,7 +165,7 @@ def measure_memory(config: dict) -> dict[str, dict]:
         command = [
             sys.executable,
             "-m",
-            "ptuning.bench.serving",
+            "ptuning.experiments.bench.serving",
             "--memory-worker",
             scenario,
             "--config",
@@ -200,7 +200,7 @@ def measure_throughput(
 
     import torch
 
-    from ptuning.backbones import load_backbone
+    from ptuning.core.backbones import load_backbone
     from ptuning.inference import Predictor
     from ptuning.serving import MultiTaskPredictor
 
@@ -267,7 +267,7 @@ def measure_fairness(prompts: list[str], texts: list[str], *, device: str = "cpu
     """Small requests' latency beside one large request, with fair turns and with whole requests."""
     import torch
 
-    from ptuning.backbones import load_backbone
+    from ptuning.core.backbones import load_backbone
     from ptuning.serving import MicroBatcher, MultiTaskPredictor
 
     class WholeRequests(MicroBatcher):

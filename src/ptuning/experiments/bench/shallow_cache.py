@@ -6,9 +6,9 @@ variant alike, each variant training one epoch over the same features (AdamW, tr
   fine-tune            every weight trains
   ptv2-all             P-Tuning v2, prompts in all L layers
   ptv2-top-k           P-Tuning v2, prompts in the top k layers, uncached
-  ptv2-top-k-cached    the same with ptuning.shallow_cache (build time reported separately)
+  ptv2-top-k-cached    the same with ptuning.core.shallow_cache (build time reported separately)
 
-and, with --accuracy, trains `ptuning.training.train` on an SST-2 subset with and without the cache
+and, with --accuracy, trains `ptuning.training.run.train` on an SST-2 subset with and without the cache
 (same seeds) to report its effect on dev accuracy (the cached path has no dropout in the lower
 layers; otherwise it is the same computation).
 
@@ -27,7 +27,7 @@ import torch
 
 
 def _features(n: int, max_len: int):
-    from ptuning.backbones import load_backbone
+    from ptuning.core.backbones import load_backbone
     from ptuning.data import encode, load_task, make_collator, subsample
 
     data = load_task("sst2")
@@ -39,9 +39,9 @@ def _features(n: int, max_len: int):
 
 
 def _model(spec, method: str, prompt_layers: int | None, prefix_len: int):
-    from ptuning.backbones import load_backbone
-    from ptuning.config import PromptConfig
-    from ptuning.modeling import PromptModel
+    from ptuning.core.backbones import load_backbone
+    from ptuning.core.config import PromptConfig
+    from ptuning.model import PromptModel
 
     torch.manual_seed(0)
     backbone, _ = load_backbone("minilm")
@@ -63,7 +63,7 @@ def epoch_seconds(model, batches) -> float:
 
 
 def timing(args) -> dict:
-    from ptuning.shallow_cache import attach_shallow_cache
+    from ptuning.core.shallow_cache import attach_shallow_cache
 
     spec, features, collate = _features(args.examples, args.max_len)
     batches = [collate(features[i : i + args.batch_size]) for i in range(0, len(features), args.batch_size)]
@@ -123,7 +123,8 @@ def timing(args) -> dict:
 def accuracy(args) -> dict:
     import tempfile
 
-    from ptuning.training import TrainConfig, train
+    from ptuning.training.config import TrainConfig
+    from ptuning.training.run import train
 
     out = {}
     k = args.top

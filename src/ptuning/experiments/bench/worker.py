@@ -1,5 +1,5 @@
 """One method measured in this process: step time, peak memory, size, inference latency
-(`python -m ptuning.bench.worker --worker JSON`, started by `ptuning.bench.driver.run_worker`)."""
+(`python -m ptuning.experiments.bench.worker --worker JSON`, started by `ptuning.experiments.bench.driver.run_worker`)."""
 
 from __future__ import annotations
 
@@ -50,10 +50,10 @@ class _RssSampler:
 
 
 def _build_ours(cfg: BenchConfig, options: dict[str, Any]):
-    from ..backbones import load_backbone
-    from ..config import PromptConfig
-    from ..data.spec import TaskSpec
-    from ..modeling import PromptModel
+    from ...core.backbones import load_backbone
+    from ...core.config import PromptConfig
+    from ...model import PromptModel
+    from ...tasks import TaskSpec
 
     backbone, _ = load_backbone(cfg.backbone)
     spec = TaskSpec("bench", "classification", tuple(f"l{i}" for i in range(cfg.num_labels)), "accuracy")
@@ -98,8 +98,8 @@ def _measure_handcrafted(cfg: BenchConfig, device: str) -> dict[str, Any]:
     mask token, against the plain backbone's forward pass; the checkpoint is its JSON file."""
     import torch
 
-    from ..data.spec import TaskSpec
-    from ..handcrafted import HandcraftedScorer, Template, Verbalizer, save_handcrafted
+    from ...handcrafted import HandcraftedScorer, Template, Verbalizer, save_handcrafted
+    from ...tasks import TaskSpec
 
     labels = tuple(f"l{i}" for i in range(cfg.num_labels))
     words = ("terrible", "great", "okay", "bad", "good", "fine", "awful", "nice")
@@ -177,7 +177,7 @@ def measure_method(cfg: BenchConfig, name: str) -> dict[str, Any]:
         batch = {k: v.to(device) for k, v in batch.items()}
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=1e-4)
-        from ..precision import resolve_precision
+        from ...core.precision import resolve_precision
 
         autocast = resolve_precision(cfg.bf16, device).autocast()
 
@@ -244,7 +244,7 @@ def _worker_main(payload: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ptuning.bench.worker")
+    parser = argparse.ArgumentParser(prog="python -m ptuning.experiments.bench.worker")
     parser.add_argument("--worker", required=True, help="JSON payload (internal)")
     args = parser.parse_args(argv)
     return _worker_main(args.worker)

@@ -25,7 +25,6 @@ lever cells, their settings), `run` (run_cell, run_protocol), `aggregate`, `rend
 
 from .aggregate import aggregate, latest_ok
 from .cells import BASELINE, Cell, cells, kept_levers, lever_cells, lever_settings, prompt_length, setting_of
-from .gaps import _gap_table
 from .protocols import (
     DRY_RUN,
     MAIN_METHODS,
@@ -50,7 +49,6 @@ __all__ = [
     "Cell",
     "Protocol",
     "TaskSetting",
-    "_gap_table",
     "aggregate",
     "cells",
     "dry_run",

@@ -205,7 +205,7 @@ def shared_settings(
 
 def zero_shot_applies(method: str, task: str) -> bool:
     """Handcrafted prompts need a default template and verbalizer, which classification tasks have."""
-    from ..handcrafted.templates import DEFAULT_PROMPTS
+    from ...handcrafted.templates import DEFAULT_PROMPTS
 
     return method != "handcrafted" or task in DEFAULT_PROMPTS
 

@@ -30,9 +30,9 @@ class TaskSetting:
     batch_size: int = 16
     pooling: str = "cls"
     prefix_len: int | None = None  # None: the protocol's prefix_len
-    # method -> learning rate, where it differs from ptuning.config.DEFAULT_LEARNING_RATES
+    # method -> learning rate, where it differs from ptuning.core.config.DEFAULT_LEARNING_RATES
     learning_rates: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
-    # the tuning studies of a protocol with tune_trials (ptuning.report.tuning_budget): training subset,
+    # the tuning studies of a protocol with tune_trials (ptuning.experiments.report.tuning_budget): training subset,
     # dev subset, epochs of each trial, and the prompt lengths searched (none: the protocol's P)
     tune_train_samples: int | None = None
     tune_eval_samples: int | None = None
@@ -58,9 +58,9 @@ class Protocol:
     # tasks they apply to: "handcrafted" on the classification tasks with a default template
     zero_shot_methods: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
-    # bf16: None takes ptuning.precision's default (bf16 on a GPU or CPU that has it natively)
+    # bf16: None takes ptuning.core.precision's default (bf16 on a GPU or CPU that has it natively)
     bf16: bool | None = None
-    # equal tuning budgets (ptuning.report.tuning_budget): trials per (task, method), 0 = no tuning
+    # equal tuning budgets (ptuning.experiments.report.tuning_budget): trials per (task, method), 0 = no tuning
     tune_trials: int = 0
     tune_lr_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     # method -> TrainConfig fields the method's main cells take (not its tuning trials): levers that
@@ -98,7 +98,7 @@ PROTOCOLS: dict[str, Protocol] = {
         description=(
             "Reduced CPU protocol (fp32): MiniLM, training subsets of 160-600 examples, short sequences, "
             "2-3 epochs, 2 seeds, batch 16. Prompt methods use their default learning rates "
-            "(ptuning.config.DEFAULT_LEARNING_RATES: prompt-tuning 3e-2, prefix-tuning 1e-3 (through its MLP), "
+            "(ptuning.core.config.DEFAULT_LEARNING_RATES: prompt-tuning 3e-2, prefix-tuning 1e-3 (through its MLP), "
             "p-tuning-v2 1e-2); fine-tuning uses 1e-4 instead of its default 3e-5, because these runs "
             "take under 120 optimizer steps and at 3e-5 the freshly initialised head barely moves. "
             "Sentence-level tasks (SST-2, RTE) read the encoder by mean pooling, the pooling this "
@@ -146,7 +146,7 @@ PROTOCOLS: dict[str, Protocol] = {
         description=(
             "One-GPU protocol: MiniLM on whole training sets (SQuAD: the offline dev file split by "
             "article), bf16 autocast on CUDA, every method at its default learning rate "
-            "(ptuning.config.DEFAULT_LEARNING_RATES: fine-tune 3e-5, prompt-tuning 3e-2, prefix-tuning "
+            "(ptuning.core.config.DEFAULT_LEARNING_RATES: fine-tune 3e-5, prompt-tuning 3e-2, prefix-tuning "
             "1e-3 through its MLP, p-tuning-v2 1e-2), P = 16, mean pooling for the sentence tasks. "
             "Sized for about 7 minutes of one H100 with four cells at a time (`--jobs 4`); cells run "
             "first seed first, prefix-tuning's later cells last, so a run cut short by its time limit "

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..config import METHODS, default_learning_rate
+from ...core.config import METHODS, default_learning_rate
 from .aggregate import _mean_std, aggregate, latest_ok
 from .cells import BASELINE, cells, kept_levers, lever_cells
 from .convergence import convergence_check, convergence_lines, convergence_summary

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ...errors import DataError
 from .cells import (
     LONGER,
     Cell,
@@ -149,7 +149,7 @@ def drop_cut_line(folder: Path) -> None:
         keep = raw + b"\n"  # a whole row that only lacks its newline
     except ValueError:
         keep = head + b"\n" if head else b""
-    from ..checkpoint import atomic_write_text
+    from ...checkpoint import atomic_write_text
 
     atomic_write_text(path, keep.decode("utf-8", errors="replace"))
 
@@ -162,7 +162,7 @@ def _append(folder: Path, row: dict[str, Any]) -> None:
 
 def _learning_curve(run_dir: Path, metric: str) -> list[dict[str, float]]:
     """(epoch, dev metric, train loss) per evaluation, from the last checkpoint's trainer state."""
-    from ..trainer import CHECKPOINTS, complete_checkpoints
+    from ...training.trainer import CHECKPOINTS, complete_checkpoints
 
     found = complete_checkpoints(run_dir / CHECKPOINTS)
     if not found:
@@ -192,7 +192,8 @@ def run_cell(
     override the protocol's."""
     import torch
 
-    from ..training import TrainConfig, train
+    from ...training.config import TrainConfig
+    from ...training.run import train
 
     if threads:
         torch.set_num_threads(threads)

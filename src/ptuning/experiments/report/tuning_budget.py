@@ -18,12 +18,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..search_space import PARAMETERS, Choice, Range, Space
-from ..train_config import OPTION_FIELDS
+from ...training.config import OPTION_FIELDS
+from ...tuning.space import PARAMETERS, Choice, Range, Space
 from .cells import shared_settings, tuning_size
 
 if TYPE_CHECKING:
-    from ..train_config import TrainConfig
+    from ...training.config import TrainConfig
     from .protocols import Protocol, TaskSetting
 
 TUNING_DIR = "tuning"
@@ -55,7 +55,7 @@ def fixed_settings(
 
 
 def _trial_config(settings: argparse.Namespace) -> TrainConfig:
-    from ..train_config import TrainConfig
+    from ...training.config import TrainConfig
 
     return TrainConfig.build(**vars(settings), progress=False)
 
@@ -70,7 +70,7 @@ def tune_protocol(
     log=print,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Run (or resume) every study of the protocol that has not finished; returns `tuned_settings`."""
-    from ..tuning import TuneConfig, run_search, write_results
+    from ...tuning.search import TuneConfig, run_search, write_results
 
     wanted = set(tasks) if tasks else None
     for setting in protocol.tasks:
