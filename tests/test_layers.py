@@ -167,7 +167,8 @@ def test_the_library_never_imports_the_commands_or_the_experiments():
     experiments_importers = sorted(
         name
         for name, edges in graph.items()
-        if not _inside(name, "ptuning.experiments") and any(_inside(edge, "ptuning.experiments") for edge in edges)
+        if not _inside(name, "ptuning.experiments")
+        and any(_inside(edge, "ptuning.experiments") for edge in edges)
     )
     # the two commands that run them; nothing of the library
     assert experiments_importers == ["ptuning.commands.bench", "ptuning.commands.report"]
@@ -198,7 +199,9 @@ def test_core_imports_nothing_above_it():
     core = sorted(name for name in graph if _inside(name, "ptuning.core"))
     assert "ptuning.core.injection" in core and "ptuning.core.config" in core
     climbs = {
-        name: sorted(edge for edge in graph[name] if not _inside(edge, "ptuning.core") and edge not in CORE_MAY_IMPORT)
+        name: sorted(
+            edge for edge in graph[name] if not _inside(edge, "ptuning.core") and edge not in CORE_MAY_IMPORT
+        )
         for name in core
     }
     assert climbs == dict.fromkeys(core, [])
