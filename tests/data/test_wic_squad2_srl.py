@@ -240,10 +240,11 @@ def test_squad2_prediction_answers_nothing_past_the_threshold():
 
 
 def test_srl_truncation_flag_counts_the_predicate_marker(tokenizer):
-    from ptuning.inference import _too_long
+    from ptuning.heads import head_class
 
     spec = load_task("conll05", DATA).spec
+    too_long = head_class(spec.task_type).truncated  # what the Predictor's "truncated" flag reads
     words = ["cat"] * 10  # [CLS] + 10 + [SEP] = 12 tokens; the marker adds "cat" [SEP]
-    assert not _too_long(spec, {"tokens": words}, tokenizer, 12)
-    assert _too_long(spec, {"tokens": words, "predicate": 3}, tokenizer, 12)
-    assert not _too_long(spec, {"tokens": words, "predicate": 3}, tokenizer, 14)
+    assert not too_long({"tokens": words}, tokenizer, 12)
+    assert too_long({"tokens": words, "predicate": 3}, tokenizer, 12)
+    assert not too_long({"tokens": words, "predicate": 3}, tokenizer, 14)
