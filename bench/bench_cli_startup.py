@@ -18,7 +18,13 @@ from pathlib import Path
 
 COMMANDS = {
     "ptuning --help": ["--help"],
-    "ptuning train --train-file missing.csv": ["train", "--train-file", "missing.csv", "--validation-file", "x.csv"],
+    "ptuning train --train-file missing.csv": [
+        "train",
+        "--train-file",
+        "missing.csv",
+        "--validation-file",
+        "x.csv",
+    ],
 }
 
 

@@ -1,11 +1,11 @@
 """bf16 autocast against fp32, interleaved step by step in one process: step time and inference latency.
 
-A thin entry point to `ptuning.bench.precision` (`python -m ptuning.bench.precision` runs the same).
+A thin entry point to `ptuning.experiments.bench.precision` (`python -m ptuning.experiments.bench.precision` runs the same).
 """
 
 import sys
 
-from ptuning.bench.precision import main
+from ptuning.experiments.bench.precision import main
 
 if __name__ == "__main__":
     sys.exit(main())

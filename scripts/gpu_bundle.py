@@ -48,7 +48,7 @@ def pack(data_dir: Path, out: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from ptuning.backbones import resolve
+    from ptuning.core.backbones import resolve
 
     shutil.rmtree(out, ignore_errors=True)
     model_dir = Path(resolve("minilm"))

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import ptuning
-from ptuning.data.spec import TaskSpec
 from ptuning.heads import (
     HEADS,
     ChoiceHead,
@@ -24,6 +23,7 @@ from ptuning.heads import (
     build_head,
     head_class,
 )
+from ptuning.tasks import TaskSpec
 
 BINARY = TaskSpec("binary", "classification", ("neg", "pos"), "accuracy")
 SCORE = TaskSpec("score", "regression", (), "pearson")
@@ -176,7 +176,7 @@ def _task_type_literals(path: Path) -> int:
 
 
 def test_training_inference_and_serving_have_no_task_type_switches():
-    files = ["inference.py", "decode.py", "modeling.py", "training.py", "multitask.py"]
+    files = ["inference.py", "decode.py", "model.py", "training/run.py", "training/multitask.py"]
     files += [str(p.relative_to(PACKAGE)) for p in (PACKAGE / "serving").glob("*.py")]
     counts = {name: _task_type_literals(PACKAGE / name) for name in files}
     assert counts == dict.fromkeys(files, 0)
@@ -184,8 +184,8 @@ def test_training_inference_and_serving_have_no_task_type_switches():
 
 
 def test_a_prefix_mask_per_example_reaches_every_choice():
-    from ptuning.config import PromptConfig
-    from ptuning.modeling import PromptModel
+    from ptuning.core.config import PromptConfig
+    from ptuning.model import PromptModel
     from ptuning.testing import tiny_backbone
 
     torch.manual_seed(0)

@@ -1,9 +1,11 @@
-"""The layers of the package: no import circles, the library never imports the command line,
-`import ptuning.cli` (and so `ptuning --help`) loads no torch, every error has one base."""
+"""The layers of the package: no import circles, no module takes a name from the package facade,
+`core` stands on nothing above it, the library never imports the command line or the experiments,
+`import ptuning.cli` (and so `ptuning --help`) loads no torch, every error has one base and one home."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import subprocess
 import sys
@@ -93,6 +95,31 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return found
 
 
+def facade_imports() -> list[str]:
+    """`module:line` of every import, in the package, that takes a name from the facade
+    (`ptuning/__init__.py`): `import ptuning`, `from ptuning import X`, `from .. import X` where X
+    is not a submodule. Inside the package names come from the module that defines them."""
+    files = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    found = []
+    for name, path in files.items():
+        if name == "ptuning":
+            continue
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                if any(alias.name == "ptuning" for alias in node.names):
+                    found.append(f"{name}:{node.lineno}")
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                if module == "ptuning" and any(f"ptuning.{alias.name}" not in files for alias in node.names):
+                    found.append(f"{name}:{node.lineno}")
+    return found
+
+
 def test_cycle_finder_finds_a_circle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [{"a", "b", "c"}]
@@ -101,9 +128,9 @@ def test_cycle_finder_finds_a_circle():
 
 def test_import_graph_sees_imports_inside_functions():
     full, top = import_graph(), import_graph(top_level_only=True)
-    assert "ptuning.checkpoint" in full["ptuning.modeling"]  # loading: PromptModel.from_pretrained
-    assert "ptuning.transfer" in full["ptuning.training"]  # imported inside run() (--init-from)
-    assert "ptuning.transfer" not in top["ptuning.training"]
+    assert "ptuning.checkpoint" in full["ptuning.model"]  # loading: PromptModel.from_pretrained
+    assert "ptuning.training.transfer" in full["ptuning.training.run"]  # imported inside run() (--init-from)
+    assert "ptuning.training.transfer" not in top["ptuning.training.run"]
     assert len(full) > 40  # every module of the package was read
 
 
@@ -122,6 +149,64 @@ def test_no_import_circle_inside_functions():
 def test_the_library_never_imports_the_command_line():
     importers = sorted(name for name, edges in import_graph().items() if "ptuning.cli" in edges)
     assert importers == ["ptuning.__main__"]
+
+
+def _inside(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_library_never_imports_the_commands_or_the_experiments():
+    graph = import_graph()
+    command_line = ("ptuning.cli", "ptuning.__main__", "ptuning.commands")
+    commands_importers = sorted(
+        name
+        for name, edges in graph.items()
+        if not any(_inside(name, top) for top in command_line)
+        and any(_inside(edge, "ptuning.commands") for edge in edges)
+    )
+    assert commands_importers == []
+    experiments_importers = sorted(
+        name
+        for name, edges in graph.items()
+        if not _inside(name, "ptuning.experiments")
+        and any(_inside(edge, "ptuning.experiments") for edge in edges)
+    )
+    # the two commands that run them; nothing of the library
+    assert experiments_importers == ["ptuning.commands.bench", "ptuning.commands.report"]
+
+
+def test_no_module_takes_a_name_from_the_package_facade():
+    assert facade_imports() == []
+
+
+def test_the_facade_finder_sees_a_climb_back_up(tmp_path, monkeypatch):
+    package = tmp_path / "ptuning"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("__version__ = '1'\n")
+    (package / "errors.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "a.py").write_text("from .. import __version__\nfrom .. import errors\n")
+    (package / "sub" / "b.py").write_text("def f():\n    import ptuning\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
+    assert sorted(facade_imports()) == ["ptuning.sub.a:1", "ptuning.sub.b:2"]
+
+
+# core: the injection, prompts, backbones, settings, precision and the shallow cache, readable on their own
+# leaves that import nothing of ptuning: the errors, the task types, the version, the method registry
+CORE_MAY_IMPORT = {"ptuning.errors", "ptuning.tasks", "ptuning._version", "ptuning.methods"}
+
+
+def test_core_imports_nothing_above_it():
+    graph = import_graph()
+    core = sorted(name for name in graph if _inside(name, "ptuning.core"))
+    assert "ptuning.core.injection" in core and "ptuning.core.config" in core
+    climbs = {
+        name: sorted(
+            edge for edge in graph[name] if not _inside(edge, "ptuning.core") and edge not in CORE_MAY_IMPORT
+        )
+        for name in core
+    }
+    assert climbs == dict.fromkeys(core, [])
 
 
 def test_import_cli_and_help_load_no_torch():
@@ -149,7 +234,7 @@ def test_import_cli_and_help_load_no_torch():
 
 
 def test_package_names_load_on_first_use():
-    from ptuning.modeling import PromptModel
+    from ptuning.model import PromptModel
 
     assert ptuning.PromptModel is PromptModel
     for name in ptuning.__all__:
@@ -159,13 +244,23 @@ def test_package_names_load_on_first_use():
         ptuning.nope  # noqa: B018
 
 
-def test_every_error_has_one_base_and_keeps_its_old_home():
-    from ptuning.backbones import BackboneError
-    from ptuning.checkpoint import CheckpointError
-    from ptuning.cli import UserError
-    from ptuning.data.spec import DataError
+def test_every_error_has_one_base_and_one_home():
+    from ptuning.core import backbones, shallow_cache
+    from ptuning.core.shallow_cache import ShallowCacheError
+    from ptuning.errors import BackboneError, CheckpointError, DataError, UserError
     from ptuning.serving import UnknownTaskError
-    from ptuning.shallow_cache import ShallowCacheError
+
+    for kind in (DataError, BackboneError, CheckpointError, UserError):
+        assert kind.__module__ == "ptuning.errors", kind
+        assert getattr(ptuning, kind.__name__) is kind  # and the facade names it
+    # the former homes export them no more (their modules use them, nothing re-exports them)
+    assert "BackboneError" not in getattr(backbones, "__all__", ())
+    assert ShallowCacheError.__module__ == shallow_cache.__name__
+    for gone in ("FIELDS", "_too_long"):
+        assert not hasattr(importlib.import_module("ptuning.inference"), gone), gone
+    assert not hasattr(importlib.import_module("ptuning.tasks"), "DataError")
+    assert not hasattr(importlib.import_module("ptuning.training.trainer"), "load_data")
+    assert "_gap_table" not in importlib.import_module("ptuning.experiments.report").__all__
 
     assert (DataError, BackboneError, CheckpointError, UserError) == (
         errors.DataError,

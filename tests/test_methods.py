@@ -18,12 +18,12 @@ OWN_PLACES = ("methods.py", "handcrafted/")
 # The benchmark's rows: "fine-tune" is the row its ratios divide by, and a worker's "handcrafted"
 # is one of the benchmark's own kinds of row (beside "ours" and "peft").
 ALLOWED = {
-    "report/gaps.py": 4,
-    "report/render.py": 2,
-    "report/aggregate.py": 1,
-    "report/study.py": 4,  # the study's verdicts: p-tuning-v2 against fine-tune, by name
+    "experiments/report/gaps.py": 4,
+    "experiments/report/render.py": 2,
+    "experiments/report/aggregate.py": 1,
+    "experiments/report/study.py": 4,  # the study's verdicts: p-tuning-v2 against fine-tune, by name
     "commands/bench.py": 1,
-    "bench/worker.py": 1,
+    "experiments/bench/worker.py": 1,
 }
 
 
@@ -89,7 +89,7 @@ def test_registered_methods_and_their_properties():
 def test_hooks_resolve_to_callables():
     from ptuning.handcrafted.run import HandcraftedPredictor
     from ptuning.inference import Predictor
-    from ptuning.multitask import train_prompt_model
+    from ptuning.training.multitask import train_prompt_model
 
     for name in method_names():
         method = get_method(name)
@@ -105,8 +105,8 @@ def test_hooks_resolve_to_callables():
 def test_method_choices_and_spaces_come_from_the_registry():
     from typing import get_args
 
-    from ptuning.search_space import DEFAULT_SPACES
-    from ptuning.train_config import TrainConfig, TrainMethod
+    from ptuning.tuning.space import DEFAULT_SPACES
+    from ptuning.training.config import TrainConfig, TrainMethod
 
     assert get_args(TrainMethod) == method_names()
     assert list(DEFAULT_SPACES) == [m for m in method_names() if get_method(m).search_space]

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from ptuning.data import KNOWN_TASKS, TaskSpec, get_task_spec
+from ptuning.data import KNOWN_TASKS, get_task_spec
 from ptuning.metrics import answer_f1, compute_metrics, normalize_answer
+from ptuning.tasks import TaskSpec
 
 BINARY = TaskSpec("binary", "classification", ("neg", "pos"), "f1")
 

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from ptuning.checkpoint import CheckpointError
-from ptuning.config import METHODS, PromptConfig
-from ptuning.data.spec import TaskSpec
-from ptuning.modeling import PromptModel
+from ptuning.core.config import METHODS, PromptConfig
+from ptuning.errors import CheckpointError
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 from ptuning.testing import tiny_backbone
 
 SPEC = TaskSpec("toy", "classification", labels=("no", "yes"))

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from ptuning.cli import main
-from ptuning.config import PromptConfig
-from ptuning.data.spec import TaskSpec
-from ptuning.modeling import PromptModel
+from ptuning.core.config import PromptConfig
+from ptuning.model import PromptModel
+from ptuning.tasks import TaskSpec
 from ptuning.testing import tiny_backbone
 
 SPEC = TaskSpec("sentiment", "classification", labels=("negative", "positive"))

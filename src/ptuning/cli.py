@@ -12,11 +12,11 @@ import os
 import sys
 from types import ModuleType
 
-from . import __version__
+from ._version import __version__
 from .commands import bench, evaluate, export, import_peft, info, predict, report, serve, train, tune
 from .errors import UserError, error_line
 
-__all__ = ["COMMANDS", "UserError", "available_commands", "build_parser", "main"]
+__all__ = ["COMMANDS", "available_commands", "build_parser", "main"]
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[ModuleType, str]] = {
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["train"]
     parser = build_parser()
     args = parser.parse_args(argv)
-    args._argv = argv[1:]  # the command's own options, for --config FILE (ptuning.settings_file)
+    args._argv = argv[1:]  # the command's own options, for --config FILE (ptuning.commands.settings_file)
     try:
         return int(args._module.run(args) or 0)
     except USER_ERRORS as exc:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data.spec import TaskSpec
 from .heads import head_class
+from .tasks import TaskSpec
 
 
 def format_outputs(spec: TaskSpec, examples, features, logits, flags) -> list[dict[str, Any]]:

@@ -11,27 +11,68 @@ from __future__ import annotations
 
 
 class PtuningError(Exception):
-    """Base class of the errors ptuning raises on purpose."""
+    """Base class of the errors ptuning raises on purpose.
+
+    >>> import ptuning
+    >>> try:
+    ...     ptuning.Predictor.from_checkpoint("no/such/folder")
+    ... except ptuning.PtuningError as exc:
+    ...     print(exc)
+    """
 
 
 class UserError(PtuningError):
-    """An error in what the user asked for (flags, names, their combination): one line, exit code 2."""
+    """An error in what the user asked for (flags, names, their combination): one line, exit code 2.
+
+    >>> from ptuning import UserError
+    >>> raise UserError("--prefix-len must be >= 1, got 0")
+    """
 
 
 class DataError(UserError, ValueError):
-    """Bad user input: the message names the file, the line or record, and what was expected."""
+    """Bad user input: the message names the file, the line or record, and what was expected.
+
+    >>> import ptuning
+    >>> try:
+    ...     ptuning.train(ptuning.TrainConfig.build(train_file="reviews.csv", label_column="stars"))
+    ... except ptuning.DataError as exc:
+    ...     print(exc)  # reviews.csv: no column 'stars' ...
+    """
 
 
 class BackboneError(UserError, ValueError):
-    """A backbone name that cannot be resolved; the message says what to install or pass."""
+    """A backbone name that cannot be resolved; the message says what to install or pass.
+
+    >>> from ptuning import BackboneError
+    >>> from ptuning.core.backbones import load_backbone
+    >>> try:
+    ...     load_backbone("no-such-model")
+    ... except BackboneError as exc:
+    ...     print(exc)
+    """
 
 
 class CheckpointError(UserError, ValueError):
-    """A checkpoint that is missing, malformed, or made for another backbone."""
+    """A checkpoint that is missing, malformed, or made for another backbone.
+
+    >>> import ptuning
+    >>> try:
+    ...     ptuning.PromptModel.from_pretrained("outputs/half-written")
+    ... except ptuning.CheckpointError as exc:
+    ...     print(exc)  # outputs/half-written/prompt.safetensors: ...
+    """
 
 
 class ServingError(PtuningError):
-    """Base class of the errors the serving engine reports to its callers."""
+    """Base class of the errors the serving engine reports to its callers.
+
+    >>> from ptuning import ServingError
+    >>> from ptuning.serving import MultiTaskPredictor
+    >>> try:
+    ...     MultiTaskPredictor.from_checkpoints({"sst2": "outputs/sst2"}).remove_task("nope")
+    ... except ServingError as exc:
+    ...     print(exc)
+    """
 
 
 def error_line(exc: BaseException) -> str:

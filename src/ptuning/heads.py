@@ -34,8 +34,8 @@ from transformers.utils import ModelOutput
 
 from .data import postprocess_qa, spans_from_tags, squad2, word_predictions
 from .data.features import predicate_marker
-from .data.spec import TaskSpec
 from .metrics import compute_metrics
+from .tasks import TaskSpec
 
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # a model row's inputs
 

@@ -31,19 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .core.precision import hold_frozen_in_bf16, resolve_precision
 from .data import encode, make_collator
-from .data.inputs import FIELDS as FIELDS  # re-exported: the input rules above live in data.inputs
 from .data.inputs import InputFormat, parse_input
-from .data.spec import TaskSpec
-from .decode import format_outputs  # its home before decode.py
+from .decode import format_outputs
 from .errors import CheckpointError
-from .heads import head_class
-from .modeling import PromptModel
-from .precision import hold_frozen_in_bf16, resolve_precision
-
-
-def _too_long(spec: TaskSpec, example: dict, tokenizer, max_length: int) -> bool:
-    return head_class(spec.task_type).truncated(example, tokenizer, max_length)
+from .model import PromptModel
 
 
 class Predictor:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 # the hooks of a method trained as a `PromptModel` (the prompt-weights checkpoint)
-PROMPT_MODEL_TRAIN = "ptuning.multitask:train_prompt_model"
+PROMPT_MODEL_TRAIN = "ptuning.training.multitask:train_prompt_model"
 PROMPT_MODEL_PREDICTOR = "ptuning.inference:Predictor.from_prompt_checkpoint"
-PROMPT_MODEL_EVALUATOR = "ptuning.evaluation:PromptModelEvaluator.from_checkpoint"
-PROMPT_MODEL_LOADER = "ptuning.modeling.PromptModel.from_pretrained"
+PROMPT_MODEL_EVALUATOR = "ptuning.training.evaluation:PromptModelEvaluator.from_checkpoint"
+PROMPT_MODEL_LOADER = "ptuning.model.PromptModel.from_pretrained"
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Method:
     - `predictor(checkpoint, *, max_length=None, **kwargs)`: the object with `predict(inputs)` that
       `ptuning.inference.Predictor.from_checkpoint` returns for a checkpoint of this method;
     - `evaluator(checkpoint, max_seq_length)`: an object with `spec` and `score(examples,
-      batch_size, bf16) -> metrics`, for `ptuning.evaluation.evaluate_checkpoint`;
+      batch_size, bf16) -> metrics`, for `ptuning.training.evaluation.evaluate_checkpoint`;
     - `check_options(args)`: checks of its own options before any data or model loads (or None).
     """
 
@@ -51,7 +51,7 @@ class Method:
     gradient: bool = True  # trains by gradient (an optimizer, epochs, early stopping)
     zero_shot: bool = False  # trains on no example unless --max-train-samples gives some
     options: tuple[str, ...] = ()  # TrainConfig fields that only this method reads
-    # `ptuning tune`'s default space in --space syntax (`ptuning.search_space.parse_space`); None:
+    # `ptuning tune`'s default space in --space syntax (`ptuning.tuning.space.parse_space`); None:
     # nothing to search
     search_space: str | None = None
     peft_type: str | None = None  # the PEFT adapter type that holds its prompt (None: none does)

@@ -37,7 +37,7 @@ from scipy import stats
 from seqeval import metrics as seqeval_metrics
 from sklearn import metrics as sk_metrics
 
-from ptuning.data.spec import TaskSpec
+from ptuning.tasks import TaskSpec
 
 
 def compute_metrics(

@@ -2,7 +2,8 @@
 
 `tiny_backbone(model_type)` builds one in memory; `save_tiny_backbone(model_type, folder)` writes a
 local model folder (with the MiniLM WordPiece tokenizer when it is installed, so the CLI can load
-it by path like any other backbone).
+it by path like any other backbone); `make_checkpoints(folder)` saves tiny checkpoints of every task
+type on a tiny BERT (what the serving tests and the load test run on).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def save_tiny_backbone(model_type: str, folder: str | Path, seed: int = 0, *, ml
     `mlm=True` saves it with a masked-LM head (what `--method handcrafted` scores with)."""
     from transformers import AutoTokenizer
 
-    from .backbones import resolve
+    from .core.backbones import resolve
 
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(resolve("minilm"))
@@ -94,3 +95,66 @@ def save_tiny_backbone(model_type: str, folder: str | Path, seed: int = 0, *, ml
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# (task name, task spec kwargs, prompt config kwargs) of the tiny demo checkpoints
+DEMO_TASKS: list[tuple[str, dict, dict]] = [
+    ("sentiment", {"task_type": "classification", "labels": ("negative", "positive")}, {"prefix_len": 4}),
+    (
+        "topic",
+        {"task_type": "classification", "labels": ("world", "sports", "business")},
+        {"prefix_len": 8, "prompt_layers": 2, "pooling": "mean"},
+    ),
+    ("similarity", {"task_type": "regression"}, {"method": "prefix-tuning", "prefix_len": 3}),
+    (
+        "copa",
+        {"task_type": "multiple_choice", "labels": ("0", "1"), "num_choices": 2},
+        {"prefix_len": 5},
+    ),
+    (
+        "ner",
+        {"task_type": "token_classification", "labels": ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")},
+        {"prefix_len": 6},
+    ),
+    ("squad", {"task_type": "question_answering"}, {"prefix_len": 4}),
+    (
+        "intent",
+        {"task_type": "classification", "labels": ("ask", "tell")},
+        {"method": "prompt-tuning", "prefix_len": 4},
+    ),
+]
+
+
+def make_checkpoints(
+    folder: str | Path, backbone_dir: str | Path | None = None, seed: int = 0
+) -> dict[str, Path]:
+    """Tiny checkpoints of every task type (and three methods) on one tiny random BERT.
+
+    Their prompts and heads are random (no training): enough to check that answers are right.
+    Returns {task name: checkpoint folder}."""
+    from .core.backbones import load_backbone
+    from .core.config import PromptConfig
+    from .model import PromptModel
+    from .tasks import TaskSpec
+
+    folder = Path(folder)
+    if backbone_dir is None:
+        backbone_dir = save_tiny_backbone("bert", folder / "tiny-bert")
+    backbone, _ = load_backbone(str(backbone_dir))
+    torch.manual_seed(seed)
+    paths = {}
+    for name, spec_kwargs, config_kwargs in DEMO_TASKS:
+        model = PromptModel(
+            backbone,
+            TaskSpec(name, **spec_kwargs),
+            PromptConfig(**config_kwargs),
+            backbone_name=str(backbone_dir),
+        )
+        with torch.no_grad():
+            for param in model.head.parameters():
+                param.normal_(0, 0.5)
+            if model.input_prompt is not None:
+                model.input_prompt.embedding.add_(torch.randn_like(model.input_prompt.embedding))
+        paths[name] = folder / name
+        model.save_pretrained(paths[name])
+    return paths

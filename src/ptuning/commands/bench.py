@@ -27,7 +27,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..bench import ALL_METHODS, QUICK
+    from ..experiments.bench import ALL_METHODS, QUICK
 
     parser.add_argument("--backbone", default="minilm", help="(default: minilm)")
     parser.add_argument("--batch-size", type=int, default=16, help="(default: 16)")
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..bench import QUICK, BenchConfig, format_table, run_bench
+    from ..experiments.bench import QUICK, BenchConfig, format_table, run_bench
 
     cfg = BenchConfig(
         backbone=args.backbone,
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         for key, value in QUICK.items():
             setattr(cfg, key, value)
     if args.sweep:
-        from ..bench.sweep import format_sweep, plot_sweep, run_sweep
+        from ..experiments.bench.sweep import format_sweep, plot_sweep, run_sweep
 
         output = Path(args.output or "bench/results/sweep.json")
         result = run_sweep(cfg, log=_log)

@@ -62,7 +62,7 @@ def result_name(task: str, split: str, validation_file: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointWriteError, atomic_write_text
     from ..errors import error_line
-    from ..evaluation import evaluate_checkpoint
+    from ..training.evaluation import evaluate_checkpoint
 
     checkpoint = Path(args.checkpoint)
     columns = {

@@ -1,4 +1,4 @@
-"""Command-line options generated from dataclass fields documented with `ptuning.config.option`.
+"""Command-line options generated from dataclass fields documented with `ptuning.core.config.option`.
 
 A field becomes `--field-name` (or its `flag`), typed from its annotation: a Literal gives the
 choices, a bool that defaults to False a switch, a bool that may be None `--x/--no-x`, `int | None`
@@ -109,7 +109,7 @@ def _typed(kind: type, optional: bool, words: tuple[str, ...]):
             ) from None
 
     convert.__name__ = kind.__name__  # argparse names the type in its errors: "invalid int value"
-    # what `--config` files are checked against (ptuning.settings_file): the base type, None, the words
+    # what `--config` files are checked against (ptuning.commands.settings_file): the base type, None, the words
     convert.base_type, convert.optional, convert.words = kind, optional, words
     return convert
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import METHODS
+from ..core.config import METHODS
 from ..methods import get_method
 
 DESCRIPTION = """Print the parameter counts of a backbone with a prompt method and a head: trainable
@@ -39,11 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from ..backbones import PACKAGED, geometry
-    from ..config import PromptConfig
-    from ..data.spec import TaskSpec
-    from ..injection import supported_model_types
-    from ..modeling import PromptModel
+    from ..core.backbones import PACKAGED, geometry
+    from ..core.config import PromptConfig
+    from ..core.injection import supported_model_types
+    from ..model import PromptModel
+    from ..tasks import TaskSpec
 
     spec = TaskSpec("info", "classification", labels=tuple(str(i) for i in range(args.num_labels)))
     config = PromptConfig(

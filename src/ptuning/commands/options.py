@@ -17,6 +17,6 @@ DEFAULTS = {
 def add_bf16_argument(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, answers: bool = False
 ) -> None:
-    """`--bf16` / `--no-bf16`; absent: None, the default of `ptuning.precision` (`answers`: predict, serve)."""
+    """`--bf16` / `--no-bf16`; absent: None, the default of `ptuning.core.precision` (`answers`: predict, serve)."""
     help_text = BF16_HELP.format(default=DEFAULTS[answers])
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help=help_text)

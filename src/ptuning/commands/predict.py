@@ -74,9 +74,9 @@ def _same_file(first: str, second: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..checkpoint import Checkpoint, CheckpointError, atomic_write_text
+    from ..checkpoint import Checkpoint, atomic_write_text
     from ..data.inputs import STDIN, parse_input, read_prediction_inputs
-    from ..errors import UserError
+    from ..errors import CheckpointError, UserError
     from ..inference import Predictor
 
     if bool(args.input) == bool(args.texts):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, DataError, UserError
 from ..methods import get_method, method_names
-from ..train_config import TrainConfig
+from ..training.config import TrainConfig
 from .fields import field_options
 
 __all__ = ["EARLY_STOPPING_OPTIONS", "check_before_loading", "flag_of"]
@@ -28,7 +28,7 @@ TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}  # as ptuning.data.readers reads 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".arrow")
 # ptuning.data.readers.IN_MEMORY_PREFIX: how train_config.json records data passed from Python
 IN_MEMORY_PREFIX = "<in-memory"
-# ptuning.validation.CONFIG_NAME and ptuning.transfer.MULTITASK_FILE (both modules import torch)
+# ptuning.checkpoint.schema.CONFIG_NAME and ptuning.training.transfer.MULTITASK_FILE (both modules import torch)
 CHECKPOINT_CONFIG = "ptuning_config.json"
 MULTITASK_FILE = "multitask.json"
 # --report-to value -> the module it needs, which is also what to pip install
@@ -119,7 +119,7 @@ def check_report_to(report_to: str) -> None:
 
 
 def _check_init_from(folder: Path) -> None:
-    """A checkpoint folder or a multi-task output folder, as `ptuning.transfer.prompt_checkpoint` reads."""
+    """A checkpoint folder or a multi-task output folder, as `ptuning.training.transfer.prompt_checkpoint` reads."""
     if not folder.is_dir():
         raise CheckpointError(f"--init-from {folder}: not a ptuning checkpoint (no such folder)")
     if not ((folder / CHECKPOINT_CONFIG).is_file() or (folder / MULTITASK_FILE).is_file()):

@@ -80,8 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..output_dir import claim_output_dir
-    from ..report import PROTOCOLS, dry_run, read_results
+    from ..experiments.report import PROTOCOLS, dry_run, read_results
+    from ..training.output_dir import claim_output_dir
 
     protocol = PROTOCOLS["full" if args.full else args.protocol]
     if args.seeds:
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, protocol, folder) -> int:
-    from ..report import render, run_protocol
+    from ..experiments.report import render, run_protocol
 
     command = "ptuning " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     if not args.render_only:

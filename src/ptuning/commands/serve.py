@@ -239,7 +239,8 @@ def allowed_hosts(host: str, extra: list[str]) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..serving import InvalidTaskNameError, MultiTaskPredictor
-    from ..serving.app import GracefulServer, ServeSettings, create_app, server_config
+    from ..serving.app import GracefulServer, create_app, server_config
+    from ..serving.settings import ServeSettings
 
     token = args.admin_token if args.admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
     if args.allow_admin_without_token and args.host not in LOOPBACK:

@@ -43,7 +43,7 @@ GROUPS = ("what to train", "prompt", "optimisation", "data", "output")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of every TrainConfig and PromptConfig field (defaults and help from the fields),
     then --quiet and --config."""
-    from ..train_config import TrainConfig
+    from ..training.config import TrainConfig
     from .fields import add_field_options
 
     groups = add_field_options(
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig of parsed options (one-line UserErrors for combinations that cannot run)."""
     from ..errors import UserError
-    from ..train_config import TrainConfig
+    from ..training.config import TrainConfig
     from .fields import values_from
 
     settings = values_from(args, TrainConfig)
@@ -112,7 +112,7 @@ def _write_failure(exc: BaseException, output_dir: str) -> Exception | None:
 def _check_method_options(args: argparse.Namespace, settings: dict) -> None:
     """Refuse options of another method (--template without --method handcrafted), then let the
     method check its own before any data or model loads (`ptuning.methods`: one-line errors)."""
-    from ..config import DEFAULT_METHOD
+    from ..core.config import DEFAULT_METHOD
     from ..errors import UserError
     from ..methods import get_method, method_names
 
@@ -130,7 +130,7 @@ def _check_method_options(args: argparse.Namespace, settings: dict) -> None:
 
 def with_config_file(args: argparse.Namespace) -> argparse.Namespace:
     """`args` completed from --config FILE (the command line wins); bad files are one-line errors."""
-    from ..settings_file import SettingsError, apply_settings_file
+    from .settings_file import SettingsError, apply_settings_file
 
     try:
         return apply_settings_file(args, add_arguments)
@@ -141,13 +141,13 @@ def with_config_file(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..settings_file import explicit_options
     from .preflight import check_before_loading
+    from .settings_file import explicit_options
 
     cfg = config_from_args(with_config_file(args))
     # settings and files first: importing the model code takes seconds, a wrong path should not
     check_before_loading(cfg, explicit_options(add_arguments, getattr(args, "_argv", [])))
-    from ..training import train
+    from ..training.run import train
 
     try:
         metrics = train(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..search_space import describe_spaces
+from ..tuning.space import describe_spaces
 from . import train as train_command
 
 DESCRIPTION = f"""Search the hyperparameters of one method on one task with Optuna: a TPE sampler, median pruning of
@@ -125,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import UserError
     from ..methods import get_method
-    from ..search_space import SpaceError, space_for
-    from ..settings_file import SettingsError, apply_settings_file
-    from ..train_config import MAIN_JOB_TASK
+    from ..training.config import MAIN_JOB_TASK
+    from ..tuning.space import SpaceError, space_for
+    from .settings_file import SettingsError, apply_settings_file
 
     try:
         args = apply_settings_file(args, add_arguments)
@@ -157,8 +157,8 @@ def run(args: argparse.Namespace) -> int:
         _print_plan(args, space, notes, output_dir)
         return 0
 
-    from ..output_dir import claim_output_dir
-    from ..tuning import TuneConfig, TuneError, run_search, write_results
+    from ..training.output_dir import claim_output_dir
+    from ..tuning.search import TuneConfig, TuneError, run_search, write_results
 
     cfg = TuneConfig(
         fixed=fixed,
@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_plan(args: argparse.Namespace, space, notes: list[str], output_dir) -> None:
     """What `--dry-run` prints: the space, one parameter a line, and the budget."""
-    from ..search_space import PARAMETERS
+    from ..tuning.space import PARAMETERS
 
     print(f"search space of {args.method} ({len(space)} parameters):")
     for name, dist in space.items():

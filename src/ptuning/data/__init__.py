@@ -6,7 +6,6 @@ from ptuning.data import squad2, srl, wic
 from ptuning.data.features import MODEL_INPUT_KEYS, encode, make_collator
 from ptuning.data.postprocess import postprocess_qa, spans_from_tags, word_predictions
 from ptuning.data.registry import KNOWN_TASKS, TaskData, get_task_spec, load_task, register_task
-from ptuning.data.spec import DataError, TaskSpec
 from ptuning.data.subsample import subsample
 from ptuning.data.user_files import load_user_task
 
@@ -17,9 +16,7 @@ for _module in (wic, squad2, srl):
 __all__ = [
     "KNOWN_TASKS",
     "MODEL_INPUT_KEYS",
-    "DataError",
     "TaskData",
-    "TaskSpec",
     "encode",
     "get_task_spec",
     "load_task",

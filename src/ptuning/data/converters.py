@@ -20,7 +20,8 @@ from ptuning.data.readers import (
     _to_iob2,
     _type_name,
 )
-from ptuning.data.spec import DataError, TaskSpec
+from ptuning.errors import DataError
+from ptuning.tasks import TaskSpec
 
 Converter = Callable[[_Record, TaskSpec], list[Example]]
 

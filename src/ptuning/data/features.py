@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ptuning.data.spec import DataError, TaskSpec
+from ptuning.errors import DataError
+from ptuning.tasks import TaskSpec
 
 Feature = dict[str, Any]
 

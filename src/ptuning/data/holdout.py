@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from ptuning.data.registry import TaskData
-from ptuning.data.spec import DataError
+from ptuning.errors import DataError
 
 
 def hold_out(data: TaskData, fraction: float, seed: int) -> TaskData:

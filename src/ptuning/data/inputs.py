@@ -38,7 +38,8 @@ from ptuning.data.readers import (
     _read_text,
     _Record,
 )
-from ptuning.data.spec import DataError, TaskSpec
+from ptuning.errors import DataError
+from ptuning.tasks import TaskSpec
 
 #: File formats an `InputFormat` names ("builtin": a built-in task, read by its own loader).
 FILE_FORMATS = ("csv", "tsv", "jsonl", "conll", "squad", "builtin")

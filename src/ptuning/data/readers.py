@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ptuning.data.spec import DataError
+from ptuning.errors import DataError
 
 Example = dict[str, Any]
 PathLike = str | os.PathLike[str]

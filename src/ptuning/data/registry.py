@@ -47,7 +47,8 @@ from ptuning.data.converters import (
     _wsc,
 )
 from ptuning.data.readers import Example, PathLike, _dataset_records, _one_line
-from ptuning.data.spec import DataError, TaskSpec
+from ptuning.errors import DataError
+from ptuning.tasks import TaskSpec
 
 #: Environment variable naming the data directory when no ``data_dir`` is given.
 DATA_ENV = "PTUNING_DATA"

@@ -27,8 +27,8 @@ from ptuning.data.features import Feature
 from ptuning.data.postprocess import postprocess_qa
 from ptuning.data.readers import Example, _read_json, _Record
 from ptuning.data.registry import BuiltinTask, HubSource
-from ptuning.data.spec import TaskSpec
 from ptuning.metrics import answer_exact_match, answer_f1, normalize_answer
+from ptuning.tasks import TaskSpec
 
 
 def read_squad2(path: Path, spec: TaskSpec) -> list[Example]:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ptuning.data.readers import Example, _error, _lines, _read_text
 from ptuning.data.registry import BuiltinTask
-from ptuning.data.spec import TaskSpec
+from ptuning.tasks import TaskSpec
 
 _CORE = ("A0", "A1", "A2", "A3", "A4", "A5", "AA")
 _MODIFIERS = tuple(

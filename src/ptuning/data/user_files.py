@@ -20,7 +20,8 @@ from ptuning.data.readers import (
     read_table_source,
 )
 from ptuning.data.registry import TaskData
-from ptuning.data.spec import TASK_TYPES, DataError, TaskSpec
+from ptuning.errors import DataError
+from ptuning.tasks import TASK_TYPES, TaskSpec
 
 #: What a training or validation source may be: a path, or data passed from Python.
 DataSource = Any

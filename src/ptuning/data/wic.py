@@ -15,7 +15,7 @@ from __future__ import annotations
 from ptuning.data.converters import _class_label, _jsonl
 from ptuning.data.readers import Example, _Record
 from ptuning.data.registry import BuiltinTask, HubSource
-from ptuning.data.spec import TaskSpec
+from ptuning.tasks import TaskSpec
 
 LABELS = ("False", "True")
 

@@ -8,12 +8,12 @@ from .store import is_handcrafted, load_handcrafted, save_handcrafted
 from .templates import DEFAULT_PROMPTS, Template, Verbalizer, resolve_prompt
 
 __all__ = [
+    "is_handcrafted",
     "DEFAULT_PROMPTS",
     "HandcraftedScorer",
     "Template",
     "Verbalizer",
     "fit_label_bias",
-    "is_handcrafted",
     "load_handcrafted",
     "load_scoring_backbone",
     "resolve_prompt",

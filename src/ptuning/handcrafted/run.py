@@ -20,10 +20,11 @@ from transformers import set_seed
 from ..checkpoint import atomic_write_text
 from ..data import subsample
 from ..data.inputs import parse_input
-from ..data.spec import DataError, TaskSpec
+from ..data.load import EVAL_SUBSET_SEED, load_data
 from ..decode import format_outputs
+from ..errors import DataError
 from ..metrics import compute_metrics
-from ..trainer import EVAL_SUBSET_SEED, load_data
+from ..tasks import TaskSpec
 from ..wording import plural
 from .scorer import HandcraftedScorer
 from .store import load_handcrafted, save_handcrafted
@@ -113,7 +114,7 @@ def train_handcrafted(cfg, callbacks=None) -> dict[str, Any]:
 
 
 class HandcraftedEvaluator:
-    """`ptuning.evaluation.evaluate_checkpoint`'s scoring of a handcrafted checkpoint."""
+    """`ptuning.training.evaluation.evaluate_checkpoint`'s scoring of a handcrafted checkpoint."""
 
     def __init__(self, scorer: HandcraftedScorer) -> None:
         self.scorer = scorer

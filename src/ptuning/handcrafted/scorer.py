@@ -28,8 +28,9 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from ..backbones import BackboneError, _quiet_loading, fingerprint, resolve
-from ..data.spec import TaskSpec
+from ..core.backbones import _quiet_loading, fingerprint, resolve
+from ..errors import BackboneError
+from ..tasks import TaskSpec
 from .templates import Template, Verbalizer
 
 SIMILARITY_SCALE = 20.0

@@ -12,18 +12,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..backbones import parameter_bytes
+from .._version import __version__
 from ..checkpoint import (
     CONFIG_NAME,
     FORMAT_VERSION,
-    CheckpointError,
     atomic_write_text,
     check_backbone,
     checkpoint_method,
+    read_config_file,
 )
 from ..checkpoint import spec_from_config as _spec
-from ..validation import read_config_file
+from ..core.backbones import parameter_bytes
+from ..errors import CheckpointError
 from .scorer import HandcraftedScorer, load_scoring_backbone
 from .templates import Template, Verbalizer
 
@@ -37,7 +37,7 @@ def is_handcrafted(directory) -> bool:
 
 
 def save_handcrafted(scorer: HandcraftedScorer, directory) -> dict[str, int]:
-    """Write the checkpoint; returns its byte counts like `ptuning.checkpoint.save_checkpoint`."""
+    """Write the checkpoint; returns its byte counts like `ptuning.checkpoint.files.save_checkpoint`."""
     directory = Path(directory)
     config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,

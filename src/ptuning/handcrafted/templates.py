@@ -16,7 +16,8 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-from ..data.spec import DataError, TaskSpec
+from ..errors import DataError
+from ..tasks import TaskSpec
 
 SLOTS = ("text", "text_pair", "mask")
 

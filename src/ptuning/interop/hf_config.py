@@ -6,7 +6,7 @@ import copy
 
 from transformers import PretrainedConfig
 
-from ..data.spec import TaskSpec
+from ..tasks import TaskSpec
 
 # ptuning task type -> transformers' `problem_type` (what the text-classification pipeline reads
 # to pick softmax or no function); the other task types have none

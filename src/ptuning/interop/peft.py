@@ -36,14 +36,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .. import __version__
-from ..checkpoint import atomic_write_text, save_checkpoint, spec_from_config
-from ..config import PromptConfig
+from .._version import __version__
+from ..checkpoint import CONFIG_NAME, atomic_write_text, save_checkpoint, spec_from_config, validate_config
+from ..core.config import PromptConfig
 from ..data.inputs import InputFormat
-from ..data.spec import TaskSpec
 from ..errors import BackboneError, CheckpointError
 from ..methods import get_method, method_names
-from ..validation import CONFIG_NAME, validate_config
+from ..tasks import TaskSpec
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -102,7 +101,7 @@ def _adapter_layout(model) -> tuple[str, torch.Tensor]:
 
 def _backbone_location(name: str) -> str | None:
     """What PEFT records as `base_model_name_or_path`: the folder or hub id the backbone loads from."""
-    from ..backbones import resolve
+    from ..core.backbones import resolve
 
     try:
         return resolve(name) if name else None
@@ -144,7 +143,7 @@ def export_peft(checkpoint, out, *, backbone=None) -> Export:
     """Write the checkpoint at `checkpoint` as a PEFT adapter folder `out` (see the module docstring).
 
     `backbone`: as for `PromptModel.from_pretrained` (None: the one the checkpoint names)."""
-    from ..modeling import PromptModel
+    from ..model import PromptModel
 
     model = PromptModel.from_pretrained(checkpoint, backbone=backbone)
     saved = validate_config(Path(checkpoint)) if (Path(checkpoint) / CONFIG_NAME).is_file() else {}
@@ -321,8 +320,8 @@ def load_peft_adapter(adapter, *, backbone=None, labels=None, prompt_only: bool 
 
 
 def _load(adapter, backbone, labels, prompt_only: bool):
-    from ..backbones import load_backbone
-    from ..modeling import PromptModel
+    from ..core.backbones import load_backbone
+    from ..model import PromptModel
 
     folder = Path(adapter)
     config = _read_json(folder / ADAPTER_CONFIG)

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import ServingError, error_line
+from ..errors import ServingError
 
 __all__ = [
     "InvalidTaskNameError",
     "QueueFullError",
-    "ServingError",
     "ShuttingDownError",
     "TaskExistsError",
     "UnknownTaskError",
-    "error_line",
 ]
 
 

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from starlette.exceptions import HTTPException
 
 from .responses import error_response
+from .settings import normal_host
 
 if TYPE_CHECKING:
-    from .app import ServeSettings
+    from .settings import ServeSettings
 
 
 class Answers:
@@ -118,10 +119,6 @@ class TooLarge(HTTPException):
 
 
 ADMIN_PATH = re.compile(r"^/v1/tasks/[^/]+/?$")
-
-
-def normal_host(host: str) -> str:
-    return host.strip().strip("[]").rstrip(".").lower()
 
 
 # RFC 9110 Host: a registered name or IPv4 address, or an IPv6 address in brackets, then an

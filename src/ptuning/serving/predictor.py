@@ -31,16 +31,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..backbones import backbone_limit, fingerprint, load_backbone
-from ..checkpoint import CheckpointError
+from ..core.backbones import backbone_limit, fingerprint, load_backbone
+from ..core.injection import LayerPrefix, PrefixInjector
+from ..core.precision import hold_frozen_in_bf16, resolve_precision
 from ..data.features import make_collator
-from ..data.spec import TaskSpec
 from ..decode import format_outputs
+from ..errors import CheckpointError
 from ..heads import ClassificationHead
 from ..inference import Predictor
-from ..injection import LayerPrefix, PrefixInjector
-from ..modeling import PromptModel
-from ..precision import hold_frozen_in_bf16, resolve_precision
+from ..model import PromptModel
+from ..tasks import TaskSpec
 from .errors import InvalidTaskNameError, TaskExistsError, UnknownTaskError
 from .tasks import (
     DEFAULT_MAX_LENGTH,

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from ..data.spec import DataError
+from ..errors import DataError
 
 
 class SafeJSONResponse(JSONResponse):

@@ -11,12 +11,13 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import Checkpoint, CheckpointError
-from ..data.spec import TaskSpec
+from ..checkpoint import Checkpoint
+from ..core.injection import PrefixInjector
+from ..errors import CheckpointError
 from ..inference import Predictor
-from ..injection import PrefixInjector
 from ..methods import find_method
-from ..modeling import PromptModel
+from ..model import PromptModel
+from ..tasks import TaskSpec
 
 DEFAULT_MAX_LENGTH = 256  # tokens per sequence for checkpoints that did not record their length
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

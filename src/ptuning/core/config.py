@@ -1,0 +1,148 @@
+"""Configuration of a prompt method, as a dataclass that round-trips through JSON."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, Literal, get_args
+
+from ..methods import get_method, method_names
+from .limits import check_setting
+
+# the methods of a `PromptConfig` (those trained as a `PromptModel`), in registration order
+METHODS: tuple[str, ...] = method_names(prompt_model=True)
+DEFAULT_METHOD = "p-tuning-v2"
+DEFAULT_BACKBONE = "minilm"  # ptuning.core.backbones.BUILTIN_BACKBONES
+# every method `ptuning train` offers (a handcrafted template + verbalizer has no prompt model)
+TRAIN_METHODS: tuple[str, ...] = method_names()
+DEFAULT_LEARNING_RATES: dict[str, float] = {name: get_method(name).learning_rate for name in TRAIN_METHODS}
+
+
+def default_learning_rate(method: str, prefix_projection: bool = False) -> float:
+    """The learning rate a method trains with unless one is given (`ptuning.methods`).
+
+    Any reparameterized prefix trains at the rate of the method that always reparameterizes
+    (prefix tuning): the MLP's prefix moves far more per step than a plain table."""
+    if prefix_projection and get_method(method).has_prompt:
+        return next(get_method(m).learning_rate for m in METHODS if get_method(m).always_projection)
+    return get_method(method).learning_rate
+
+
+Method = Literal[METHODS]  # type: ignore[valid-type]  # the registry's names
+Pooling = Literal["mean", "cls"]
+PrefixInit = Literal["random", "vocab"]
+
+
+def option(default: Any = MISSING, help: str = "", *, group: str = "", **cli: Any) -> Any:
+    """A dataclass field whose metadata documents it: `help` (the text of its command-line option;
+    "(default: ...)" is appended from the field's default), the option `group`, and command-line
+    details in `cli` (`flag`, `dest`, `metavar`, `default_text`, `cli=False` to leave it off the
+    command line). `ptuning.commands.fields` turns such fields into argparse options, so a default
+    lives in one place: here."""
+    metadata = {"help": help, "group": group, **cli}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class PromptConfig:
+    """How the frozen backbone is prompted (each field's help text says what it does).
+
+    >>> from ptuning import PromptConfig
+    >>> PromptConfig(method="prefix-tuning", prefix_len=16).method
+    'prefix-tuning'
+    """
+
+    method: Method = option(
+        DEFAULT_METHOD,
+        "p-tuning-v2: deep prefix keys/values in every layer; prefix-tuning: the same, always "
+        "reparameterized by an MLP (Li & Liang 2021); prompt-tuning: P vectors at the input only "
+        "(Lester et al. 2021, P-tuning v1); fine-tune: every weight trains",
+        cli=False,  # TrainConfig.method is the option (it also offers handcrafted)
+    )
+    prefix_len: int = option(16, "prompt length P (virtual tokens)", group="prompt")
+    prefix_projection: bool = option(
+        False,
+        "reparameterize the prefix through Embedding(P, H) -> Linear(H, h) -> Tanh -> Linear(h, L*2*H) "
+        "(forced on for prefix-tuning)",
+        group="prompt",
+    )
+    projection_hidden: int = option(512, "MLP width h of --prefix-projection", group="prompt")
+    prompt_dropout: float = option(
+        0.1, "dropout on the prefix keys/values (or the input prompt)", group="prompt"
+    )
+    prompt_dropout_per_example: bool = option(
+        False,
+        "draw the prompt dropout mask per example, as the reference implementation does, instead of "
+        "one mask for the whole batch",
+        group="prompt",
+    )
+    prompt_layers: int | None = option(
+        None, "prompt only the top k layers", group="prompt", metavar="K", default_text="all"
+    )
+    prefix_init: PrefixInit = option(
+        "random",
+        "how a deep prefix table starts: random normal (std --init-std), or the keys and values the "
+        "backbone computes for P random vocabulary tokens (Li & Liang 2021; not with --prefix-projection)",
+        group="prompt",
+    )
+    init_std: float = option(1.0, "standard deviation of the random prefix table", group="prompt")
+    pooling: Pooling = option(
+        "mean",
+        "what sentence-level heads read: the mean of the token states, or the first token as in the "
+        "paper (both built-in backbones are sentence encoders trained with mean pooling; on SST-2 mean "
+        "gave 82.8%% against 75.9%% for cls in the main job)",
+        group="prompt",
+    )
+    head_dropout: float = option(0.1, "dropout before the linear head", group="prompt")
+    backbone_dropout: bool = option(
+        True,
+        "keep the backbone's own dropout while training; --no-backbone-dropout sets every dropout "
+        "module of the backbone to p=0, so a frozen backbone gives the prompt and head the same "
+        "states on every pass (the prompt's and the head's dropout stay)",
+        group="prompt",
+    )
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        method = get_method(self.method)
+        if method.always_projection and self.prefix_init == "vocab":
+            raise ValueError(
+                f"prefix_init 'vocab' sets a plain prefix table: {self.method} always has the MLP"
+            )
+        if method.always_projection:
+            self.prefix_projection = True
+        if method.has_prompt:  # a method without a prompt does not use its prefix_len
+            check_setting("prefix_len", self.prefix_len)
+        if self.prompt_layers is not None:
+            check_setting("prompt_layers", self.prompt_layers)
+        for name, allowed in (("method", Method), ("pooling", Pooling), ("prefix_init", PrefixInit)):
+            if getattr(self, name) not in get_args(allowed):
+                raise ValueError(
+                    f"{name} must be one of {', '.join(get_args(allowed))}, got {getattr(self, name)!r}"
+                )
+        if self.prefix_init == "vocab" and self.prefix_projection:
+            raise ValueError("prefix_init 'vocab' sets a plain prefix table: not with prefix_projection")
+
+    @property
+    def deep(self) -> bool:
+        """True for methods that put a prefix in the attention of every (prompted) layer."""
+        return get_method(self.method).deep
+
+    @property
+    def input_prompt(self) -> bool:
+        """True for methods that put P trained vectors before the input embeddings."""
+        return get_method(self.method).input_prompt
+
+    @property
+    def freezes_backbone(self) -> bool:
+        return get_method(self.method).freezes_backbone
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,375 @@
+"""Running a protocol cell by cell: one JSON line per finished cell in ``results.jsonl``, a rerun
+skips what is done."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ...errors import DataError
+from .cells import (
+    LONGER,
+    Cell,
+    cells,
+    kept_levers,
+    lever_cells,
+    lever_settings,
+    longer_settings,
+    setting_of,
+    shared_settings,
+)
+from .protocols import RESULTS, Protocol
+
+
+class ResultsError(DataError):
+    """A results.jsonl line that is not a row `run_protocol` writes (one line naming file and line)."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# what rendering reads of a row: field -> (check, what it must be)
+_ROW_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "key": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    "status": (lambda v: v in ("ok", "error"), '"ok" or "error"'),
+}
+_OK_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "task": (lambda v: isinstance(v, str), "a string"),
+    "method": (lambda v: isinstance(v, str), "a string"),
+    "kind": (lambda v: isinstance(v, str), "a string"),
+    "metric": (lambda v: isinstance(v, str), "a string"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "prefix_len": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "score": (_number, "a finite number"),
+    "trainable_params": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "total_params": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "train_seconds": (_number, "a finite number"),
+    "curve": (
+        lambda v: (
+            isinstance(v, list)
+            and all(isinstance(c, dict) and _number(c.get("metric")) and _number(c.get("epoch")) for c in v)
+        ),
+        "a list of {epoch, metric} objects with finite numbers",
+    ),
+}
+
+
+def row_problem(row: Any) -> str | None:
+    """None when `row` is a row rendering can read, else what is wrong with it."""
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got a JSON {type(row).__name__}"
+    fields = {**_ROW_FIELDS, **(_OK_FIELDS if row.get("status") == "ok" else {})}
+    for name, (check, expected) in fields.items():
+        if name not in row:
+            if name == "curve":
+                continue
+            return f"'{name}' is missing"
+        if not check(row[name]):
+            shown = json.dumps(row[name], default=str)[:40]
+            return f"'{name}' must be {expected}, got {shown}"
+    return None
+
+
+def _parse(line: bytes) -> Any:
+    """One line as JSON; raises ValueError saying why not."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        # NaN and Infinity are not JSON: they would reach the table as numbers
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+def read_results(folder: Path, *, strict: bool = False) -> list[dict[str, Any]]:
+    """The rows of `folder`'s results.jsonl. A last line without its newline that does not parse is
+    what a crash mid-write leaves: skipped (that cell runs again). Any other line that is not a row
+    is skipped too, or with `strict` (`ptuning report --render-only`) a ResultsError naming the file
+    and line; strict, a missing file or one without rows is an error too."""
+    path = Path(folder) / RESULTS
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if strict:
+            raise ResultsError(f"{path}: no such file; run the protocol first (ptuning report)") from None
+        return []
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    rows = []
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = _parse(line)
+        except ValueError as exc:
+            if number == len(lines):  # the last line, without its newline: a crash cut it short
+                continue
+            row, problem = None, str(exc)
+        else:
+            problem = row_problem(row)
+        if problem is None:
+            rows.append(row)
+        elif strict:
+            raise ResultsError(f"{path}:{number}: {problem}; expected a row ptuning report writes")
+    if strict and not rows:
+        raise ResultsError(f"{path}: the file holds no results; run the protocol first (ptuning report)")
+    return rows
+
+
+def drop_cut_line(folder: Path) -> None:
+    """Remove a last line a crash cut short (no newline, not JSON), so that the next row starts on a
+    line of its own and the file renders strictly; its cell runs again."""
+    path = Path(folder) / RESULTS
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return
+    if not raw or raw.endswith(b"\n"):
+        return
+    head, _, last = raw.rpartition(b"\n")
+    try:
+        _parse(last)
+        keep = raw + b"\n"  # a whole row that only lacks its newline
+    except ValueError:
+        keep = head + b"\n" if head else b""
+    from ...checkpoint import atomic_write_text
+
+    atomic_write_text(path, keep.decode("utf-8", errors="replace"))
+
+
+def _append(folder: Path, row: dict[str, Any]) -> None:
+    with (Path(folder) / RESULTS).open("a") as f:
+        f.write(json.dumps(row, default=str) + "\n")
+        f.flush()
+
+
+def _learning_curve(run_dir: Path, metric: str) -> list[dict[str, float]]:
+    """(epoch, dev metric, train loss) per evaluation, from the last checkpoint's trainer state."""
+    from ...training.trainer import CHECKPOINTS, complete_checkpoints
+
+    found = complete_checkpoints(run_dir / CHECKPOINTS)
+    if not found:
+        return []
+    history = json.loads((found[-1] / "trainer_state.json").read_text()).get("log_history", [])
+    curve, last_loss = [], None
+    for entry in history:
+        if "loss" in entry:
+            last_loss = entry["loss"]
+        key = f"eval_{metric}"
+        if key in entry:
+            curve.append({"epoch": entry.get("epoch"), "metric": entry[key], "train_loss": last_loss})
+    return curve
+
+
+def run_cell(
+    cell: Cell,
+    protocol: Protocol,
+    work: Path,
+    *,
+    bf16: bool | None = False,
+    data_dir: str | None = None,
+    threads: int | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one cell; `settings` (TrainConfig fields: tuned values, the method's final settings)
+    override the protocol's."""
+    import torch
+
+    from ...training.config import TrainConfig
+    from ...training.run import train
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    setting = setting_of(protocol, cell.task)
+    run_dir = work / cell.key.replace("/", "_")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cfg = TrainConfig.build(
+        **{
+            **shared_settings(protocol, setting, cell.method, bf16=bf16, data_dir=data_dir),
+            "prefix_len": cell.prefix_len,
+            "seed": cell.seed,
+            "learning_rate": setting.learning_rates.get(cell.method),
+            "output_dir": str(run_dir),
+            "progress": False,
+            **({"max_train_samples": 0} if cell.method in protocol.zero_shot_methods else {}),
+            **(settings or {}),
+        }
+    )
+    row: dict[str, Any] = {**asdict(cell), "key": cell.key, "protocol": protocol.name}
+    if settings:
+        row["settings"] = settings
+    start = time.perf_counter()
+    try:
+        metrics = train(cfg)
+        row.update(
+            status="ok",
+            metric=metrics["metric"],
+            score=metrics["validation"][metrics["metric"]],
+            validation=metrics["validation"],
+            trainable_params=metrics["trainable_params"],
+            total_params=metrics["total_params"],
+            checkpoint_bytes=metrics.get("checkpoint_bytes"),
+            train_seconds=metrics["train_seconds"],
+            train_examples=metrics["train_examples"],
+            eval_examples=metrics["eval_examples"],
+            learning_rate=cfg.lr,
+            curve=_learning_curve(run_dir, metrics["metric"]),
+        )
+        for name in ("epochs_done", "best_epoch", "stopped_early"):  # --epochs auto: where it stopped
+            if name in metrics:
+                row[name] = metrics[name]
+        if protocol.validation_split:
+            # the split chose the checkpoint (its score selects); the dev set, scored once, reports
+            row["selection_score"] = row["score"]
+            if "dev" not in metrics:
+                raise DataError(f"{cell.task}: no dev set to score once after training on the split")
+            row.update(score=metrics["dev"][metrics["metric"]], dev=metrics["dev"])
+        if not _number(row["score"]):  # a diverged run: no result to render (the cell runs again)
+            row.update(status="error", error=f"the dev {row['metric']} is {row['score']}")
+    except Exception as exc:  # recorded as the cell's result; the protocol goes on
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
+    row["wall_seconds"] = round(time.perf_counter() - start, 1)
+    shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints are not part of the report
+    return row
+
+
+def run_protocol(
+    protocol: Protocol,
+    folder: Path,
+    *,
+    tasks: Iterable[str] | None = None,
+    bf16: bool | None = False,
+    data_dir: str | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    log=print,
+    tune_only: bool = False,
+) -> list[dict[str, Any]]:
+    """Train every cell not yet in results.jsonl; `jobs` > 1 runs that many cells at once, each in
+    its own process (with `threads` torch threads each), and this process appends their rows.
+
+    A protocol with tuning runs (or resumes) its studies first, in this process (`tune_only`: only
+    them)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    drop_cut_line(folder)
+    tuned: dict[tuple[str, str], dict[str, Any]] = {}
+    if protocol.tune_trials:
+        from .tuning_budget import tune_protocol
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        tuned = tune_protocol(
+            protocol, folder, tasks=tasks, bf16=bf16, data_dir=data_dir, jobs=jobs, threads=threads, log=log
+        )
+        if tune_only:
+            return read_results(folder)
+    elif protocol.settings_from:  # another study's settings: refused before any training if not found yet
+        from .tuning_budget import borrowed_settings
+
+        tuned = borrowed_settings(protocol, folder)
+        log(f"protocol {protocol.name}: settings from {folder.parent / protocol.settings_from}")
+    rows = read_results(folder)
+    done = {row["key"] for row in rows if row.get("status") == "ok"}
+    levers = [c for c in lever_cells(protocol, tasks, tuned) if c.key not in done]
+    if levers:  # before the main cells, which take the levers that helped
+        log(f"protocol {protocol.name}: {len(levers)} lever cells to run")
+        _run_cells(
+            levers,
+            protocol,
+            folder,
+            jobs,
+            log,
+            bf16=bf16,
+            data_dir=data_dir,
+            threads=threads,
+            settings=lambda cell: {
+                **tuned.get((cell.task, cell.method), {}),
+                **lever_settings(protocol, cell),
+            },
+        )
+        rows = read_results(folder)
+        done = {row["key"] for row in rows if row.get("status") == "ok"}
+    final = final_settings(protocol, rows)
+    todo = [c for c in cells(protocol, tasks, tuned) if c.key not in done]
+    log(f"protocol {protocol.name}: {len(todo)} cells to run, {len(done)} already done ({folder / RESULTS})")
+
+    def settings(cell: Cell) -> dict[str, Any]:
+        if cell.kind not in ("main", LONGER):
+            return {}
+        main = {**tuned.get((cell.task, cell.method), {}), **final.get(cell.method, {})}
+        return main if cell.kind == "main" else {**main, **longer_settings(protocol, cell)}
+
+    _run_cells(
+        todo, protocol, folder, jobs, log, bf16=bf16, data_dir=data_dir, threads=threads, settings=settings
+    )
+    return read_results(folder)
+
+
+def final_settings(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each method's settings for its main cells: the protocol's, and for the lever method the levers
+    that helped."""
+    out = {method: dict(values) for method, values in protocol.final_settings.items()}
+    for name, verdict in kept_levers(protocol, rows).items():
+        if verdict["kept"]:
+            out.setdefault(protocol.lever_method, {}).update(protocol.levers[name])
+    return out
+
+
+def _run_cells(todo, protocol, folder, jobs, log, *, bf16, data_dir, threads, settings) -> None:
+    """Train `todo` (one at a time, or `jobs` processes) and append each row as it finishes."""
+    work = folder / "_runs"
+    options = {"bf16": bf16, "data_dir": data_dir, "threads": threads}
+
+    def finished(index: int, cell: Cell, row: dict[str, Any]) -> None:
+        _append(folder, row)
+        if row["status"] == "ok":
+            log(
+                f"[{index}/{len(todo)}] {cell.key}: {row['metric']} {row['score']:.4f} in {row['wall_seconds']:.0f} s"
+            )
+        else:
+            log(f"[{index}/{len(todo)}] {cell.key}: failed: {row['error']}")
+
+    if jobs <= 1:
+        for index, cell in enumerate(todo, 1):
+            log(f"[{index}/{len(todo)}] {cell.key} ...")
+            finished(index, cell, run_cell(cell, protocol, work, **options, settings=settings(cell)))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1) as pool:
+            futures = {
+                pool.submit(run_cell, cell, protocol, work, **options, settings=settings(cell)): cell
+                for cell in todo
+            }
+            for index, future in enumerate(as_completed(futures), 1):
+                cell = futures[future]
+                try:
+                    row = future.result()
+                except Exception as exc:  # the worker process died: record it, go on
+                    row = {**asdict(cell), "key": cell.key, "protocol": protocol.name, "status": "error"}
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                finished(index, cell, row)
+    shutil.rmtree(work, ignore_errors=True)
