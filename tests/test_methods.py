@@ -105,8 +105,8 @@ def test_hooks_resolve_to_callables():
 def test_method_choices_and_spaces_come_from_the_registry():
     from typing import get_args
 
-    from ptuning.tuning.space import DEFAULT_SPACES
     from ptuning.training.config import TrainConfig, TrainMethod
+    from ptuning.tuning.space import DEFAULT_SPACES
 
     assert get_args(TrainMethod) == method_names()
     assert list(DEFAULT_SPACES) == [m for m in method_names() if get_method(m).search_space]
