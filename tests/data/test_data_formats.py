@@ -335,8 +335,8 @@ def test_a_dataframe_run_records_a_description_and_refuses_to_be_rerun_from_it(
     assert "trained on data passed from Python" in capsys.readouterr().err
     assert main(["train", "--resume", "--output-dir", str(out), "--backbone", str(tiny_bert_dir)]) == 2
     assert "resume it from Python with the same data" in capsys.readouterr().err
-    # from Python with the same data, the run resumes
-    resumed = train(cfg.updated(resume=True, max_steps=3))
+    # from Python with the same data, the run resumes (a step more: a changed setting, said so)
+    resumed = train(cfg.updated(resume=True, resume_with_changes=True, max_steps=3))  # 1 step more
     assert resumed["global_steps"] == 3
 
 

@@ -465,7 +465,7 @@ def test_a_fresh_search_is_refused_on_a_folder_in_use(tmp_path, capsys):
 def test_successive_halving_over_epochs_prunes_a_trial_behind_the_best_third(tmp_path):
     import optuna
 
-    from ptuning.tuning import PruneCallback, TuneConfig, TuneError, _pruner
+    from ptuning.tuning.search import PruneCallback, TuneConfig, TuneError, _pruner
 
     cfg = TuneConfig(fixed={}, space={}, output_dir=tmp_path, pruner="successive-halving", by_epoch=True)
     study = optuna.create_study(direction="maximize", pruner=_pruner(cfg))
@@ -493,7 +493,7 @@ def test_successive_halving_over_epochs_prunes_a_trial_behind_the_best_third(tmp
 def test_param_importances_need_two_complete_trials():
     import optuna
 
-    from ptuning.tuning import param_importances
+    from ptuning.tuning.search import param_importances
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: t.suggest_float("lr", 1e-3, 1e-1, log=True), n_trials=1)

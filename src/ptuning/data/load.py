@@ -25,7 +25,6 @@ def load_data(cfg: TrainConfig):
 
     Without --validation-split the validation data is --validation-file, or the validation part of a
     DatasetDict given as --train-file; with it, any validation data becomes `TaskData.test`."""
-    _check_resumed_data(cfg)
     own = cfg.train_file is not None or cfg.validation_file is not None
     if own and cfg.train_file is None:
         raise DataError("--validation-file needs --train-file (the data to train on)")
@@ -48,7 +47,7 @@ def load_data(cfg: TrainConfig):
     return data
 
 
-def _check_resumed_data(cfg: TrainConfig) -> None:
+def check_resumed_data(cfg: TrainConfig) -> None:
     """A resumed run must train on the data its checkpoints came from: a folder trained on data passed
     from Python is resumed from Python, with that data (train_config.json records its description)."""
     if not cfg.resume:

@@ -20,7 +20,7 @@ from transformers import TrainerCallback, set_seed
 from ..checkpoint import CONFIG_NAME, RUN_ID, commit_staged, new_run_id, save_checkpoint, staging_dir
 from ..core.precision import resolve_precision
 from ..data import encode, make_collator, subsample
-from ..data.load import EVAL_SUBSET_SEED, load_data
+from ..data.load import EVAL_SUBSET_SEED, check_resumed_data, load_data
 from ..errors import DataError
 from ..methods import get_method
 from ..model import PromptModel
@@ -104,6 +104,7 @@ def check_resume(cfg: TrainConfig, settings: dict[str, Any]) -> str | None:
     """With `cfg.resume`: refuse settings that differ from the run's in `cfg.output_dir` (one line
     naming them) unless `cfg.resume_with_changes`. Returns the run's id, which the resumed run keeps
     (None when there is no run there, or it has none)."""
+    check_resumed_data(cfg)  # data passed from Python: its own message, before the settings' diff
     before = run_settings(Path(cfg.output_dir))
     if before is None:
         return None
