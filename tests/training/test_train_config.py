@@ -158,7 +158,8 @@ def test_the_new_options_default_as_the_library():
 def test_preflight_names_mirror_the_modules_that_import_torch():
     from ptuning.checkpoint import CONFIG_NAME
     from ptuning.commands import preflight
-    from ptuning.data.readers import _TABLE_DELIMITERS, TABLE_FILE_BUILDERS
+    from ptuning.data.readers import _TABLE_DELIMITERS
+    from ptuning.data.tables import TABLE_FILE_BUILDERS
     from ptuning.training.transfer import MULTITASK_FILE
 
     assert preflight.CHECKPOINT_CONFIG == CONFIG_NAME and preflight.MULTITASK_FILE == MULTITASK_FILE

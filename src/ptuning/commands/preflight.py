@@ -24,9 +24,9 @@ __all__ = ["EARLY_STOPPING_OPTIONS", "check_before_loading", "flag_of"]
 # the options that only --epochs auto reads
 EARLY_STOPPING_OPTIONS = ("patience", "min_delta", "max_epochs")
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}  # as ptuning.data.readers reads them
-# ptuning.data.readers.TABLE_FILE_BUILDERS: what a table file may be
+# ptuning.data.tables.TABLE_FILE_BUILDERS: what a table file may be
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".arrow")
-# ptuning.data.readers.IN_MEMORY_PREFIX: how train_config.json records data passed from Python
+# ptuning.data.tables.IN_MEMORY_PREFIX: how train_config.json records data passed from Python
 IN_MEMORY_PREFIX = "<in-memory"
 # ptuning.checkpoint.schema.CONFIG_NAME and ptuning.training.transfer.MULTITASK_FILE (both modules import torch)
 CHECKPOINT_CONFIG = "ptuning_config.json"

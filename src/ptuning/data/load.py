@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import DataError
 from .holdout import hold_out
-from .readers import describe_source, is_in_memory_record
 from .registry import load_task
+from .tables import describe_source, is_in_memory_record
 from .user_files import load_user_task
 
 if TYPE_CHECKING:  # data reads the run's settings; it does not build on the training layer

@@ -46,7 +46,8 @@ from ptuning.data.converters import (
     _tsv,
     _wsc,
 )
-from ptuning.data.readers import Example, PathLike, _dataset_records, _one_line
+from ptuning.data.readers import Example, PathLike, _one_line
+from ptuning.data.tables import _dataset_records
 from ptuning.errors import DataError
 from ptuning.tasks import TaskSpec
 

@@ -9,17 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ptuning.data.converters import _float_label, _read_squad
-from ptuning.data.readers import (
-    TABLE_FILE_BUILDERS,
-    Example,
-    _iob2_order,
-    _read_conll,
-    _Record,
-    _to_iob2,
-    is_in_memory,
-    read_table_source,
-)
+from ptuning.data.readers import Example, _iob2_order, _read_conll, _Record, _to_iob2
 from ptuning.data.registry import TaskData
+from ptuning.data.tables import TABLE_FILE_BUILDERS, is_in_memory, read_table_source
 from ptuning.errors import DataError
 from ptuning.tasks import TASK_TYPES, TaskSpec
 
@@ -44,7 +36,7 @@ def load_user_task(
 ) -> TaskData:
     """A task from the user's own training and validation data.
 
-    Each source is a path or data passed from Python (`ptuning.data.readers.read_table_source`). A
+    Each source is a path or data passed from Python (`ptuning.data.tables.read_table_source`). A
     `DatasetDict` (in memory or a ``save_to_disk`` folder) given as the training source alone supplies
     the validation part too (its ``validation``, ``dev`` or ``test`` split); given as the validation
     source, its validation part is used. Without a validation source or part the validation list is

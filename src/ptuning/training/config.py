@@ -44,7 +44,7 @@ MAIN_JOB_TASK = "sst2"
 MAIN_JOB_TRAIN_SAMPLES = 6000
 AUTO = "auto"
 # What train_file / validation_file take from Python besides a path: a list of dicts, a pandas
-# DataFrame, a datasets Dataset or DatasetDict (`ptuning.data.readers.read_table_source`).
+# DataFrame, a datasets Dataset or DatasetDict (`ptuning.data.tables.read_table_source`).
 TableData = Any
 
 
@@ -354,8 +354,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Flat settings keyed by field name (the prompt's fields beside the run's), as train_config.json;
-        data passed from Python as its description (`ptuning.data.readers.describe_source`)."""
-        from ..data.readers import describe_source
+        data passed from Python as its description (`ptuning.data.tables.describe_source`)."""
+        from ..data.tables import describe_source
 
         recorded = replace(
             self,

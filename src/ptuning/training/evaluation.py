@@ -63,7 +63,7 @@ def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
 def _recorded_user_data(checkpoint, spec: TaskSpec, inputs: InputFormat):
     """The own data a checkpoint (a `Checkpoint`) was trained on (from its train_config.json), read its
     way: the validation file, a DatasetDict's validation part, or the split the run held out."""
-    from ..data.readers import is_in_memory_record
+    from ..data.tables import is_in_memory_record
 
     saved = Path(checkpoint) / "train_config.json"
     cfg = checkpoint.train_config
