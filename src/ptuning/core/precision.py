@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-# bf16 on a supporting CPU by default: measured as accurate as fp32 and faster (docs/benchmarks.md).
+# bf16 on a supporting CPU by default: as accurate as fp32 and faster (docs/results/speed-memory.md).
 CPU_BF16_DEFAULT = True
 
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
