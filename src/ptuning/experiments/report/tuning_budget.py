@@ -131,7 +131,9 @@ def tune_protocol(
             summary = cfg.output_dir / "search.json"
             if summary.is_file() and json.loads(summary.read_text()).get("finished", 0) >= cfg.trials:
                 continue  # finished: its fixed settings are not compared again (final_settings may change)
-            todo.append(cfg)
+            todo.append((method in protocol.secondary_methods, cfg))
+    # the claim's studies (p-tuning-v2 against fine-tune) before the secondary methods', task by task
+    todo = [cfg for _, cfg in sorted(todo, key=lambda item: item[0])]
     if jobs <= 1:
         for cfg in todo:
             log(f"tuning {cfg.output_dir.name}: {cfg.trials} trials in {cfg.output_dir}")
