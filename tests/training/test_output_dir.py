@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from ptuning.cli import main
-from ptuning.training.output_dir import HOLDER_NAME, LOCK_NAME, OutputDirError, OutputLock, claim_output_dir
+from ptuning.training.output_dir import (
+    HOLDER_NAME,
+    LOCK_NAME,
+    OutputDirError,
+    OutputLock,
+    check_target,
+    claim_output_dir,
+)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 # a train command that fails only after its output folder is claimed (no such data folder)
@@ -224,3 +231,15 @@ def test_eval_of_an_immutable_checkpoint_prints_the_metrics_and_warns(
         )
     finally:
         subprocess.run(["chattr", "-i", str(out)])
+
+
+def test_a_report_holding_only_its_studies_is_ours(tmp_path):
+    # a report killed during its first studies holds tuning/<study>/study.db and nothing else
+    report = tmp_path / "study-minilm"
+    (report / "tuning" / "rte-fine-tune").mkdir(parents=True)
+    (report / "tuning" / "rte-fine-tune" / "study.db").write_bytes(b"")
+    assert check_target(report) == report
+    foreign = tmp_path / "foreign"
+    (foreign / "tuning" / "notes").mkdir(parents=True)  # a folder named tuning is not enough
+    with pytest.raises(OutputDirError, match="holds no ptuning run"):
+        check_target(foreign)

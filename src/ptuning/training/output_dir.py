@@ -54,6 +54,26 @@ OURS = frozenset(
     }
 )
 
+# A report's subfolders: its studies (`tuning/<task>-<method>/study.db`) and its cells' runs. A report
+# whose first run got no further than its studies holds only `tuning/`, and must resume from there.
+REPORT_PARTS = ("tuning", "_runs")
+
+
+def _holds_ours(path: Path, entries: list[str]) -> bool:
+    if OURS.intersection(entries):
+        return True
+    for part in REPORT_PARTS:
+        if part in entries:
+            with contextlib.suppress(OSError):
+                if any(
+                    OURS.intersection(os.listdir(child))
+                    for child in (path / part).iterdir()
+                    if child.is_dir()
+                ):
+                    return True
+    return False
+
+
 try:
     import fcntl
 except ImportError:  # Windows: filelock's exclusive lock (no shared mode there)
@@ -90,7 +110,7 @@ def check_target(
             entries = sorted(entry.name for entry in os.scandir(path))
         except OSError as exc:
             raise OutputDirError(f"{option} {path}: cannot list it ({_reason(exc)})") from None
-        if entries and not OURS.intersection(entries) and not overwrite:
+        if entries and not overwrite and not _holds_ours(path, entries):
             shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
             raise OutputDirError(
                 f"{option} {path} is not empty and holds no ptuning run ({shown}): give a new or "
