@@ -16,6 +16,8 @@ TaskType = Literal[
 TASK_TYPES: tuple[str, ...] = get_args(TaskType)
 # the task types of users' own data files: every one but multiple choice, which no file format reads
 FILE_TASK_TYPES: tuple[str, ...] = tuple(t for t in TASK_TYPES if t != "multiple_choice")
+# the share of a task's training data held out to select checkpoints on when it has no validation data
+DEFAULT_VALIDATION_SPLIT = 0.1
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,6 @@ ARGUMENT_ERRORS = {
     "jsonl key": (["--train-file", "dev.jsonl", "--validation-file", "dev.jsonl", "--label-column", "gold"],
                   "missing key 'gold'; keys found: text, label"),
     "file type": (["--train-file", "dev.txt", "--validation-file", "dev.csv"], "unsupported file type '.txt'"),
-    "one file": (["--train-file", "dev.csv"], "--train-file has no validation part"),
     "validation alone": (["--validation-file", "dev.csv"], "--validation-file needs --train-file"),
     "split": (["--train-file", "dev.csv", "--validation-split", "1.5"], "--validation-split must be a share"),
     "range": (["--batch-size", "0"], "--batch-size must be >= 1"),

@@ -96,7 +96,7 @@ def _train_args(backbone: Path, out: Path, batch: int, accum: int) -> list[str]:
         "train", "--backbone", str(backbone), "--task", "sst2", "--output-dir", str(out),
         "--max-train-samples", str(TRAIN), "--max-eval-samples", str(EVAL), "--max-seq-length", "64",
         "--batch-size", str(batch), "--grad-accum", str(accum), "--eval-batch-size", "8",
-        "--save-steps", "4", "--prompt-dropout", "0", "--head-dropout", "0", "--seed", "7", "--quiet",
+        "--save-steps", "4", "--prompt-dropout", "0", "--head-dropout", "0", "--seed", "7", "--quiet", "--epochs", "1",
         "--no-bf16",  # DDP is compared with one process to float32 rounding; bf16 rounds per micro-batch
     ]  # fmt: skip
 

@@ -50,7 +50,7 @@ def test_help_shows_each_default_from_its_field():
     parser = argparse.ArgumentParser()
     train_command.add_arguments(parser)
     text = parser.format_help()
-    assert "prompt length P (virtual tokens) (default: 16)" in " ".join(text.split())
+    assert "prompt length P (virtual tokens) (default: the kind of task's: 32" in " ".join(text.split())
     assert "(default: random)" in text
 
 

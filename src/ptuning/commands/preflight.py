@@ -56,7 +56,7 @@ def check_before_loading(cfg: TrainConfig, explicit: Iterable[str] = ()) -> None
 def check_ranges(cfg: TrainConfig) -> None:
     at_least_one = ("batch_size", "eval_batch_size", "grad_accum", "max_seq_length", "logging_steps")
     for name in at_least_one:
-        if getattr(cfg, name) < 1:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise UserError(f"{flag_of(name)} must be >= 1, got {getattr(cfg, name)}")
     for name in ("save_steps", "max_eval_samples"):
         value = getattr(cfg, name)
@@ -102,12 +102,6 @@ def check_files(cfg: TrainConfig) -> None:
     for option, paths in (("--train-file", trains), ("--validation-file", validations)):
         for path in paths:
             _check_source(Path(path), option, cfg)
-    # a save_to_disk DatasetDict folder may carry its validation part; a file carries none
-    if trains and not validations and cfg.validation_split is None and not Path(trains[0]).is_dir():
-        raise UserError(
-            "--train-file has no validation part (only a DatasetDict carries one): give --validation-file "
-            "FILE, or --validation-split F to hold out a share of the training data"
-        )
     if cfg.init_from:
         _check_init_from(Path(cfg.init_from))
 

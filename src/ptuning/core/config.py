@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
 from ..methods import get_method, method_names
@@ -12,6 +12,8 @@ from .limits import check_setting
 METHODS: tuple[str, ...] = method_names(prompt_model=True)
 DEFAULT_METHOD = "p-tuning-v2"
 DEFAULT_BACKBONE = "minilm"  # ptuning.core.backbones.BUILTIN_BACKBONES
+# the prompt length of a model built by hand from a PromptConfig that sets none
+STANDALONE_PREFIX_LEN = 16
 # every method `ptuning train` offers (a handcrafted template + verbalizer has no prompt model)
 TRAIN_METHODS: tuple[str, ...] = method_names()
 DEFAULT_LEARNING_RATES: dict[str, float] = {name: get_method(name).learning_rate for name in TRAIN_METHODS}
@@ -60,7 +62,12 @@ class PromptConfig:
         "(Lester et al. 2021, P-tuning v1); fine-tune: every weight trains",
         cli=False,  # TrainConfig.method is the option (it also offers handcrafted)
     )
-    prefix_len: int = option(16, "prompt length P (virtual tokens)", group="prompt")
+    prefix_len: int | None = option(
+        None,
+        "prompt length P (virtual tokens)",
+        group="prompt",
+        default_text="the kind of task's: 32, text pairs and token tagging 64; a model built by hand 16",
+    )
     prefix_projection: bool = option(
         False,
         "reparameterize the prefix through Embedding(P, H) -> Linear(H, h) -> Tanh -> Linear(h, L*2*H) "
@@ -113,7 +120,7 @@ class PromptConfig:
             )
         if method.always_projection:
             self.prefix_projection = True
-        if method.has_prompt:  # a method without a prompt does not use its prefix_len
+        if method.has_prompt and self.prefix_len is not None:  # a method without a prompt does not use it
             check_setting("prefix_len", self.prefix_len)
         if self.prompt_layers is not None:
             check_setting("prompt_layers", self.prompt_layers)
@@ -124,6 +131,11 @@ class PromptConfig:
                 )
         if self.prefix_init == "vocab" and self.prefix_projection:
             raise ValueError("prefix_init 'vocab' sets a plain prefix table: not with prefix_projection")
+
+    def with_prefix_len(self, default: int = STANDALONE_PREFIX_LEN) -> PromptConfig:
+        """This config with its prompt length set: `default` where it is unset (a training run sets
+        the kind of task's, `ptuning.training.defaults`)."""
+        return self if self.prefix_len is not None else replace(self, prefix_len=default)
 
     @property
     def deep(self) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import DataError
+from ..tasks import DEFAULT_VALIDATION_SPLIT
 from .holdout import hold_out
 from .registry import load_task
 from .tables import describe_source, is_in_memory_record
@@ -24,7 +25,8 @@ def load_data(cfg: TrainConfig):
     Python), with a validation split held out of the training data where `cfg.validation_split` asks.
 
     Without --validation-split the validation data is --validation-file, or the validation part of a
-    DatasetDict given as --train-file; with it, any validation data becomes `TaskData.test`."""
+    DatasetDict given as --train-file, else a `DEFAULT_VALIDATION_SPLIT` share held out of the
+    training data; with it, any validation data becomes `TaskData.test`."""
     own = cfg.train_file is not None or cfg.validation_file is not None
     if own and cfg.train_file is None:
         raise DataError("--validation-file needs --train-file (the data to train on)")
@@ -38,12 +40,15 @@ def load_data(cfg: TrainConfig):
             label_column=cfg.label_column,
             tag_column=cfg.tag_column,
             name=cfg.task,
-            require_validation=cfg.validation_split is None,
+            require_validation=False,
         )
     else:
         data = load_task(cfg.task, cfg.data_dir)
-    if cfg.validation_split is not None:
-        data = hold_out(data, cfg.validation_split, EVAL_SUBSET_SEED)
+    split = cfg.validation_split
+    if split is None and not data.validation:  # your own data without any: hold some out
+        split = DEFAULT_VALIDATION_SPLIT
+    if split is not None:
+        data = hold_out(data, split, EVAL_SUBSET_SEED)
     return data
 
 

@@ -25,6 +25,7 @@ from ..decode import format_outputs
 from ..errors import DataError
 from ..metrics import compute_metrics
 from ..tasks import TaskSpec
+from ..training.defaults import for_task, task_kind
 from ..wording import plural
 from .scorer import HandcraftedScorer
 from .store import load_handcrafted, save_handcrafted
@@ -57,6 +58,7 @@ def train_handcrafted(cfg, callbacks=None) -> dict[str, Any]:
     output = Path(cfg.output_dir)
     data = load_data(cfg)
     spec: TaskSpec = data.spec
+    cfg = for_task(cfg, task_kind(spec.task_type, data.train or data.validation))  # max_seq_length
     template, verbalizer = resolve_prompt(spec, cfg.template, cfg.verbalizer)
     template.check(spec, _gives_pairs(data.validation or data.train))
     train_examples = subsample(data.train, cfg.max_train_samples, cfg.seed)

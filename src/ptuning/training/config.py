@@ -30,7 +30,7 @@ from ..core.config import (
 )
 from ..core.limits import check_setting
 from ..methods import find_method, get_method
-from ..tasks import FILE_TASK_TYPES
+from ..tasks import DEFAULT_VALIDATION_SPLIT, FILE_TASK_TYPES
 
 TrainMethod = Literal[TRAIN_METHODS]  # type: ignore[valid-type]  # every registered method
 TaskType = Literal[FILE_TASK_TYPES]  # type: ignore[valid-type]  # those of your own data files
@@ -41,6 +41,12 @@ MAIN_JOB_TASK = "sst2"
 # The main job's training subset: more data bought little there for its time (the measurements are
 # in docs/results/quality.md).
 MAIN_JOB_TRAIN_SAMPLES = 6000
+# The main job's epochs over that subset (it stays within minutes); every other run trains with
+# --epochs auto unless given a count.
+MAIN_JOB_EPOCHS = 3
+MAIN_JOB_MAX_SEQ_LENGTH = 64  # SST-2's sentences are short
+# --epochs auto's cap for a config not yet filled in for its task (`ptuning.training.defaults`)
+FALLBACK_MAX_EPOCHS = 20
 AUTO = "auto"
 # What train_file / validation_file take from Python besides a path: a list of dicts, a pandas
 # DataFrame, a datasets Dataset or DatasetDict (`ptuning.data.tables.read_table_source`).
@@ -114,23 +120,24 @@ class TrainConfig:
         group="optimisation",
         flag="--lr",
         dest="lr",
-        default_text="p-tuning-v2 1e-2, prompt-tuning 3e-2, fine-tune 3e-5, prefix-tuning and any "
-        "--prefix-projection 1e-3",
+        default_text="the kind of task's: p-tuning-v2 3e-2 (text pairs 2e-2, QA 1e-2), fine-tune 1e-4 "
+        "(text pairs and QA 5e-5), prompt-tuning 3e-2, prefix-tuning and any --prefix-projection 1e-3",
     )
     weight_decay: float = option(0.01, "AdamW weight decay", group="optimisation")
     warmup_ratio: float = option(
         0.06, "share of the steps spent warming the learning rate up", group="optimisation"
     )
-    epochs: float | Literal["auto"] = option(
-        1.0,
+    epochs: float | Literal["auto"] | None = option(
+        None,
         "passes over the training set, or auto: evaluate every epoch and stop once the validation "
         "metric has not improved for --patience evaluations (at most --max-epochs), e.g. --epochs 3, "
         "--epochs auto",
         group="optimisation",
         metavar="N",
+        default_text=f"auto; the main job {MAIN_JOB_EPOCHS}",
     )
     patience: int = option(
-        3,
+        4,
         "with --epochs auto: stop after this many evaluations in a row without a gain of more than "
         "--min-delta in the validation metric, e.g. --patience 5",
         group="optimisation",
@@ -142,18 +149,22 @@ class TrainConfig:
         "e.g. --min-delta 0.001 (0.1 accuracy points)",
         group="optimisation",
     )
-    max_epochs: int = option(
-        50,
+    max_epochs: int | None = option(
+        None,
         "with --epochs auto: the most epochs it trains; the learning-rate schedule (warmup, linear "
         "decay) is planned over them, e.g. --max-epochs 20",
         group="optimisation",
         metavar="N",
+        default_text="the kind of task's: 20, text pairs 30, QA 10",
     )
     batch_size: int = option(32, "per device", group="optimisation")
     eval_batch_size: int = option(64, "evaluation batch, per device", group="optimisation")
     grad_accum: int = option(1, "gradient accumulation steps", group="optimisation")
-    max_seq_length: int = option(
-        64, "tokens per input; longer inputs are truncated (raise it for long texts)", group="optimisation"
+    max_seq_length: int | None = option(
+        None,
+        "tokens per input; longer inputs are truncated (raise it for long texts)",
+        group="optimisation",
+        default_text="the kind of task's: 128, QA 384 (the main job 64)",
     )
     max_steps: int = option(
         -1,
@@ -205,7 +216,8 @@ class TrainConfig:
         "there is any, is then scored once after training",
         group="data",
         metavar="F",
-        default_text="none: select on the validation data",
+        default_text=f"none: select on the validation data; {DEFAULT_VALIDATION_SPLIT:g} where your own "
+        "training data comes without any",
     )
     task_type: TaskType = option("classification", "type of your own data", group="data")
     text_column: str = option("text", "column of the text in your own files", group="data")
@@ -255,7 +267,6 @@ class TrainConfig:
             check_setting("lr", self.learning_rate)
         if get_method(self.method).prompt_model and self.prompt.method != self.method:
             self.prompt = replace(self.prompt, method=self.method)
-        self._check_epochs()
         if self.report_to not in get_args(ReportTo):
             raise ValueError(
                 f"report_to must be one of {', '.join(get_args(ReportTo))}, got {self.report_to!r}"
@@ -273,11 +284,16 @@ class TrainConfig:
             else:
                 files = str(self.train_file).split(",") if own_data else []
                 self.task = ",".join(task_name_of_file(f) for f in files) if files else MAIN_JOB_TASK
+        main_job = self.max_train_samples == AUTO and self.task == MAIN_JOB_TASK and not own_data
         if self.max_train_samples == AUTO:
-            main_job = self.task == MAIN_JOB_TASK and not own_data
             self.max_train_samples = MAIN_JOB_TRAIN_SAMPLES if main_job else None
             if get_method(self.method).zero_shot:
                 self.max_train_samples = 0  # zero-shot unless a few-shot size is given
+        if self.epochs is None:  # a method without gradients makes one pass (nothing to stop early)
+            self.epochs = MAIN_JOB_EPOCHS if main_job or not get_method(self.method).gradient else AUTO
+        if main_job and self.max_seq_length is None:
+            self.max_seq_length = MAIN_JOB_MAX_SEQ_LENGTH
+        self._check_epochs()
         if not self.output_dir:  # named after what is trained: the task (from the training file's name)
             self.output_dir = f"outputs/{self.task.replace(',', '+')}-{self.method}"
 
@@ -292,7 +308,7 @@ class TrainConfig:
             raise ValueError(f"epochs must be > 0 (or {AUTO!r}), got {epochs:g}")
         for name, value, kind in (
             ("patience", self.patience, int),
-            ("max_epochs", self.max_epochs, int),
+            ("max_epochs", FALLBACK_MAX_EPOCHS if self.max_epochs is None else self.max_epochs, int),
             ("min_delta", self.min_delta, (int, float)),
         ):
             if isinstance(value, bool) or not isinstance(value, kind):
@@ -300,7 +316,7 @@ class TrainConfig:
                 raise TypeError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1 evaluation, got {self.patience}")
-        if self.max_epochs < 1:
+        if self.max_epochs is not None and self.max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
         if not self.min_delta >= 0:
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta:g}")
@@ -313,7 +329,9 @@ class TrainConfig:
     @property
     def planned_epochs(self) -> float:
         """The epochs the schedule is planned over: --epochs, or the --max-epochs cap of --epochs auto."""
-        return float(self.max_epochs) if self.epochs == AUTO else float(self.epochs)
+        if self.epochs != AUTO:
+            return float(self.epochs)
+        return float(FALLBACK_MAX_EPOCHS if self.max_epochs is None else self.max_epochs)
 
     # --- construction from flat settings ---------------------------------------------------------
 

@@ -27,6 +27,7 @@ from ..model import PromptModel
 from ..tasks import TaskSpec
 from ..wording import plural
 from .config import TrainConfig
+from .defaults import for_task, task_kind
 from .evaluation import EvalSet
 from .output_dir import claim_output_dir
 from .trainer import (
@@ -228,6 +229,20 @@ def run(cfg: TrainConfig, shape: RunShape, callbacks: list[TrainerCallback] | No
     shape.check(cfg)
     configs = shape.configs(cfg)
     set_seed(cfg.seed)
+    tasks = []
+    for task_cfg in configs:
+        data = load_data(task_cfg)
+        train_examples = subsample(data.train, cfg.max_train_samples, cfg.seed)
+        tasks.append(
+            RunTask(
+                task_cfg,
+                data,
+                train_examples,
+                subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED),
+            )
+        )
+    # what the settings leave unset, the kind of task decides (several tasks: the first one's)
+    cfg = for_task(cfg, task_kind(tasks[0].spec.task_type, tasks[0].data.train))
     output = Path(cfg.output_dir)
     run_id = check_resume(cfg, cfg.to_dict()) if cfg.resume else None
     check_output_dir(cfg)
@@ -242,18 +257,6 @@ def run(cfg: TrainConfig, shape: RunShape, callbacks: list[TrainerCallback] | No
     )
     run_id = run_id or new_run_id()
 
-    tasks = []
-    for task_cfg in configs:
-        data = load_data(task_cfg)
-        train_examples = subsample(data.train, cfg.max_train_samples, cfg.seed)
-        tasks.append(
-            RunTask(
-                task_cfg,
-                data,
-                train_examples,
-                subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED),
-            )
-        )
     specs = [task.spec for task in tasks]
 
     model, tokenizer, task_models = shape.build(cfg, specs)

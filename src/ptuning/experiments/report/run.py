@@ -9,7 +9,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,7 @@ def run_cell(
     override the protocol's."""
     import torch
 
+    from ...core.config import default_learning_rate
     from ...training.config import TrainConfig
     from ...training.run import train
 
@@ -213,6 +214,8 @@ def run_cell(
             **(settings or {}),
         }
     )
+    if cfg.learning_rate is None:  # a protocol's cells keep the method's own rate, not the kind's
+        cfg = replace(cfg, learning_rate=default_learning_rate(cfg.method, cfg.prompt.prefix_projection))
     row: dict[str, Any] = {**asdict(cell), "key": cell.key, "protocol": protocol.name}
     if settings:
         row["settings"] = settings
