@@ -128,7 +128,7 @@ ARGUMENT_ERRORS = {
     "range": (["--batch-size", "0"], "--batch-size must be >= 1"),
     "warmup": (["--warmup-ratio", "1.5"], "--warmup-ratio"),
     "init-from": (["--init-from", "nowhere"], "--init-from nowhere: not a ptuning checkpoint (no such folder)"),
-    "bad epochs": (["--epochs", "lots"], "expected a number or auto, got 'lots'"),
+    "bad epochs": (["--epochs", "lots"], "expected a number, none or auto, got 'lots'"),
 }  # fmt: skip
 
 

@@ -91,7 +91,7 @@ def test_a_prompt_config_alone_builds_with_the_standalone_length(tiny_bert_dir):
 
     assert PromptConfig().prefix_len is None
     spec = TaskSpec("t", "classification", ("a", "b"))
-    model = PromptModel.from_backbone(str(tiny_bert_dir), spec, PromptConfig())
+    model, _ = PromptModel.from_backbone(str(tiny_bert_dir), spec, PromptConfig())
     assert model.prompt_config.prefix_len == STANDALONE_PREFIX_LEN
     assert model.prefix_encoder.embedding.weight.shape[0] == STANDALONE_PREFIX_LEN
 

@@ -15,6 +15,7 @@ import pytest
 from ptuning.cli import main
 from ptuning.commands import train as train_command
 from ptuning.training.config import TrainConfig
+from ptuning.training.defaults import DEFAULTS
 
 WORDS = ["the", "a", "cat", "dog", "film", "plot", "good", "bad", "dull", "bright", "long", "short"]
 
@@ -49,8 +50,13 @@ def test_auto_stops_once_the_metric_plateaus(tmp_path, tiny_bert_dir, capsys):
     assert metrics["epochs_done"] == pytest.approx(3.0) and metrics["global_steps"] == 6
     assert metrics["best_epoch"] == pytest.approx(1.0) and metrics["best_step"] == 2
     printed = capsys.readouterr().out
-    assert "epochs auto (at most 50 epochs of 2 steps; stops after 2 evaluations" in printed
-    assert "epoch 3 of 50: accuracy" in printed and "epoch 4 of 50" not in printed
+    # the cap unset: the kind of task's (ptuning.training.defaults)
+    assert (
+        f"epochs auto (at most {DEFAULTS['sentence'].max_epochs} epochs of 2 steps; stops after 2 evaluations"
+        in printed
+    )
+    cap = DEFAULTS["sentence"].max_epochs
+    assert f"epoch 3 of {cap}: accuracy" in printed and f"epoch 4 of {cap}" not in printed
     assert "stopped early at epoch 3: accuracy did not improve in 2 evaluations (best " in printed
     summary = json.loads(printed[printed.index("{\n") : printed.rindex("}") + 1])
     assert summary["stopped_early"] is True and summary["best_epoch"] == pytest.approx(1.0)
@@ -116,10 +122,12 @@ def test_epochs_take_a_number_or_auto():
     assert train_command.config_from_args(_parse("--epochs", "auto")).epochs == "auto"
     assert train_command.config_from_args(_parse("--epochs", "2.5")).epochs == 2.5
     assert TrainConfig(epochs=" Auto ").epochs == "auto" and TrainConfig(epochs="auto").auto_epochs
-    assert TrainConfig(epochs=3).planned_epochs == 3.0 and TrainConfig(epochs="auto").planned_epochs == 50.0
+    assert TrainConfig(epochs=3).planned_epochs == 3.0
+    assert TrainConfig(epochs="auto", max_epochs=7).planned_epochs == 7.0
+    assert TrainConfig.build(task="rte").epochs == "auto"  # unset: auto (the main job has its own count)
     with pytest.raises(SystemExit):
         _parse("--epochs", "many")
-    for bad in ("three", [3], True, None):
+    for bad in ("three", [3], True):
         with pytest.raises(TypeError, match="epochs must be a number or 'auto'"):
             TrainConfig(epochs=bad)
     for bad in (0, -1, float("nan"), float("inf")):

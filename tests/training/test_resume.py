@@ -109,7 +109,9 @@ def test_resume_with_other_settings_is_refused_naming_them(finished, tiny_bert_d
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert "--resume: " in err and "is a run with other settings" in err
-    assert "learning_rate None there, 0.05 now" in err and "seed 7 there, 6 now" in err
+    assert (
+        "learning_rate 0.03 there, 0.05 now" in err
+    )  # the kind's rate, recorded when it started and "seed 7 there, 6 now" in err
     assert "--resume-with-changes" in err
     assert (finished / "train_config.json").read_text() == before  # nothing rewritten
     assert (finished / "prompt.safetensors").read_bytes() == weights

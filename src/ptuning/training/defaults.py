@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ..core.config import default_learning_rate
+from ..methods import get_method
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -109,7 +110,7 @@ def for_task(cfg: TrainConfig, kind: str) -> TrainConfig:
         prompt=prompt,
         learning_rate=(
             cfg.learning_rate
-            if cfg.learning_rate is not None
+            if cfg.learning_rate is not None or not get_method(cfg.method).gradient
             else learning_rate(kind, cfg.method, prompt.prefix_projection)
         ),
         max_epochs=cfg.max_epochs if cfg.max_epochs is not None else defaults.max_epochs,
