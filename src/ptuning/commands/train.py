@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-DESCRIPTION = """Train P-Tuning v2 (or a baseline) on a built-in task or on your own files, evaluate on the
+_DESCRIPTION = """Train P-Tuning v2 (or a baseline) on a built-in task or on your own files, evaluate on the
 validation split every epoch, keep the best checkpoint, and write into --output-dir
 (default: outputs/<task>-<method>; with your own files the task is the training file's name less
 a _train suffix: tickets_train.csv writes outputs/tickets-p-tuning-v2):
@@ -16,26 +16,56 @@ a _train suffix: tickets_train.csv writes outputs/tickets-p-tuning-v2):
   checkpoints/ tensorboard/                   resumable training state and logs
 
 With no options it runs the main job: P-Tuning v2 on SST-2 with MiniLM on the CPU, sized to
-finish in about 30 seconds on 2 cores (6,000 training sentences, one epoch).
+finish within 5 minutes on 2 cores ({samples:,} training sentences, {epochs} epochs, {length} tokens).
+
+What you leave unset the kind of task decides (train_config.json records what was used):
+{table}
+Every other method keeps its own learning rate (prompt-tuning 3e-2, prefix-tuning and any
+--prefix-projection 1e-3). Unless --epochs N is given a run trains with --epochs auto: it evaluates
+every epoch and stops after --patience {patience} evaluations without a gain, keeping the best
+checkpoint. Your own data without --validation-file holds out {split:.0%} of the training data
+(stratified by label, the same examples whatever --seed) to select on.
 
 tasks: sst2 rte mrpc cola stsb qnli boolq cb copa superglue-rte wsc multirc wic conll03 conll04 conll05 squad squad2
-your own data: --train-file/--validation-file (CSV, TSV, JSONL for classification or regression,
-CoNLL columns for --task-type token_classification, SQuAD JSON for --task-type question_answering).
+your own data: --train-file/--validation-file (CSV, TSV, JSONL, JSON, Parquet, Arrow or a
+save_to_disk folder for classification or regression; CoNLL columns for --task-type
+token_classification; SQuAD JSON for --task-type question_answering).
 A folder holding a checkpoint of another task or other training data is not replaced unless
 --overwrite (or --resume) is given.
 
 examples:
   ptuning train
+  ptuning train --task rte                  # --epochs auto, P 64, lr 2e-2: the defaults of text pairs
   ptuning train --task rte --epochs 20 --prefix-len 32 --max-train-samples 1000
-  ptuning train --task rte --epochs auto --patience 3 --max-epochs 50   # until dev accuracy stops rising
+  ptuning train --task rte --patience 3 --max-epochs 50   # until dev accuracy stops rising, at most 50
   ptuning train --task conll03 --method prompt-tuning --lr 3e-2
   ptuning train --train-file my.csv --validation-file dev.csv --text-column review --label-column stars
   ptuning train --output-dir outputs/rte-p-tuning-v2 --task rte --resume   # continue after a crash
   ptuning train --method handcrafted --max-train-samples 0   # zero-shot template + verbalizer
-  ptuning train --method handcrafted --template "{text} It was {mask}." --verbalizer 'negative=bad,positive=good'
+  ptuning train --method handcrafted --template "{{text}} It was {{mask}}." --verbalizer 'negative=bad,positive=good'
   ptuning train --task conll03,conll04      # one prompt, a head per task: outputs/conll03+conll04-p-tuning-v2
   ptuning train --task conll04 --init-from outputs/conll03+conll04-p-tuning-v2   # then tune on one task
   ptuning train --config outputs/tune-rte-p-tuning-v2/best_config.json --seed 1   # ptuning tune's best"""
+
+
+def description() -> str:
+    """The command's description, with the main job and the defaults by kind of task filled in from
+    where they live."""
+    from ..tasks import DEFAULT_VALIDATION_SPLIT
+    from ..training import config
+    from ..training.defaults import table
+
+    return _DESCRIPTION.format(
+        samples=config.MAIN_JOB_TRAIN_SAMPLES,
+        epochs=config.MAIN_JOB_EPOCHS,
+        length=config.MAIN_JOB_MAX_SEQ_LENGTH,
+        table=table(),
+        patience=config.TrainConfig.__dataclass_fields__["patience"].default,
+        split=DEFAULT_VALIDATION_SPLIT,
+    )
+
+
+DESCRIPTION = description()
 
 GROUPS = ("what to train", "prompt", "optimisation", "data", "output")
 

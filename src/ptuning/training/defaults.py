@@ -118,13 +118,23 @@ def for_task(cfg: TrainConfig, kind: str) -> TrainConfig:
     )
 
 
-def describe(method: str = "p-tuning-v2") -> str:
-    """One line per kind: what `method` trains with by default (for --help and the docs)."""
-    lines = []
+def _rate(value: float) -> str:
+    """3e-2, not 0.03: learning rates read as their magnitude."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def table(methods: Iterable[str] = ("p-tuning-v2", "fine-tune")) -> str:
+    """The defaults as an aligned text table, one row per kind (`ptuning train --help`, the docs)."""
+    header = ["kind", "P", *(f"{m} lr" for m in methods), "auto up to", "tokens", "what it is"]
+    rows = [header]
     for kind, d in DEFAULTS.items():
-        lr = learning_rate(kind, method)
-        lines.append(
-            f"{kind} ({d.description}): P {d.prefix_len}, lr {lr:g}, --epochs auto up to "
-            f"{d.max_epochs}, {d.max_seq_length} tokens"
+        rates = [_rate(learning_rate(kind, m)) for m in methods]
+        rows.append(
+            [kind, str(d.prefix_len), *rates, f"{d.max_epochs} epochs", str(d.max_seq_length), d.description]
         )
-    return "; ".join(lines)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
+        for row in rows
+    )
