@@ -534,3 +534,31 @@ def test_render_study_verdicts_settings_importances_and_scale(tmp_path):
     text = render(mpnet, tmp_path / "study-mpnet").read_text()
     assert "## Settings found (from " in text and "lr 0.02, P 64" in text
     assert "- RTE: within 1 point: missed by 0.5" in text and "| task | 22.7M | 110M |" in text
+
+
+def test_a_study_still_tuning_renders_how_far_it_got(tmp_path, capsys):
+    import optuna
+
+    from ptuning.tuning.search import STUDY_NAME
+
+    folder = tmp_path / "study-minilm" / "tuning" / "rte-fine-tune"
+    folder.mkdir(parents=True)
+    study = optuna.create_study(
+        study_name=STUDY_NAME, storage=f"sqlite:///{folder / 'study.db'}", direction="maximize"
+    )
+    lr = optuna.distributions.FloatDistribution(1e-5, 2e-4, log=True)
+    for value, state in ((0.586, "COMPLETE"), (0.55, "COMPLETE"), (None, "PRUNED")):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 4.56e-5 if value == 0.586 else 1e-4},
+                distributions={"lr": lr},
+                value=value,
+                state=getattr(optuna.trial.TrialState, state),
+            )
+        )
+    # no results.jsonl yet: --render-only still renders the studies so far
+    assert main(["report", "--protocol", "study", "--render-only", "--reports-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "study-minilm" / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| RTE | all / all"))
+    assert "in progress: 2 complete, 1 pruned; best so far lr 4.56e-05 (split 58.6)" in row
+    assert "not tuned yet" in row  # the other methods' studies have not started

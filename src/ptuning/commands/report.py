@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..experiments.report import PROTOCOLS, dry_run, read_results
+    from ..experiments.report.protocols import RESULTS
     from ..training.output_dir import claim_output_dir
 
     protocol = PROTOCOLS["full" if args.full else args.protocol]
@@ -91,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         protocol = dry_run(protocol)
     folder = Path(args.reports_dir) / (args.name or protocol.folder_name)
-    if args.render_only:  # every line checked first: a bad one is one error naming it, nothing written
+    # a study still in its tuning has no results yet: its report shows the trials so far
+    tuning_so_far = protocol.tune_trials and (folder / "tuning").is_dir() and not (folder / RESULTS).exists()
+    if args.render_only and not tuning_so_far:  # every line checked first: a bad one is one error naming it
         read_results(folder, strict=True)
     # one writer per report folder: a second `ptuning report` on it is refused, naming the first
     with claim_output_dir(folder, option="report folder"):

@@ -214,7 +214,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     lines += [protocol.description, ""]
     if protocol.tune_trials and protocol.tune_spaces:
         lines += ["## Tuning", "", describe_search(protocol), ""]
-        lines += settings_lines(protocol, tuned, best_values(protocol, folder))
+        lines += settings_lines(protocol, tuned, best_values(protocol, folder), folder=folder)
         lines += importance_lines(protocol, folder)
     elif protocol.tune_trials:
         lines += ["## Tuning", "", describe_tuning(protocol), ""]

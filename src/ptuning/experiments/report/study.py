@@ -31,7 +31,10 @@ _SHOWN = {
 
 def describe_settings(values: Mapping[str, Any]) -> str:
     """A study's best setting as one short phrase (`lr 0.0123, P 32, no MLP, ...`)."""
-    return ", ".join(_SHOWN[name](value) for name, value in values.items() if name in _SHOWN) or "—"
+    from ...training.config import OPTION_FIELDS  # a trial's parameters go by option name ("lr")
+
+    named = {OPTION_FIELDS.get(name, name): value for name, value in values.items()}
+    return ", ".join(_SHOWN[name](value) for name, value in named.items() if name in _SHOWN) or "—"
 
 
 def describe_search(protocol: Protocol) -> str:
@@ -63,8 +66,10 @@ def settings_lines(
     scores: Mapping[tuple[str, str], float],
     *,
     source: str = "",
+    folder: Path | None = None,
 ) -> list[str]:
-    """Per task and method: the setting its study found (and the trial's split score)."""
+    """Per task and method: the setting its study found (and the trial's split score); a study
+    still running (in `folder`) says how far it got."""
     lines = [
         "## Settings found" + (f" (from {source})" if source else ""),
         "",
@@ -76,7 +81,7 @@ def settings_lines(
         for method in protocol.methods:
             values = tuned.get((t.task, method))
             if not values:
-                found.append("not tuned yet")
+                found.append(study_progress(folder, t.task, method) if folder else "not tuned yet")
                 continue
             text = describe_settings(values)
             if (t.task, method) in scores:
@@ -89,6 +94,32 @@ def settings_lines(
             + " |"
         )
     return lines + [""]
+
+
+def study_progress(folder: Path, task: str, method: str) -> str:
+    """How far an unfinished study got: its trials by state and the best one so far (split score
+    and setting), read from its study.db; "not tuned yet" where it has none."""
+    from .tuning_budget import study_dir
+
+    db = study_dir(folder, task, method) / "study.db"
+    if not db.is_file():
+        return "not tuned yet"
+    import optuna
+
+    from ...tuning.search import STUDY_NAME
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{db.resolve()}")
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    for trial in trials:
+        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    text = "in progress: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    if complete:
+        best = max(complete, key=lambda t: t.value)
+        text += f"; best so far {describe_settings(best.params)} (split {100 * best.value:.1f})"
+    return text
 
 
 def importances(folder: Path, task: str, method: str) -> tuple[dict[str, float] | None, str]:
