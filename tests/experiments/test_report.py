@@ -562,3 +562,23 @@ def test_a_study_still_tuning_renders_how_far_it_got(tmp_path, capsys):
     row = next(line for line in text.splitlines() if line.startswith("| RTE | all / all"))
     assert "in progress: 2 complete, 1 pruned; best so far lr 4.56e-05 (split 58.6)" in row
     assert "not tuned yet" in row  # the other methods' studies have not started
+
+
+def test_protocol_runs_keep_the_settings_they_began_with():
+    import argparse
+
+    from ptuning.core.config import PromptConfig
+    from ptuning.experiments.report.cells import PROTOCOL_PINS
+    from ptuning.experiments.report.tuning_budget import _trial_config, fixed_settings
+
+    protocol = PROTOCOLS["study"]
+    setting = next(t for t in protocol.tasks if t.task == "rte")
+    fixed = fixed_settings(protocol, setting, "p-tuning-v2", bf16=False, data_dir=None)
+    assert "prompt_dropout_per_example" not in fixed  # a study's recorded fixed settings stay as they were
+    trial = _trial_config(argparse.Namespace(**{**fixed, "lr": 1e-2}))
+    assert PromptConfig().prompt_dropout_per_example is True  # the library's default moved ...
+    assert (
+        trial.prompt.prompt_dropout_per_example is PROTOCOL_PINS["prompt_dropout_per_example"]
+    )  # ... not theirs
+    lever = _trial_config(argparse.Namespace(**fixed, lr=1e-2, prompt_dropout_per_example=True))
+    assert lever.prompt.prompt_dropout_per_example is True  # a setting given still wins

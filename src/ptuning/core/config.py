@@ -79,9 +79,9 @@ class PromptConfig:
         0.1, "dropout on the prefix keys/values (or the input prompt)", group="prompt"
     )
     prompt_dropout_per_example: bool = option(
-        False,
-        "draw the prompt dropout mask per example, as the reference implementation does, instead of "
-        "one mask for the whole batch",
+        True,
+        "draw the prompt dropout mask per example, as the reference implementation does; "
+        "--no-prompt-dropout-per-example draws one mask for the whole batch",
         group="prompt",
     )
     prompt_layers: int | None = option(

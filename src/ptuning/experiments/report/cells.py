@@ -156,6 +156,12 @@ def kept_levers(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, dic
     return out
 
 
+# Settings whose library default moved after the protocols' first runs: their runs keep the value
+# they began with, so a study or report resumed under a newer version trains as its first runs did
+# (a lever or a tuned setting still overrides them).
+PROTOCOL_PINS: dict[str, Any] = {"prompt_dropout_per_example": False}
+
+
 def prompt_length(protocol: Protocol, setting: TaskSetting) -> int:
     """The task's own prompt length where it sets one, else the protocol's."""
     return setting.prefix_len or protocol.prefix_len

@@ -16,6 +16,7 @@ from typing import Any
 from ...errors import DataError
 from .cells import (
     LONGER,
+    PROTOCOL_PINS,
     Cell,
     cells,
     kept_levers,
@@ -204,6 +205,7 @@ def run_cell(
     shutil.rmtree(run_dir, ignore_errors=True)
     cfg = TrainConfig.build(
         **{
+            **PROTOCOL_PINS,
             **shared_settings(protocol, setting, cell.method, bf16=bf16, data_dir=data_dir),
             "prefix_len": cell.prefix_len,
             "seed": cell.seed,

@@ -23,7 +23,7 @@ from ...errors import DataError
 from ...methods import get_method
 from ...training.config import OPTION_FIELDS
 from ...tuning.space import PARAMETERS, Choice, Range, Space
-from .cells import epoch_settings, shared_settings, tuning_size
+from .cells import PROTOCOL_PINS, epoch_settings, shared_settings, tuning_size
 
 if TYPE_CHECKING:
     from ...training.config import TrainConfig
@@ -66,7 +66,7 @@ def fixed_settings(
 def _trial_config(settings: argparse.Namespace) -> TrainConfig:
     from ...training.config import TrainConfig
 
-    return TrainConfig.build(**vars(settings), progress=False)
+    return TrainConfig.build(**{**PROTOCOL_PINS, **vars(settings)}, progress=False)
 
 
 def study_config(
