@@ -385,3 +385,17 @@ def test_the_shallow_cache_holds_both_texts_of_a_pair():
     cached = model(**batch).loss
     assert cache.hits == 16 and cache.misses == 0
     assert torch.allclose(cached, uncached, atol=1e-5)
+
+
+def test_a_peft_export_and_import_keep_the_pair_head(pair_checkpoints, tmp_path):
+    from ptuning.interop.peft import export_peft, import_peft
+
+    export_peft(pair_checkpoints["apart"], tmp_path / "peft")
+    back = import_peft(tmp_path / "peft", tmp_path / "back")
+    original = PromptModel.from_pretrained(pair_checkpoints["apart"])
+    assert back.prompt_config.pair_encoding == "separate"
+    batch = make_collator(SPEC, original.tokenizer)(
+        encode(SPEC, PAIRS, original.tokenizer, 64, pair_encoding="separate")
+    )
+    with torch.no_grad():
+        assert torch.allclose(back.eval()(**batch).logits, original(**batch).logits, atol=1e-6)

@@ -202,8 +202,6 @@ class _SeparatePairs(_PooledHead):
     layer reads [u, v, |u-v|, u*v] (4H features). `scores` takes the rows of a batch of B pairs
     stacked as (2B, T, H): the B first texts, then the B second texts (`PromptModel.forward`)."""
 
-    pair_encoding: ClassVar[str] = "separate"
-
     def __init__(self, hidden_size: int, num_labels: int, *, pooling: str, dropout: float) -> None:
         super().__init__(4 * hidden_size, num_labels, pooling=pooling, dropout=dropout)
 

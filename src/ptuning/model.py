@@ -381,8 +381,8 @@ def _stack_pairs(first: tuple, second: tuple) -> tuple:
     length = max(t.shape[-1] for t in (first[0], second[0]))
     # padding needs a mask: where none is passed, every given position is real
     first, second = (
-        (ids, ones if ones is not None else torch.ones_like(ids), types)
-        for ids, ones, types in (first, second)
+        (ids, mask if mask is not None else torch.ones_like(ids), types)
+        for ids, mask, types in (first, second)
     )
     out = []
     for a, b in zip(first, second, strict=True):
