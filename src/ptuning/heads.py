@@ -12,7 +12,8 @@ Each head class says, for its task type:
   decode             logits -> answers (labels, scores, tags and entity spans, answer spans)
   evaluate           predictions -> the task's metrics (`ptuning.metrics.compute_metrics`)
 `HEADS` maps a task type to its head class; `head_class(task_type)` looks one up (a spec-only
-caller such as the handcrafted predictor uses the class without building a layer).
+caller such as the handcrafted predictor uses the class without building a layer). `PAIR_HEADS`
+holds the heads of text pairs encoded separately (`_SeparatePairs`: two model rows per feature).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from transformers.modeling_outputs import (
 from transformers.utils import ModelOutput
 
 from .data import postprocess_qa, spans_from_tags, squad2, word_predictions
-from .data.features import predicate_marker
+from .data.features import PAIR_PREFIX, predicate_marker
 from .metrics import compute_metrics
 from .tasks import TaskSpec
 
@@ -144,8 +145,16 @@ class _PooledHead(Head):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
 
+    def features(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """What the linear layer reads: (B, T, H) -> (B, H), the pooled sequence."""
+        return pool(hidden, attention_mask, self.pooling)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, in_features) -> (B, num_labels)."""
+        return self.classifier(self.dropout(features))
+
     def scores(self, hidden, attention_mask):
-        return self.classifier(self.dropout(pool(hidden, attention_mask, self.pooling)))
+        return self.classify(self.features(hidden, attention_mask))
 
 
 class ClassificationHead(_PooledHead):
@@ -174,8 +183,8 @@ class RegressionHead(_PooledHead):
     task_type = "regression"
     argmax_for_metrics = False
 
-    def scores(self, hidden, attention_mask):
-        return super().scores(hidden, attention_mask).squeeze(-1)
+    def classify(self, features):
+        return super().classify(features).squeeze(-1)
 
     def forward(self, hidden, attention_mask, labels=None, **_) -> SequenceClassifierOutput:
         logits = self.scores(hidden, attention_mask)
@@ -185,6 +194,59 @@ class RegressionHead(_PooledHead):
     @classmethod
     def decode(cls, spec, examples, features, logits):
         return [{"score": float(np.asarray(row).reshape(-1)[0])} for row in logits]
+
+
+class _SeparatePairs(_PooledHead):
+    """Text pairs encoded separately (`PromptConfig.pair_encoding` "separate", Sentence-BERT): each
+    text is its own model row, through the same backbone and prompt, pooled to u and v; the linear
+    layer reads [u, v, |u-v|, u*v] (4H features). `scores` takes the rows of a batch of B pairs
+    stacked as (2B, T, H): the B first texts, then the B second texts (`PromptModel.forward`)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, *, pooling: str, dropout: float) -> None:
+        super().__init__(4 * hidden_size, num_labels, pooling=pooling, dropout=dropout)
+
+    def features(self, hidden, attention_mask):
+        u, v = pool(hidden, attention_mask, self.pooling).chunk(2)  # (2B, H) -> (B, H) each
+        return pair_features(u, v)
+
+    @staticmethod
+    def rows_of(feature):
+        first = {k: feature[k] for k in SEQUENCE_KEYS if k in feature}
+        second = {k: feature[PAIR_PREFIX + k] for k in SEQUENCE_KEYS if PAIR_PREFIX + k in feature}
+        return [first, second]
+
+    @classmethod
+    def num_rows(cls, feature):
+        return 2
+
+    @classmethod
+    def truncated(cls, example, tokenizer, max_length):
+        cut = _cut(max_length)
+        texts = [example["text"], example.get("text_pair") or ""]
+        return any(len(tokenizer(text, **cut)["input_ids"]) > max_length for text in texts)
+
+    def per_row(self, hidden, attention_mask, lengths):
+        # a served batch mixes rows of many tasks and features: each row's pooled vector (H,), and
+        # `merge_rows` joins a feature's two
+        return list(_numpy(pool(hidden, attention_mask, self.pooling)))
+
+    def merge_rows(self, values):  # an instance's method: it needs the linear layer
+        weight = self.classifier.weight
+        u, v = torch.as_tensor(np.stack(values)).to(weight.device, weight.dtype).unsqueeze(1)  # (1, H) each
+        return _numpy(self.classify(pair_features(u, v)))[0]
+
+
+def pair_features(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(B, H), (B, H) -> (B, 4H): [u, v, |u-v|, u*v], the Sentence-BERT classifier's input."""
+    return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+
+
+class PairClassificationHead(ClassificationHead, _SeparatePairs):
+    """Classification of text pairs encoded separately (see `_SeparatePairs`)."""
+
+
+class PairRegressionHead(RegressionHead, _SeparatePairs):
+    """Regression on text pairs encoded separately (see `_SeparatePairs`)."""
 
 
 class ChoiceHead(_PooledHead):
@@ -374,5 +436,29 @@ def head_class(task_type: str) -> type[Head]:
         raise ValueError(f"no head for task type {task_type!r} (known: {', '.join(HEADS)})") from None
 
 
-def build_head(task_type: str, hidden_size: int, num_labels: int, *, pooling: str, dropout: float) -> Head:
-    return head_class(task_type)(hidden_size, num_labels, pooling=pooling, dropout=dropout)
+# the heads of text pairs encoded separately (`PromptConfig.pair_encoding` "separate"), by task type
+PAIR_HEADS: dict[str, type[Head]] = {
+    cls.task_type: cls for cls in (PairClassificationHead, PairRegressionHead)
+}
+
+
+def check_pair_encoding(task_type: str, pair_encoding: str) -> None:
+    """ValueError where `pair_encoding` cannot apply to a task of `task_type`."""
+    if pair_encoding == "separate" and task_type not in PAIR_HEADS:
+        raise ValueError(
+            f"pair_encoding 'separate' applies to text-pair {' and '.join(PAIR_HEADS)} tasks, not {task_type}"
+        )
+
+
+def build_head(
+    task_type: str,
+    hidden_size: int,
+    num_labels: int,
+    *,
+    pooling: str,
+    dropout: float,
+    pair_encoding: str = "joint",
+) -> Head:
+    check_pair_encoding(task_type, pair_encoding)
+    cls = PAIR_HEADS[task_type] if pair_encoding == "separate" else head_class(task_type)
+    return cls(hidden_size, num_labels, pooling=pooling, dropout=dropout)

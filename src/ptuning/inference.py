@@ -100,7 +100,14 @@ class Predictor:
         """Examples, features and truncation flags (raises DataError naming the bad input)."""
         examples = [parse_input(self.spec, item, i, self.inputs) for i, item in enumerate(inputs)]
         flags = [self.model.head.truncated(ex, self.tokenizer, self.max_length) for ex in examples]
-        features = encode(self.spec, examples, self.tokenizer, self.max_length, for_training=False)
+        features = encode(
+            self.spec,
+            examples,
+            self.tokenizer,
+            self.max_length,
+            for_training=False,
+            pair_encoding=self.model.prompt_config.pair_encoding,
+        )
         return examples, features, flags
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
@@ -70,7 +71,9 @@ class PromptModel(nn.Module):
 
     `forward` takes the tokenizer's outputs plus labels (`labels`, or `start_positions` and
     `end_positions` for QA; multiple choice takes (batch, choices, length) inputs) and returns
-    the same output classes as Hugging Face task models, so `transformers.Trainer` trains it.
+    the same output classes as Hugging Face task models, so `transformers.Trainer` trains it. A model
+    whose text pairs are encoded separately (`PromptConfig.pair_encoding` "separate") also takes the
+    second texts' `pair_input_ids` and `pair_attention_mask` (the features of `ptuning.data.encode`).
     Like a Hugging Face model it carries `config` (the backbone's, with the task's labels),
     `device`, `dtype` and, once loaded, its `tokenizer`; so `transformers.pipeline` runs it:
 
@@ -143,6 +146,7 @@ class PromptModel(nn.Module):
             spec.num_labels,
             pooling=config.pooling,
             dropout=config.head_dropout,
+            pair_encoding=config.pair_encoding,
         )
         self.backbone.requires_grad_(not config.freezes_backbone)
 
@@ -334,8 +338,26 @@ class PromptModel(nn.Module):
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
         prefix_mask: torch.Tensor | None = None,
+        pair_input_ids: torch.Tensor | None = None,
+        pair_attention_mask: torch.Tensor | None = None,
+        pair_token_type_ids: torch.Tensor | None = None,
         **_: object,
     ) -> ModelOutput:
+        if self.prompt_config.pair_encoding == "separate":
+            if pair_input_ids is None:
+                raise DataError(
+                    "this model encodes the two texts of a pair separately (pair_encoding 'separate'): "
+                    "pass the second text's pair_input_ids and pair_attention_mask (ptuning.data.encode "
+                    "with pair_encoding='separate' makes them; ptuning.Predictor answers raw text pairs)"
+                )
+            # the B pairs as 2B rows through one backbone pass with the same prompt: first texts, then
+            # second texts (the head splits them back); prefix_mask is per example, so per row twice
+            input_ids, attention_mask, token_type_ids = _stack_pairs(
+                (input_ids, attention_mask, token_type_ids),
+                (pair_input_ids, pair_attention_mask, pair_token_type_ids),
+            )
+            if prefix_mask is not None:
+                prefix_mask = prefix_mask.repeat(2, 1)  # (B, P) -> (2B, P)
         rows = self.head.flatten  # multiple choice: (batch, choices, length) -> one row per choice
         mask = rows(attention_mask)
         ids = rows(input_ids)
@@ -350,3 +372,23 @@ class PromptModel(nn.Module):
             end_positions=end_positions,
             batch=input_ids.shape[0],
         )
+
+
+def _stack_pairs(first: tuple, second: tuple) -> tuple:
+    """(input_ids, attention_mask, token_type_ids) of B first texts (B, Ta) and of their B second
+    texts (B, Tb) -> the same of 2B rows (2B, max(Ta, Tb)), first texts first. The shorter side is
+    padded on the right with masked positions (id 0, attention 0): masked keys, ignored by pooling."""
+    length = max(t.shape[-1] for t in (first[0], second[0]))
+    # padding needs a mask: where none is passed, every given position is real
+    first, second = (
+        (ids, mask if mask is not None else torch.ones_like(ids), types)
+        for ids, mask, types in (first, second)
+    )
+    out = []
+    for a, b in zip(first, second, strict=True):
+        if a is None or b is None:
+            out.append(None)  # token type ids where the tokenizer gives none
+            continue
+        a, b = (F.pad(t, (0, length - t.shape[-1])) for t in (a, b))
+        out.append(torch.cat([a, b], dim=0))
+    return tuple(out)

@@ -32,7 +32,7 @@ from typing import Any, get_args
 import torch
 
 from ..core.backbones import geometry
-from ..core.config import METHODS, PrefixInit
+from ..core.config import METHODS, PairEncoding, PrefixInit
 from ..core.limits import MAX_PREFIX_LEN, MAX_PROMPT_LAYERS
 from ..data.inputs import FILE_FORMATS, InputFormat
 from ..errors import CheckpointError
@@ -269,6 +269,7 @@ def check_inputs(path: Path, config: Mapping[str, Any]) -> None:
 def check_config(path: Path, config: Mapping[str, Any]) -> None:
     """The schema of a prompt checkpoint's config (`path` names the file in the errors)."""
     from ..core.config import PromptConfig
+    from ..heads import check_pair_encoding
 
     top = _Schema(path, config)
     top.string("backbone", nonempty=False)  # empty for a model built from an in-memory backbone
@@ -294,6 +295,7 @@ def check_config(path: Path, config: Mapping[str, Any]) -> None:
     prompt.integer("prompt_layers", 1, MAX_PROMPT_LAYERS, null=True)
     prompt.enum("pooling", ("cls", "mean"), required=False)
     prompt.enum("prefix_init", get_args(PrefixInit), required=False)
+    prompt.enum("pair_encoding", get_args(PairEncoding), required=False)  # older checkpoints: joint
     task = top.object("task")
     task.string("name")
     task.enum("task_type", TASK_TYPES)
@@ -312,6 +314,7 @@ def check_config(path: Path, config: Mapping[str, Any]) -> None:
             raise task.fail("labels", "a list of distinct label names")
     try:  # combinations the types alone allow (prefix_init 'vocab' with the MLP, ...)
         PromptConfig.from_dict(prompt.data)
+        check_pair_encoding(kind, prompt.data.get("pair_encoding", "joint"))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: 'prompt_config' is inconsistent ({exc})") from None
 
@@ -493,7 +496,8 @@ def expected_tensors(config: Mapping[str, Any], backbone) -> dict[str, tuple[int
     else:
         head = labels
     name = "qa_outputs" if kind == "question_answering" else "classifier"
-    shapes: dict[str, tuple[int, ...]] = {f"head.{name}.weight": (head, hidden), f"head.{name}.bias": (head,)}
+    width = 4 * hidden if prompt.pair_encoding == "separate" else hidden  # [u, v, |u-v|, u*v]
+    shapes: dict[str, tuple[int, ...]] = {f"head.{name}.weight": (head, width), f"head.{name}.bias": (head,)}
     P = prompt.prefix_len
     if prompt.deep:
         layers = min(prompt.prompt_layers or g.num_layers, g.num_layers)

@@ -32,6 +32,7 @@ def default_learning_rate(method: str, prefix_projection: bool = False) -> float
 Method = Literal[METHODS]  # type: ignore[valid-type]  # the registry's names
 Pooling = Literal["mean", "cls"]
 PrefixInit = Literal["random", "vocab"]
+PairEncoding = Literal["joint", "separate"]
 
 
 def option(default: Any = MISSING, help: str = "", *, group: str = "", **cli: Any) -> Any:
@@ -102,6 +103,14 @@ class PromptConfig:
         "gave 82.8%% against 75.9%% for cls in the main job)",
         group="prompt",
     )
+    pair_encoding: PairEncoding = option(
+        "joint",
+        "how a text-pair classification or regression task reads its two texts: joint, one sequence "
+        "[CLS] a [SEP] b [SEP] (cross-encoding); separate, each text through the same frozen backbone "
+        "and prompt on its own, pooled to u and v, the head reading [u, v, |u-v|, u*v] (Sentence-BERT; "
+        "the built-in backbones are such bi-encoders)",
+        group="prompt",
+    )
     head_dropout: float = option(0.1, "dropout before the linear head", group="prompt")
     backbone_dropout: bool = option(
         True,
@@ -129,7 +138,12 @@ class PromptConfig:
             check_setting("prefix_len", self.prefix_len)
         if self.prompt_layers is not None:
             check_setting("prompt_layers", self.prompt_layers)
-        for name, allowed in (("method", Method), ("pooling", Pooling), ("prefix_init", PrefixInit)):
+        for name, allowed in (
+            ("method", Method),
+            ("pooling", Pooling),
+            ("prefix_init", PrefixInit),
+            ("pair_encoding", PairEncoding),
+        ):
             if getattr(self, name) not in get_args(allowed):
                 raise ValueError(
                     f"{name} must be one of {', '.join(get_args(allowed))}, got {getattr(self, name)!r}"

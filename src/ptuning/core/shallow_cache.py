@@ -133,6 +133,7 @@ class ShallowCache:
         device = torch.device(device) if device is not None else original_device
         backbone.to(device)
         backbone.eval()
+        features = [row for feature in features for row in _sequences(feature)]
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
         try:
             with self._lower_only():
@@ -253,6 +254,20 @@ class ShallowCache:
         del model.backbone.embeddings.forward
         object.__setattr__(model, "_ptuning_shallow_cache", None)
         self.entries.clear()
+
+
+def _sequences(feature: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sequences a feature puts through the backbone: itself, and the second text of a pair
+    encoded separately (its own model row, looked up by content like any other)."""
+    from ..data.features import PAIR_KEYS, PAIR_PREFIX
+
+    if PAIR_KEYS[0] not in feature:
+        return [feature]
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in feature]
+    return [
+        {k: feature[k] for k in keys},
+        {k: feature[PAIR_PREFIX + k] for k in keys if PAIR_PREFIX + k in feature},
+    ]
 
 
 def attach_shallow_cache(

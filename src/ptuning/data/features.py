@@ -5,7 +5,8 @@ padding) and `make_collator` pads a list of them into tensors; `ptuning.data.pos
 outputs back to answer strings, words and entities.
 
 Keys of a feature: the model inputs in `MODEL_INPUT_KEYS` (``token_type_ids`` only when the tokenizer
-produces them) plus, for mapping predictions back, ``word_ids`` (token classification) and
+produces them; for text pairs encoded separately also the second text's, `PAIR_KEYS`) plus, for
+mapping predictions back, ``word_ids`` (token classification) and
 ``example_id`` / ``offset_mapping`` (question answering with ``for_training=False``). The collator drops
 every key not in `MODEL_INPUT_KEYS`.
 
@@ -26,15 +27,20 @@ from ptuning.tasks import TaskSpec
 Feature = dict[str, Any]
 
 
+_SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+# a text pair encoded separately (`encode(..., pair_encoding="separate")`): the second text's inputs
+PAIR_PREFIX = "pair_"
+PAIR_KEYS = tuple(PAIR_PREFIX + key for key in _SEQUENCE_KEYS)
+PAIR_ENCODINGS = ("joint", "separate")
 MODEL_INPUT_KEYS = (
     "input_ids",
     "attention_mask",
     "token_type_ids",
+    *PAIR_KEYS,
     "labels",
     "start_positions",
     "end_positions",
 )
-_SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 _CHUNK = 1000  # examples per tokenizer call: batched for speed, bounded for memory
 IGNORE_INDEX = -100  # label of tokens that carry no tag (special tokens, non-first sub-words, padding)
 
@@ -47,8 +53,14 @@ def encode(
     *,
     for_training: bool = True,
     doc_stride: int | None = None,
+    pair_encoding: str = "joint",
 ) -> list[Feature]:
     """Features of `examples` (see the module docstring), truncated to `max_length` tokens.
+
+    `pair_encoding` (classification and regression; `PromptConfig.pair_encoding`): "joint" tokenizes
+    a text pair as one sequence; "separate" tokenizes each text on its own, the second text's
+    inputs under ``pair_input_ids``, ``pair_attention_mask`` (and ``pair_token_type_ids``), each
+    truncated to `max_length`; every example must then have a ``text_pair``.
 
     Labels are added when the examples have them: ``labels`` (class id, float, choice index, or one
     id per token with -100 for special tokens and non-first sub-words), or ``start_positions`` /
@@ -57,12 +69,19 @@ def encode(
     default ``min(128, max_length // 4)``); with ``for_training=False`` each feature also keeps
     ``example_id`` and ``offset_mapping`` (None for tokens outside the context).
     """
+    if pair_encoding not in PAIR_ENCODINGS:
+        raise ValueError(f"pair_encoding must be one of {', '.join(PAIR_ENCODINGS)}, got {pair_encoding!r}")
+    separate = pair_encoding == "separate"
+    if separate and spec.task_type not in ("classification", "regression"):
+        raise ValueError(
+            f"pair_encoding 'separate' applies to classification and regression, not {spec.task_type}"
+        )
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("a fast (Rust) tokenizer is required: offsets and word ids come from it")
     if max_length < 8:
         raise ValueError(f"max_length {max_length} is too small")
     if spec.task_type in ("classification", "regression"):
-        return _encode_sequences(spec, examples, tokenizer, max_length)
+        return _encode_sequences(spec, examples, tokenizer, max_length, separate=separate)
     if spec.task_type == "multiple_choice":
         return _encode_choices(spec, examples, tokenizer, max_length)
     if spec.task_type == "token_classification":
@@ -117,15 +136,40 @@ def _tokenize_pairs(
     return [_model_inputs(encoding, i) for i in range(len(texts))]
 
 
+def _tokenize_apart(tokenizer: Any, texts: list[str], pairs: list[str], max_length: int) -> list[Feature]:
+    """Each text and its pair tokenized on its own: the pair's inputs under `PAIR_KEYS`."""
+    first = tokenizer(texts, truncation=True, max_length=max_length)
+    second = tokenizer(pairs, truncation=True, max_length=max_length)
+    features = []
+    for i in range(len(texts)):
+        feature = _model_inputs(first, i)
+        feature.update({PAIR_PREFIX + k: v for k, v in _model_inputs(second, i).items()})
+        features.append(feature)
+    return features
+
+
 def _encode_sequences(
-    spec: TaskSpec, examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int
+    spec: TaskSpec,
+    examples: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    max_length: int,
+    *,
+    separate: bool = False,
 ) -> list[Feature]:
     ids = _label_ids(spec)
     features: list[Feature] = []
     for chunk in _chunks(examples):
-        encoded = _tokenize_pairs(
-            tokenizer, [ex["text"] for ex in chunk], [ex.get("text_pair") for ex in chunk], max_length
-        )
+        texts, pairs = [ex["text"] for ex in chunk], [ex.get("text_pair") for ex in chunk]
+        if separate:
+            for i, pair in enumerate(pairs):
+                if pair is None:
+                    raise DataError(
+                        f"example {len(features) + i} has no text_pair: pair_encoding 'separate' "
+                        "encodes the two texts of a pair apart, so every example needs both"
+                    )
+            encoded = _tokenize_apart(tokenizer, texts, pairs, max_length)
+        else:
+            encoded = _tokenize_pairs(tokenizer, texts, pairs, max_length)
         for example, feature in zip(chunk, encoded, strict=True):
             label = example.get("label")
             if label is not None:
@@ -326,19 +370,23 @@ class Collator:
             "attention_mask": 0,
             "token_type_ids": self.pad_token_type_id,
         }
+        pad_values.update({PAIR_PREFIX + k: v for k, v in pad_values.items()})
+        # a pair's second texts are padded to their own longest (the model pads both to one length)
+        pair_longest = max(len(f[PAIR_KEYS[0]]) for f in features) if PAIR_KEYS[0] in keys else 0
         if self.task_type == "token_classification":
             pad_values["labels"] = IGNORE_INDEX
         batch: dict[str, torch.Tensor] = {}
         for key in keys:
             values = [feature[key] for feature in features]
+            length = pair_longest if key.startswith(PAIR_PREFIX) else longest
             if key in pad_values and choices:
                 padded = [
-                    [_pad(seq, longest, pad_values[key], self.left) for seq in value] for value in values
+                    [_pad(seq, length, pad_values[key], self.left) for seq in value] for value in values
                 ]
                 batch[key] = torch.tensor(padded, dtype=torch.long)
             elif key in pad_values:
                 batch[key] = torch.tensor(
-                    [_pad(v, longest, pad_values[key], self.left) for v in values], dtype=torch.long
+                    [_pad(v, length, pad_values[key], self.left) for v in values], dtype=torch.long
                 )
             elif key == "labels" and self.task_type == "regression":
                 batch[key] = torch.tensor(values, dtype=torch.float32)
@@ -352,7 +400,8 @@ def make_collator(spec: TaskSpec, tokenizer: Any) -> Callable[[list[Feature]], d
 
     Pads dynamically (pad token, attention 0, token type = the tokenizer's pad type, token labels
     -100) to the longest sequence in the batch, on the tokenizer's padding side; multiple choice
-    becomes (batch, num_choices, seq). Keys outside `MODEL_INPUT_KEYS` are dropped."""
+    becomes (batch, num_choices, seq); the second texts of separately encoded pairs (`PAIR_KEYS`)
+    are padded to their own longest. Keys outside `MODEL_INPUT_KEYS` are dropped."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out anyway
     return Collator(
         task_type=spec.task_type,

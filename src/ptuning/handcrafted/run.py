@@ -22,7 +22,7 @@ from ..data import subsample
 from ..data.inputs import parse_input
 from ..data.load import EVAL_SUBSET_SEED, load_data
 from ..decode import format_outputs
-from ..errors import DataError
+from ..errors import DataError, UserError
 from ..metrics import compute_metrics
 from ..tasks import TaskSpec
 from ..training.defaults import for_task, task_kind
@@ -54,6 +54,11 @@ def _gives_pairs(examples: list[dict]) -> bool:
 def train_handcrafted(cfg, callbacks=None) -> dict[str, Any]:
     """Build the scorer, fit the bias on the training subset if any, evaluate, save; as `training.train`.
     `callbacks` (the Trainer's) are not called: nothing trains by gradient."""
+    if cfg.prompt.pair_encoding != "joint":  # the template holds both texts: one sequence
+        raise UserError(
+            f"--pair-encoding {cfg.prompt.pair_encoding} is for a prompt model's head; handcrafted fills "
+            "both texts of a pair into one template"
+        )
     set_seed(cfg.seed)
     output = Path(cfg.output_dir)
     data = load_data(cfg)

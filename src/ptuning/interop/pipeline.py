@@ -29,6 +29,11 @@ def prompt_pipeline(model, tokenizer=None, **kwargs: Any):
             f"no transformers pipeline for task type {model.spec.task_type!r}; use ptuning.Predictor "
             f"(pipelines: {', '.join(sorted(PIPELINE_TASKS))})"
         )
+    if getattr(model.prompt_config, "pair_encoding", "joint") == "separate":
+        raise ValueError(
+            "a transformers pipeline tokenizes a text pair as one sequence, and this model encodes the "
+            "two texts separately (pair_encoding 'separate'): use ptuning.Predictor"
+        )
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
     if tokenizer is None:
         raise ValueError("the model carries no tokenizer: pass tokenizer=...")

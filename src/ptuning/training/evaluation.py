@@ -26,11 +26,22 @@ from .trainer import PromptTrainer
 class EvalSet:
     """Examples and their features for one evaluation split, and the metric computation over them."""
 
-    def __init__(self, spec: TaskSpec, examples: list[dict], tokenizer, max_length: int) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        examples: list[dict],
+        tokenizer,
+        max_length: int,
+        *,
+        pair_encoding: str = "joint",
+    ) -> None:
+        """`pair_encoding`: the model's (`PromptConfig.pair_encoding`), how its features hold a text pair."""
         self.spec = spec
         self.head = head_class(spec.task_type)  # its reduction of logits, label names and metrics
         self.examples = examples
-        self.features = encode(spec, examples, tokenizer, max_length, for_training=False)
+        self.features = encode(
+            spec, examples, tokenizer, max_length, for_training=False, pair_encoding=pair_encoding
+        )
 
     def metrics(self, predictions, label_ids) -> dict[str, float]:
         count = len(predictions[0] if isinstance(predictions, tuple) else predictions)
@@ -170,7 +181,13 @@ class PromptModelEvaluator:
     def score(self, examples: list[dict], batch_size: int, bf16: bool | None) -> dict[str, Any]:
         model, spec = self.model, self.spec
         tokenizer = model.tokenizer
-        eval_set = EvalSet(spec, examples, tokenizer, min(self.max_seq_length, model.max_text_length))
+        eval_set = EvalSet(
+            spec,
+            examples,
+            tokenizer,
+            min(self.max_seq_length, model.max_text_length),
+            pair_encoding=model.prompt_config.pair_encoding,
+        )
         # the Trainer wants a folder of its own; a temporary one, so a read-only checkpoint evaluates
         scratch = tempfile.mkdtemp(prefix="ptuning-eval-")
         args = TrainingArguments(

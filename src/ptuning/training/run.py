@@ -265,10 +265,15 @@ def run(cfg: TrainConfig, shape: RunShape, callbacks: list[TrainerCallback] | No
 
         print(f"prompt initialised from {init_prompt_from(task_models[0], cfg.init_from)} (head fresh)")
     length = min(cfg.max_seq_length, task_models[0].max_text_length)  # input prompts take positions
+    pairs = cfg.prompt.pair_encoding  # how the features hold a text pair (the model reads them so)
     features = [
-        encode(task.spec, task.train_examples, tokenizer, length, for_training=True) for task in tasks
+        encode(task.spec, task.train_examples, tokenizer, length, for_training=True, pair_encoding=pairs)
+        for task in tasks
     ]
-    eval_sets = {task.spec.name: EvalSet(task.spec, task.eval_examples, tokenizer, length) for task in tasks}
+    eval_sets = {
+        task.spec.name: EvalSet(task.spec, task.eval_examples, tokenizer, length, pair_encoding=pairs)
+        for task in tasks
+    }
     dataset, steps_per_epoch = shape.prepare(cfg, model, tokenizer, features)
     args = training_arguments(cfg, specs[0], checkpoint_dir, steps_per_epoch)
     clock = WallClock(resume_from)
@@ -454,7 +459,11 @@ def _score_once(trainer, data, cfg: TrainConfig, tokenizer, length: int) -> dict
     }
     if data.test:
         dev_set = EvalSet(
-            data.spec, subsample(data.test, cfg.max_eval_samples, EVAL_SUBSET_SEED), tokenizer, length
+            data.spec,
+            subsample(data.test, cfg.max_eval_samples, EVAL_SUBSET_SEED),
+            tokenizer,
+            length,
+            pair_encoding=cfg.prompt.pair_encoding,
         )
         trainer.compute_metrics = lambda p: dev_set.metrics(p.predictions, p.label_ids)
         raw = trainer.evaluate(dev_set.features, metric_key_prefix="dev")
