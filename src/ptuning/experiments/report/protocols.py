@@ -340,7 +340,8 @@ PROTOCOLS["study"] = Protocol(
     patience=4,
     selection=STUDY_SELECTION,
     description=(
-        "Study protocol: MiniLM on whole training sets (SST-2, RTE, MRPC, CoNLL-2003), bf16 on this CPU, "
+        "Study protocol: MiniLM on whole training sets (SST-2, RTE, MRPC, CoNLL-2003), bf16 where the CPU "
+        "has it natively, else fp32 (this record so far: fp32, an AMD EPYC without avx512_bf16), "
         "batch 16 (SST-2: 32), mean pooling for the sentence tasks. " + STUDY_SELECTION + " "
         f"Equal budget: {STUDY_TRIALS} Optuna trials per (task, method) for fine-tune, prompt tuning and "
         "p-tuning-v2 alike (a scrambled Sobol sequence; successive halving over epochs: a trial goes "
@@ -355,7 +356,7 @@ PROTOCOLS["study"] = Protocol(
         f"(minus the split) with {len(STUDY_SEEDS)} seeds, `--epochs auto` (patience 4; at most 20 "
         "epochs on RTE, 15 on MRPC, 10 on CoNLL-2003, 3 on SST-2). Cost, estimated from "
         "reports/cpu-converged's recorded cell seconds (training seconds per example and epoch, one "
-        "thread: RTE 18 ms, MRPC 14, CoNLL-2003 8.5, SST-2 4.2): the 120 trials about 3.8 CPU-hours "
+        "thread, bf16: RTE 18 ms, MRPC 14, CoNLL-2003 8.5, SST-2 4.2; fp32 costs about twice that): the 120 trials about 3.8 CPU-hours "
         "if they train half their cap on average, the 36 final cells about 6.5 CPU-hours if early "
         "stopping ends them at three quarters of theirs: about 10.3 CPU-hours, 5.2 hours of the 2 cores "
         "with `--jobs 2` (studies, like cells, run two at a time); about 16 CPU-hours (8 hours) if no "
