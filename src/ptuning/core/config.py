@@ -33,6 +33,8 @@ Method = Literal[METHODS]  # type: ignore[valid-type]  # the registry's names
 Pooling = Literal["mean", "cls"]
 PrefixInit = Literal["random", "vocab"]
 PairEncoding = Literal["joint", "separate"]
+# a text pair encoded separately: the second text's model inputs are the first's keys with this prefix
+PAIR_PREFIX = "pair_"
 
 
 def option(default: Any = MISSING, help: str = "", *, group: str = "", **cli: Any) -> Any:

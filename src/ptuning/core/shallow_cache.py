@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .config import PAIR_PREFIX
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -259,9 +260,7 @@ class ShallowCache:
 def _sequences(feature: dict[str, Any]) -> list[dict[str, Any]]:
     """The sequences a feature puts through the backbone: itself, and the second text of a pair
     encoded separately (its own model row, looked up by content like any other)."""
-    from ..data.features import PAIR_KEYS, PAIR_PREFIX
-
-    if PAIR_KEYS[0] not in feature:
+    if PAIR_PREFIX + "input_ids" not in feature:
         return [feature]
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in feature]
     return [

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ptuning.core.config import PAIR_PREFIX
 from ptuning.errors import DataError
 from ptuning.tasks import TaskSpec
 
@@ -29,7 +30,6 @@ Feature = dict[str, Any]
 
 _SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 # a text pair encoded separately (`encode(..., pair_encoding="separate")`): the second text's inputs
-PAIR_PREFIX = "pair_"
 PAIR_KEYS = tuple(PAIR_PREFIX + key for key in _SEQUENCE_KEYS)
 PAIR_ENCODINGS = ("joint", "separate")
 MODEL_INPUT_KEYS = (
