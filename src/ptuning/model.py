@@ -94,7 +94,7 @@ class PromptModel(nn.Module):
         backbone_fingerprint: str | None = None,
     ) -> None:
         super().__init__()
-        config = config.with_prefix_len()  # a config that sets no prompt length: the standalone one
+        config = config.filled()  # what a config built by hand leaves unset: the standalone values
         self.backbone = backbone
         if not config.backbone_dropout:
             without_dropout(backbone)  # before any prompt module joins the backbone's tree

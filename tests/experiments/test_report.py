@@ -576,7 +576,7 @@ def test_protocol_runs_keep_the_settings_they_began_with():
     fixed = fixed_settings(protocol, setting, "p-tuning-v2", bf16=False, data_dir=None)
     assert "prompt_dropout_per_example" not in fixed  # a study's recorded fixed settings stay as they were
     trial = _trial_config(argparse.Namespace(**{**fixed, "lr": 1e-2}))
-    assert PromptConfig().prompt_dropout_per_example is True  # the library's default moved ...
+    assert PromptConfig().filled().prompt_dropout_per_example is True  # the library's default moved ...
     assert (
         trial.prompt.prompt_dropout_per_example is PROTOCOL_PINS["prompt_dropout_per_example"]
     )  # ... not theirs

@@ -83,6 +83,21 @@ def test_the_main_job_keeps_its_short_schedule():
     assert TrainConfig.build(task="sst2", max_train_samples=100).max_seq_length is None
     assert TrainConfig.build(epochs=2).epochs == 2  # a count given is kept
     assert TrainConfig.build(method="handcrafted").epochs == MAIN_JOB_EPOCHS  # nothing to stop early
+    # per-example prompt dropout: off in the main job (its time), on for a plain deep prefix elsewhere
+    assert main.prompt.prompt_dropout_per_example is False
+    assert for_task(TrainConfig.build(task="rte"), "pair").prompt.prompt_dropout_per_example is True
+    assert (
+        for_task(
+            TrainConfig.build(task="rte", method="prefix-tuning"), "pair"
+        ).prompt.prompt_dropout_per_example
+        is False
+    )
+    assert (
+        for_task(
+            TrainConfig.build(task="rte", prompt_dropout_per_example=False), "pair"
+        ).prompt.prompt_dropout_per_example
+        is False
+    )
 
 
 def test_a_prompt_config_alone_builds_with_the_standalone_length(tiny_bert_dir):

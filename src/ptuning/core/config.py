@@ -132,10 +132,6 @@ class PromptConfig:
             )
         if method.always_projection:
             self.prefix_projection = True
-        if self.prompt_dropout_per_example is None:
-            # per example it helped a plain deep prefix (SST-2 +0.4, RTE and CoNLL-2003 +0.5); through
-            # the MLP it kept prefix tuning from learning a synthetic QA task that one mask learns
-            self.prompt_dropout_per_example = method.deep and not self.prefix_projection
         if method.has_prompt and self.prefix_len is not None:  # a method without a prompt does not use it
             check_setting("prefix_len", self.prefix_len)
         if self.prompt_layers is not None:
@@ -153,10 +149,19 @@ class PromptConfig:
         if self.prefix_init == "vocab" and self.prefix_projection:
             raise ValueError("prefix_init 'vocab' sets a plain prefix table: not with prefix_projection")
 
-    def with_prefix_len(self, default: int = STANDALONE_PREFIX_LEN) -> PromptConfig:
-        """This config with its prompt length set: `default` where it is unset (a training run sets
-        the kind of task's, `ptuning.training.defaults`)."""
-        return self if self.prefix_len is not None else replace(self, prefix_len=default)
+    def filled(self, prefix_len: int = STANDALONE_PREFIX_LEN) -> PromptConfig:
+        """This config with what it leaves unset set: the prompt length (`prefix_len` where unset; a
+        training run sets the kind of task's, `ptuning.training.defaults`) and per-example dropout."""
+        per_example = self.prompt_dropout_per_example
+        if per_example is None:
+            # per example it helped a plain deep prefix (SST-2 +0.4, RTE and CoNLL-2003 +0.5); through
+            # the MLP it kept prefix tuning from learning a synthetic QA task that one mask learns
+            per_example = self.deep and not self.prefix_projection
+        return replace(
+            self,
+            prefix_len=prefix_len if self.prefix_len is None else self.prefix_len,
+            prompt_dropout_per_example=per_example,
+        )
 
     @property
     def deep(self) -> bool:

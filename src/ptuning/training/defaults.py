@@ -102,9 +102,7 @@ def for_task(cfg: TrainConfig, kind: str) -> TrainConfig:
     """`cfg` with what it left unset filled in for a task of `kind`: the prompt length, the learning
     rate, the cap of --epochs auto and the tokens per input."""
     defaults = DEFAULTS[kind]
-    prompt = cfg.prompt
-    if prompt.prefix_len is None:
-        prompt = replace(prompt, prefix_len=defaults.prefix_len)
+    prompt = cfg.prompt.filled(prefix_len=defaults.prefix_len)
     return replace(
         cfg,
         prompt=prompt,
