@@ -123,7 +123,7 @@ def test_recorded_inputs_and_the_fallback_of_older_checkpoints(tmp_path):
         "backbone": "tiny",
         "backbone_fingerprint": "0123456789abcdef",
         "prefix_folded": True,
-        "prompt_config": PromptConfig(prefix_len=16).to_dict(),
+        "prompt_config": PromptConfig(prefix_len=16).filled().to_dict(),
         "task": asdict(TaskSpec("x", "classification", ("a", "b"))),
         "inputs": PAIR_FORMAT.to_dict(),
     }

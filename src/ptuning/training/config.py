@@ -38,11 +38,9 @@ TaskSampling = Literal["proportional", "temperature"]
 ReportTo = Literal["none", "tensorboard", "wandb", "mlflow"]
 
 MAIN_JOB_TASK = "sst2"
-# The main job's training subset: more data bought little there for its time (the measurements are
-# in docs/results/quality.md).
+# The main job's budget: 12,000 sentences twice was the best of the probes within 5 minutes of 2
+# fp32 cores (docs/results/quality.md); every other run trains with --epochs auto unless given a count.
 MAIN_JOB_TRAIN_SAMPLES = 12000
-# The main job's epochs over that subset (it stays within minutes); every other run trains with
-# --epochs auto unless given a count.
 MAIN_JOB_EPOCHS = 2
 MAIN_JOB_MAX_SEQ_LENGTH = 64  # SST-2's sentences are short
 # --epochs auto's cap for a config not yet filled in for its task (`ptuning.training.defaults`)
