@@ -24,7 +24,8 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 def test_the_library_default_is_the_command_default():
     assert train_command.config_from_args(_parse()) == TrainConfig()
-    assert TrainConfig().prompt == PromptConfig()
+    # the main job's prompt: the library's, with one prompt-dropout mask per batch (its time budget)
+    assert TrainConfig().prompt == dataclasses.replace(PromptConfig(), prompt_dropout_per_example=False)
     assert TrainConfig().max_train_samples == MAIN_JOB_TRAIN_SAMPLES  # the main job
     assert TrainConfig().prompt.pooling == PromptConfig().pooling == "mean"
 
