@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 TaskType = Literal[
     "classification",  # single sentence or sentence pair -> one of `labels`
@@ -55,3 +56,8 @@ class TaskSpec:
         if self.task_type == "multiple_choice":
             return 1
         return len(self.labels)
+
+
+def gives_pairs(examples: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a task's examples are text pairs: any of the first hundred has a second text."""
+    return any(example.get("text_pair") for example in examples[:100])

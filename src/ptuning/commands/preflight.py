@@ -56,8 +56,9 @@ def check_before_loading(cfg: TrainConfig, explicit: Iterable[str] = ()) -> None
 def check_ranges(cfg: TrainConfig) -> None:
     at_least_one = ("batch_size", "eval_batch_size", "grad_accum", "max_seq_length", "logging_steps")
     for name in at_least_one:
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            raise UserError(f"{flag_of(name)} must be >= 1, got {getattr(cfg, name)}")
+        value = getattr(cfg, name)  # None: the kind of task decides (max_seq_length)
+        if value is not None and value < 1:
+            raise UserError(f"{flag_of(name)} must be >= 1, got {value}")
     for name in ("save_steps", "max_eval_samples"):
         value = getattr(cfg, name)
         if value is not None and value < 1:

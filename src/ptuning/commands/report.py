@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..experiments.report import PROTOCOLS, dry_run, read_results
     from ..experiments.report.protocols import RESULTS
+    from ..experiments.report.tuning_budget import TUNING_DIR
     from ..training.output_dir import claim_output_dir
 
     protocol = PROTOCOLS["full" if args.full else args.protocol]
@@ -93,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         protocol = dry_run(protocol)
     folder = Path(args.reports_dir) / (args.name or protocol.folder_name)
     # a study still in its tuning has no results yet: its report shows the trials so far
-    tuning_so_far = protocol.tune_trials and (folder / "tuning").is_dir() and not (folder / RESULTS).exists()
+    tuning_so_far = (
+        protocol.tune_trials and (folder / TUNING_DIR).is_dir() and not (folder / RESULTS).exists()
+    )
     if args.render_only and not tuning_so_far:  # every line checked first: a bad one is one error naming it
         read_results(folder, strict=True)
     # one writer per report folder: a second `ptuning report` on it is refused, naming the first

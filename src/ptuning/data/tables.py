@@ -143,14 +143,7 @@ def read_table_source(source: Any, role: str, *, required: Sequence[str] = ()) -
         return _read_table_path(Path(source), required)
     name = f"{role} ({type(source).__name__})"
     if _is(source, "datasets", "DatasetDict"):
-        if "train" not in source:
-            raise DataError(f"{name}: no 'train' split; splits found: {', '.join(source) or 'none'}")
-        held = next((split for split in VALIDATION_SPLITS if split in source), None)
-        train = _dataset_records(source["train"], f"{name}['train']", required=required)
-        validation = None
-        if held is not None:
-            validation = _dataset_records(source[held], f"{name}[{held!r}]", required=required)
-        return TableRows(train, validation)
+        return _split_rows(source, name, lambda split: f"{name}[{split!r}]", required)
     if _is(source, "datasets", "Dataset"):
         return TableRows(_dataset_records(source, name, required=required))
     if _is(source, "pandas", "DataFrame"):
@@ -312,15 +305,23 @@ def _read_saved_folder(path: Path, required: Sequence[str]) -> TableRows:
             f"not a folder written by Dataset.save_to_disk or DatasetDict.save_to_disk ({_one_line(err, 200)})",
         ) from None
     if isinstance(saved, datasets.DatasetDict):
-        if "train" not in saved:
-            raise _error(path, None, f"no 'train' split; splits found: {', '.join(saved) or 'none'}")
-        held = next((split for split in VALIDATION_SPLITS if split in saved), None)
-        train = _dataset_records(saved["train"], f"{path} (train)", required=required)
-        validation = None
-        if held is not None:
-            validation = _dataset_records(saved[held], f"{path} ({held})", required=required)
-        return TableRows(train, validation)
+        return _split_rows(saved, str(path), lambda split: f"{path} ({split})", required)
     return TableRows(_dataset_records(saved, str(path), required=required))
+
+
+def _split_rows(
+    splits: Any, source: str, split_name: Callable[[str], str], required: Sequence[str]
+) -> TableRows:
+    """A DatasetDict's `train` part and its validation part (the first of `VALIDATION_SPLITS` it
+    holds, if any); `split_name` names a part in errors."""
+    if "train" not in splits:
+        raise _error(source, None, f"no 'train' split; splits found: {', '.join(splits) or 'none'}")
+    held = next((split for split in VALIDATION_SPLITS if split in splits), None)
+    train = _dataset_records(splits["train"], split_name("train"), required=required)
+    validation = None
+    if held is not None:
+        validation = _dataset_records(splits[held], split_name(held), required=required)
+    return TableRows(train, validation)
 
 
 def _read_delimited(path: Path, delimiter: str, required: Sequence[str]) -> list[_Record]:

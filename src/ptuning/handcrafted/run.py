@@ -24,7 +24,7 @@ from ..data.load import EVAL_SUBSET_SEED, load_data
 from ..decode import format_outputs
 from ..errors import DataError, UserError
 from ..metrics import compute_metrics
-from ..tasks import TaskSpec
+from ..tasks import TaskSpec, gives_pairs
 from ..training.defaults import for_task, task_kind
 from ..wording import plural
 from .scorer import HandcraftedScorer
@@ -47,10 +47,6 @@ def evaluate_examples(
     return {"loss": float(-log_probs[np.arange(len(labels)), labels].mean()), **metrics}
 
 
-def _gives_pairs(examples: list[dict]) -> bool:
-    return any(ex.get("text_pair") for ex in examples[:100])
-
-
 def train_handcrafted(cfg, callbacks=None) -> dict[str, Any]:
     """Build the scorer, fit the bias on the training subset if any, evaluate, save; as `training.train`.
     `callbacks` (the Trainer's) are not called: nothing trains by gradient."""
@@ -65,7 +61,7 @@ def train_handcrafted(cfg, callbacks=None) -> dict[str, Any]:
     spec: TaskSpec = data.spec
     cfg = for_task(cfg, task_kind(spec.task_type, data.train or data.validation))  # max_seq_length
     template, verbalizer = resolve_prompt(spec, cfg.template, cfg.verbalizer)
-    template.check(spec, _gives_pairs(data.validation or data.train))
+    template.check(spec, gives_pairs(data.validation or data.train))
     train_examples = subsample(data.train, cfg.max_train_samples, cfg.seed)
     eval_examples = subsample(data.validation, cfg.max_eval_samples, EVAL_SUBSET_SEED)
     scorer = HandcraftedScorer.from_backbone(

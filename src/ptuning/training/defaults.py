@@ -15,12 +15,13 @@ the default backbone (MiniLM); a larger one may want a lower fine-tuning rate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ..core.config import default_learning_rate
 from ..methods import get_method
+from ..tasks import gives_pairs
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -73,21 +74,16 @@ DEFAULTS: dict[str, KindDefaults] = {
 }
 
 
-def task_kind(task_type: str, examples: Iterable[Mapping[str, Any]] = ()) -> str:
-    """The kind of a task of `task_type` whose training examples are `examples` (a pair where any
-    of the first hundred has a `text_pair`)."""
+def task_kind(task_type: str, examples: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The kind of a task of `task_type` whose training examples are `examples` (a pair where they
+    give pairs, `ptuning.tasks.gives_pairs`)."""
     if task_type == "token_classification":
         return "tokens"
     if task_type == "question_answering":
         return "span"
     if task_type == "multiple_choice":
         return "pair"
-    for index, example in enumerate(examples):
-        if example.get("text_pair") is not None:
-            return "pair"
-        if index >= 99:
-            break
-    return "sentence"
+    return "pair" if gives_pairs(examples) else "sentence"
 
 
 def learning_rate(kind: str, method: str, prefix_projection: bool = False) -> float:
