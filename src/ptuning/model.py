@@ -26,6 +26,7 @@ from .checkpoint import (
     validate_config,
 )
 from .core.backbones import Geometry, backbone_limit, fingerprint, geometry, load_backbone
+from .core.checkpointing import is_checkpointed, set_activation_checkpointing
 from .core.config import PromptConfig
 from .core.injection import LayerPrefix, PrefixInjector
 from .core.prompts import InputPrompt, PrefixEncoder, vocabulary_prefix
@@ -283,6 +284,43 @@ class PromptModel(nn.Module):
         load_state(model, directory, state)
         model.tokenizer = _tokenizer_beside(directory) or tokenizer
         return model.eval()  # ready for inference, as Hugging Face's from_pretrained
+
+    # --- activation checkpointing (what transformers.Trainer calls) --------------------------
+
+    def activation_checkpointing_enable(
+        self,
+        activation_checkpointing_kwargs: dict | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
+        """Recompute the backbone's layers in the backward pass, the prefix included
+        (`ptuning.core.checkpointing`). `TrainingArguments(activation_checkpointing=True)` calls it
+        (`gradient_checkpointing=True` before transformers 5.24, through the alias below)."""
+        kwargs = dict(activation_checkpointing_kwargs or {})
+        if offload or kwargs.pop("use_reentrant", False) or kwargs:
+            raise ValueError(
+                "ptuning's activation checkpointing is non-reentrant and keeps activations in memory: "
+                f"offload and checkpoint options are not supported (got offload={offload}, "
+                f"{activation_checkpointing_kwargs})"
+            )
+        set_activation_checkpointing(self.backbone, every_n_layers=every_n_layers)
+
+    def gradient_checkpointing_enable(
+        self,
+        gradient_checkpointing_kwargs: dict | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, every_n_layers, offload)
+
+    def activation_checkpointing_disable(self) -> None:
+        set_activation_checkpointing(self.backbone, False)
+
+    gradient_checkpointing_disable = activation_checkpointing_disable
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return is_checkpointed(self.backbone)
 
     # --- forward --------------------------------------------------------------------------
 

@@ -59,6 +59,16 @@ def test_killed_after_a_checkpoint_resumes_to_the_same_result(tiny_bert_dir, tmp
     _assert_same(_final_state(out), unbroken)
 
 
+def test_activation_checkpointing_trains_the_same_and_may_change_on_resume(tiny_bert_dir, tmp_path, unbroken):
+    """Recomputing the layers in the backward pass changes memory, not the arithmetic: a run with
+    --activation-checkpointing ends where the unbroken run ends, and a resume may switch it."""
+    out = tmp_path / "run"
+    assert main([*_args(tiny_bert_dir, out), "--activation-checkpointing"]) == 0
+    assert json.loads((out / "train_config.json").read_text())["activation_checkpointing"] is True
+    _assert_same(_final_state(out), unbroken)
+    assert main([*_args(tiny_bert_dir, out), "--resume"]) == 0  # no refusal: not a setting of the result
+
+
 def test_killed_while_writing_a_checkpoint_resumes_from_the_last_complete_one(
     tiny_bert_dir, tmp_path, shared_data, unbroken
 ):

@@ -191,6 +191,13 @@ class TrainConfig:
         group="optimisation",
         default_text="bf16 where the device has it natively, else fp32",
     )
+    activation_checkpointing: bool = option(
+        False,
+        "keep only each layer's input for the backward pass and recompute the layer there: less "
+        "memory (a frozen backbone's activations are most of a prompt's training memory), one more "
+        "forward per step; the results are the same",
+        group="optimisation",
+    )
     logging_steps: int = option(20, "log the training loss every N steps", group="optimisation")
 
     # data

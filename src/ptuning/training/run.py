@@ -18,6 +18,7 @@ from typing import Any
 from transformers import TrainerCallback, set_seed
 
 from ..checkpoint import CONFIG_NAME, RUN_ID, commit_staged, new_run_id, save_checkpoint, staging_dir
+from ..core.checkpointing import set_activation_checkpointing
 from ..core.precision import resolve_precision
 from ..data import encode, make_collator, subsample
 from ..data.load import EVAL_SUBSET_SEED, check_resumed_data, load_data
@@ -85,7 +86,16 @@ def check_output_dir(cfg: TrainConfig) -> bool:
 
 
 # keys of train_config.json that do not make a resumed run another run
-NOT_SETTINGS = ("output_dir", "resume", "overwrite", "resume_with_changes", "progress", RUN_ID)
+# what changes neither the data nor the arithmetic of a run: a resumed run may differ in them
+NOT_SETTINGS = (
+    "output_dir",
+    "resume",
+    "overwrite",
+    "resume_with_changes",
+    "progress",
+    "activation_checkpointing",
+    RUN_ID,
+)
 
 
 def run_settings(output: Path) -> dict[str, Any] | None:
@@ -260,6 +270,8 @@ def run(cfg: TrainConfig, shape: RunShape, callbacks: list[TrainerCallback] | No
     specs = [task.spec for task in tasks]
 
     model, tokenizer, task_models = shape.build(cfg, specs)
+    if cfg.activation_checkpointing:  # the tasks share one backbone
+        set_activation_checkpointing(task_models[0].backbone)
     if cfg.init_from:
         from .transfer import init_prompt_from
 

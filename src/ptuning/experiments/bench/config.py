@@ -33,6 +33,8 @@ METHOD_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "fine-tune": ("ours", {"method": "fine-tune"}),
     "p-tuning-v2": ("ours", {"method": "p-tuning-v2"}),
     "p-tuning-v2+reparam": ("ours", {"method": "p-tuning-v2", "prefix_projection": True}),
+    # the layers' activations recomputed in the backward pass (TrainConfig.activation_checkpointing)
+    "p-tuning-v2+checkpointing": ("ours", {"method": "p-tuning-v2", "activation_checkpointing": True}),
     "prefix-tuning": ("ours", {"method": "prefix-tuning"}),
     "prompt-tuning": ("ours", {"method": "prompt-tuning"}),
     "peft-prefix-tuning": ("peft", {"peft_type": "prefix"}),

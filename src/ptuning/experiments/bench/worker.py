@@ -51,15 +51,20 @@ class _RssSampler:
 
 def _build_ours(cfg: BenchConfig, options: dict[str, Any]):
     from ...core.backbones import load_backbone
+    from ...core.checkpointing import set_activation_checkpointing
     from ...core.config import PromptConfig
     from ...model import PromptModel
     from ...tasks import TaskSpec
 
+    options = dict(options)
+    checkpointing = options.pop("activation_checkpointing", False)  # a training setting, not the model's
     backbone, _ = load_backbone(cfg.backbone)
     spec = TaskSpec("bench", "classification", tuple(f"l{i}" for i in range(cfg.num_labels)), "accuracy")
     model = PromptModel(
         backbone, spec, PromptConfig(prefix_len=cfg.prefix_len, **options), backbone_name=cfg.backbone
     )
+    if checkpointing:
+        set_activation_checkpointing(model.backbone)
     trainable = model.count_parameters().trainable
 
     def save(folder: str) -> int:
