@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import subprocess
 import uuid
@@ -35,6 +36,9 @@ def small_disk(tmp_path):
     try:
         yield mount
     finally:
+        # a save that failed mid-write leaves its file open until the exception's reference cycle
+        # (traceback -> frame -> exception) is collected; umount would find the disk busy
+        gc.collect()
         subprocess.run(["umount", str(mount)], check=False)
 
 
