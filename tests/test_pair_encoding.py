@@ -168,10 +168,22 @@ def test_inputs_without_the_second_text_are_refused(tiny_bert_dir):
     ids = model.tokenizer(["a", "b"], ["c", "d"], return_tensors="pt")  # what a pipeline passes
     with pytest.raises(DataError, match="encodes the two texts of a pair separately"):
         model(**ids)
+
+
+def test_the_pipeline_helper_reads_each_text_apart_and_answers_as_the_predictor(tiny_bert_dir):
+    from ptuning import Predictor
     from ptuning.interop.pipeline import prompt_pipeline
 
-    with pytest.raises(ValueError, match="use ptuning.Predictor"):
-        prompt_pipeline(model)
+    model = _model(tiny_bert_dir)
+    pipe = prompt_pipeline(model)
+    pairs = [{"text": ex["text"], "text_pair": ex["text_pair"]} for ex in PAIRS]
+    expected = Predictor(model).predict(pairs)
+    for pair, ours in zip(pairs, expected, strict=True):
+        answer = pipe(pair)[0] if isinstance(pipe(pair), list) else pipe(pair)
+        assert answer["label"] == ours["label"]
+        assert answer["score"] == pytest.approx(ours["probabilities"][ours["label"]], abs=1e-5)
+    with pytest.raises(ValueError, match="this model reads text pairs"):
+        pipe("one text alone")
 
 
 def test_handcrafted_refuses_it():

@@ -582,3 +582,4 @@ def test_protocol_runs_keep_the_settings_they_began_with():
     )  # ... not theirs
     lever = _trial_config(argparse.Namespace(**fixed, lr=1e-2, prompt_dropout_per_example=True))
     assert lever.prompt.prompt_dropout_per_example is True  # a setting given still wins
+    assert trial.prompt.pair_encoding == PROTOCOL_PINS["pair_encoding"] == "joint"  # text pairs: one sequence

@@ -406,6 +406,11 @@ class SingleTaskShape(RunShape):
             f"eval {len(task.eval_examples)}; max_seq_length {cfg.max_seq_length}{cut}, prefix_len "
             f"{cfg.prompt.prefix_len}, {_planned_length(cfg, steps_per_epoch)}, lr {cfg.lr}, batch "
             f"{cfg.batch_size}x{cfg.grad_accum}x{world_size_of_run()}, pooling {cfg.prompt.pooling}"
+            + (
+                ", text pairs read apart (--pair-encoding separate)"
+                if cfg.prompt.pair_encoding == "separate"
+                else ""
+            )
         )
 
     def score_once(self, trainer, tasks, cfg, tokenizer, length):

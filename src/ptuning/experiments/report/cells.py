@@ -159,7 +159,7 @@ def kept_levers(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, dic
 # Settings whose library default moved after the protocols' first runs: their runs keep the value
 # they began with, so a study or report resumed under a newer version trains as its first runs did
 # (a lever or a tuned setting still overrides them).
-PROTOCOL_PINS: dict[str, Any] = {"prompt_dropout_per_example": False}
+PROTOCOL_PINS: dict[str, Any] = {"prompt_dropout_per_example": False, "pair_encoding": "joint"}
 
 
 def prompt_length(protocol: Protocol, setting: TaskSetting) -> int:
