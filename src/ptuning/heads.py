@@ -33,12 +33,11 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import ModelOutput
 
+from .core.config import SEQUENCE_KEYS, pair_rows
 from .data import postprocess_qa, spans_from_tags, squad2, word_predictions
-from .data.features import PAIR_PREFIX, predicate_marker
+from .data.features import predicate_marker
 from .metrics import compute_metrics
 from .tasks import TaskSpec
-
-SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # a model row's inputs
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
@@ -211,9 +210,7 @@ class _SeparatePairs(_PooledHead):
 
     @staticmethod
     def rows_of(feature):
-        first = {k: feature[k] for k in SEQUENCE_KEYS if k in feature}
-        second = {k: feature[PAIR_PREFIX + k] for k in SEQUENCE_KEYS if PAIR_PREFIX + k in feature}
-        return [first, second]
+        return pair_rows(feature)
 
     @classmethod
     def num_rows(cls, feature):

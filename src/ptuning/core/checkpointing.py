@@ -83,7 +83,7 @@ def set_activation_checkpointing(
             layer.forward = types.MethodType(_checkpointed_forward, layer)
         elif not wanted and getattr(layer, _FLAG, False):
             del layer.forward
-        layer._ptuning_checkpointed = wanted
+        setattr(layer, _FLAG, wanted)
         count += wanted
     return count
 

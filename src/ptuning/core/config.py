@@ -33,8 +33,18 @@ Method = Literal[METHODS]  # type: ignore[valid-type]  # the registry's names
 Pooling = Literal["mean", "cls"]
 PrefixInit = Literal["random", "vocab"]
 PairEncoding = Literal["joint", "separate"]
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # one model row's inputs
 # a text pair encoded separately: the second text's model inputs are the first's keys with this prefix
 PAIR_PREFIX = "pair_"
+
+
+def pair_rows(feature: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two model rows of a text pair encoded separately: the first text's inputs, then the
+    second text's (its keys without `PAIR_PREFIX`)."""
+    return [
+        {key: feature[key] for key in SEQUENCE_KEYS if key in feature},
+        {key: feature[PAIR_PREFIX + key] for key in SEQUENCE_KEYS if PAIR_PREFIX + key in feature},
+    ]
 
 
 def option(default: Any = MISSING, help: str = "", *, group: str = "", **cli: Any) -> Any:

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .config import PAIR_PREFIX
+from .config import PAIR_PREFIX, pair_rows
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -260,13 +260,7 @@ class ShallowCache:
 def _sequences(feature: dict[str, Any]) -> list[dict[str, Any]]:
     """The sequences a feature puts through the backbone: itself, and the second text of a pair
     encoded separately (its own model row, looked up by content like any other)."""
-    if PAIR_PREFIX + "input_ids" not in feature:
-        return [feature]
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in feature]
-    return [
-        {k: feature[k] for k in keys},
-        {k: feature[PAIR_PREFIX + k] for k in keys if PAIR_PREFIX + k in feature},
-    ]
+    return pair_rows(feature) if PAIR_PREFIX + "input_ids" in feature else [feature]
 
 
 def attach_shallow_cache(

@@ -17,21 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
-from ptuning.core.config import PAIR_PREFIX
+from ptuning.core.config import PAIR_PREFIX, SEQUENCE_KEYS, PairEncoding
 from ptuning.errors import DataError
 from ptuning.tasks import TaskSpec
 
 Feature = dict[str, Any]
 
 
-_SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 # a text pair encoded separately (`encode(..., pair_encoding="separate")`): the second text's inputs
-PAIR_KEYS = tuple(PAIR_PREFIX + key for key in _SEQUENCE_KEYS)
-PAIR_ENCODINGS = ("joint", "separate")
+PAIR_KEYS = tuple(PAIR_PREFIX + key for key in SEQUENCE_KEYS)
+PAIR_ENCODINGS = get_args(PairEncoding)
 MODEL_INPUT_KEYS = (
     "input_ids",
     "attention_mask",
@@ -105,7 +104,7 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 
 def _model_inputs(encoding: Any, index: int) -> Feature:
-    return {key: encoding[key][index] for key in _SEQUENCE_KEYS if key in encoding}
+    return {key: encoding[key][index] for key in SEQUENCE_KEYS if key in encoding}
 
 
 def _label_ids(spec: TaskSpec) -> dict[str, int]:
@@ -193,7 +192,7 @@ def _encode_choices(
         encoding = tokenizer(
             [example["context"]] * len(choices), choices, truncation=True, max_length=max_length
         )
-        feature: Feature = {key: list(encoding[key]) for key in _SEQUENCE_KEYS if key in encoding}
+        feature: Feature = {key: list(encoding[key]) for key in SEQUENCE_KEYS if key in encoding}
         label = example.get("label")
         if label is not None:
             if not 0 <= int(label) < len(choices):
