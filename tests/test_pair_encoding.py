@@ -74,9 +74,13 @@ def test_the_setting_defaults_to_joint_and_refuses_other_values():
     ],
 )
 def test_heads_other_than_sentence_level_refuse_it(spec):
+    from ptuning.core.config import SEPARATE_PAIR_TASK_TYPES
+    from ptuning.heads import PAIR_HEADS
+
+    assert tuple(PAIR_HEADS) == SEPARATE_PAIR_TASK_TYPES  # one pair head per type the check lets through
     with pytest.raises(ValueError, match="applies to text-pair classification and regression tasks, not"):
         PromptModel(tiny_backbone("bert"), spec, _separate())
-    with pytest.raises(ValueError, match="applies to classification and regression"):
+    with pytest.raises(ValueError, match="applies to text-pair classification and regression tasks, not"):
         encode(spec, [], None, 64, pair_encoding="separate")
 
 

@@ -33,7 +33,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import ModelOutput
 
-from .core.config import SEQUENCE_KEYS, pair_rows
+from .core.config import SEQUENCE_KEYS, check_pair_encoding, pair_rows
 from .data import postprocess_qa, spans_from_tags, squad2, word_predictions
 from .data.features import predicate_marker
 from .metrics import compute_metrics
@@ -437,14 +437,6 @@ def head_class(task_type: str) -> type[Head]:
 PAIR_HEADS: dict[str, type[Head]] = {
     cls.task_type: cls for cls in (PairClassificationHead, PairRegressionHead)
 }
-
-
-def check_pair_encoding(task_type: str, pair_encoding: str) -> None:
-    """ValueError where `pair_encoding` cannot apply to a task of `task_type`."""
-    if pair_encoding == "separate" and task_type not in PAIR_HEADS:
-        raise ValueError(
-            f"pair_encoding 'separate' applies to text-pair {' and '.join(PAIR_HEADS)} tasks, not {task_type}"
-        )
 
 
 def build_head(

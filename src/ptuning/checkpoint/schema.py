@@ -268,8 +268,7 @@ def check_inputs(path: Path, config: Mapping[str, Any]) -> None:
 
 def check_config(path: Path, config: Mapping[str, Any]) -> None:
     """The schema of a prompt checkpoint's config (`path` names the file in the errors)."""
-    from ..core.config import PromptConfig
-    from ..heads import check_pair_encoding
+    from ..core.config import PromptConfig, check_pair_encoding
 
     top = _Schema(path, config)
     top.string("backbone", nonempty=False)  # empty for a model built from an in-memory backbone

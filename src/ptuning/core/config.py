@@ -38,6 +38,20 @@ SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # one model r
 PAIR_PREFIX = "pair_"
 
 
+# the task types whose text pairs can be encoded separately (one pair head each, `ptuning.heads`)
+SEPARATE_PAIR_TASK_TYPES = ("classification", "regression")
+
+
+def check_pair_encoding(task_type: str, pair_encoding: str) -> None:
+    """ValueError where `pair_encoding` cannot apply to a task of `task_type` (the model, the
+    features and a checkpoint's config are checked by this one test)."""
+    if pair_encoding == "separate" and task_type not in SEPARATE_PAIR_TASK_TYPES:
+        raise ValueError(
+            f"pair_encoding 'separate' applies to text-pair {' and '.join(SEPARATE_PAIR_TASK_TYPES)} "
+            f"tasks, not {task_type}"
+        )
+
+
 def pair_rows(feature: dict[str, Any]) -> list[dict[str, Any]]:
     """The two model rows of a text pair encoded separately: the first text's inputs, then the
     second text's (its keys without `PAIR_PREFIX`)."""

@@ -21,7 +21,7 @@ from typing import Any, get_args
 
 import torch
 
-from ptuning.core.config import PAIR_PREFIX, SEQUENCE_KEYS, PairEncoding
+from ptuning.core.config import PAIR_PREFIX, SEQUENCE_KEYS, PairEncoding, check_pair_encoding
 from ptuning.errors import DataError
 from ptuning.tasks import TaskSpec
 
@@ -70,11 +70,8 @@ def encode(
     """
     if pair_encoding not in PAIR_ENCODINGS:
         raise ValueError(f"pair_encoding must be one of {', '.join(PAIR_ENCODINGS)}, got {pair_encoding!r}")
+    check_pair_encoding(spec.task_type, pair_encoding)
     separate = pair_encoding == "separate"
-    if separate and spec.task_type not in ("classification", "regression"):
-        raise ValueError(
-            f"pair_encoding 'separate' applies to classification and regression, not {spec.task_type}"
-        )
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("a fast (Rust) tokenizer is required: offsets and word ids come from it")
     if max_length < 8:
