@@ -246,7 +246,7 @@ class PromptModel(nn.Module):
         when HF_HUB_OFFLINE=1). `backbone`: None (load by
         the saved name), a name, or a loaded model. The tokenizer is the one saved in the folder,
         else the backbone's (None when a loaded backbone is passed and the folder holds none).
-        The checkpoint passes `ptuning.checkpoint.schema` (config schema, safetensors header,
+        The checkpoint passes `ptuning.checkpoint`'s validator (config schema, safetensors header,
         names/dtypes/shapes, finite values) before its tensors are loaded; the header is read
         before the backbone is.
         """

@@ -1,5 +1,6 @@
 """Prompt checkpoints: writing them atomically (`files`) and validating every file before it is
-loaded (`schema`, with `Checkpoint`, a folder whose config was read and checked once)."""
+loaded: the config (`schema`, with `Checkpoint`, a folder whose config was read and checked once),
+then the tensors (`tensors`), every file opened by `reading`."""
 
 from .files import (
     FORMAT_VERSION,
@@ -18,21 +19,16 @@ from .files import (
     spec_from_config,
     staging_dir,
 )
+from .reading import MAX_CONFIG_BYTES, read_checkpoint_file
 from .schema import (
     CONFIG_NAME,
-    MAX_ABS_WEIGHT,
-    MAX_CONFIG_BYTES,
     TRAIN_CONFIG_NAME,
     WEIGHTS_NAME,
     Checkpoint,
-    check_tensors,
-    expected_tensors,
-    load_finite,
-    read_checkpoint_file,
     read_config_file,
-    read_header,
     validate_config,
 )
+from .tensors import MAX_ABS_WEIGHT, check_tensors, expected_tensors, load_finite, read_header
 
 __all__ = [
     "CONFIG_NAME",

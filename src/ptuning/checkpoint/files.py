@@ -35,16 +35,8 @@ from ..data.inputs import InputFormat
 from ..errors import CheckpointError
 from ..methods import Method, find_method
 from ..tasks import TaskSpec
-from .schema import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    Checkpoint,
-    check_tensors,
-    load_finite,
-    read_config_file,
-    read_header,
-    validate_config,
-)
+from .schema import CONFIG_NAME, WEIGHTS_NAME, Checkpoint, read_config_file, validate_config
+from .tensors import check_tensors, load_finite, read_header
 
 FORMAT_VERSION = 1
 RUN_ID = "run_id"  # the key, in ptuning_config.json, train_config.json and the weights' metadata

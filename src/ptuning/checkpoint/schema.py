@@ -4,15 +4,15 @@ A checkpoint is checked in three steps, each before the next allocates anything:
   1. `validate_config`: `ptuning_config.json` is a regular file of at most `MAX_CONFIG_BYTES`, UTF-8
      JSON, an object whose every string is valid Unicode, with every key the writer records of the
      right type, range or enum (unknown extra keys are tolerated, for newer writers);
-  2. `read_header`: `prompt.safetensors` is a safetensors file whose header parses (read by the
+  2. `read_header` (in `tensors`, as step 3): `prompt.safetensors` is a safetensors file whose header parses (read by the
      safetensors library, without loading the tensors): truncated files, huge header lengths and
      shapes that claim more bytes than the file holds are refused here;
   3. `check_tensors`: the header's names, dtypes and shapes are those the config and the backbone
      call for (`expected_tensors`); then `load_finite` loads the tensors and refuses NaN, infinity
      and magnitudes above `MAX_ABS_WEIGHT` (finite, but they overflow the forward pass to NaN).
-Every file of a checkpoint is opened by `read_checkpoint_file` / `check_regular_file`: only a regular
-file (links resolved), never more than a size cap, so a FIFO or a link to /dev/zero is refused
-instead of hanging or filling memory. `Checkpoint.read` reads and checks a folder's config once;
+Every file of a checkpoint is opened by `reading.read_checkpoint_file` / `check_regular_file`: only a
+regular file (links resolved), never more than a size cap, so a FIFO or a link to /dev/zero is
+refused instead of hanging or filling memory. `Checkpoint.read` reads and checks a folder's config once;
 a `Checkpoint` is path-like, and every loader given one reuses its checked config.
 Every failure is a `CheckpointError` of one line naming the file and what was expected.
 """
@@ -23,21 +23,18 @@ import functools
 import json
 import math
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-import torch
-
-from ..core.backbones import geometry
 from ..core.config import METHODS, PairEncoding, PrefixInit
 from ..core.limits import MAX_PREFIX_LEN, MAX_PROMPT_LAYERS
 from ..data.inputs import FILE_FORMATS, InputFormat
 from ..errors import CheckpointError
 from ..methods import Method, find_method, get_method
 from ..tasks import TASK_TYPES
+from .reading import read_checkpoint_file
 
 CONFIG_NAME = "ptuning_config.json"
 WEIGHTS_NAME = "prompt.safetensors"
@@ -45,81 +42,6 @@ TRAIN_CONFIG_NAME = "train_config.json"
 MAX_PROJECTION_HIDDEN = 16384
 MAX_LABELS = 100_000
 MAX_SEQ_LENGTH = 1_000_000
-# A config holds names, labels and notes: even 100k long labels stay far below this.
-MAX_CONFIG_BYTES = 64 * 2**20
-# A fine-tune checkpoint carries its backbone: the largest supported one is a few GiB.
-MAX_WEIGHTS_BYTES = 64 * 2**30
-# Trained prompts and heads (and backbones) stay far below this; much larger finite values overflow
-# the forward pass (attention scores, a layer norm's squares) to infinity and the answers to NaN.
-MAX_ABS_WEIGHT = 1e6
-FLOAT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
-
-
-# --- opening a checkpoint's files ---------------------------------------------------------------
-
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _check_stat(path: Path, info: os.stat_result, limit: int) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a plain file")
-        raise CheckpointError(
-            f"{path}: not a regular file ({kind}); expected the file `ptuning train` writes"
-        )
-    if info.st_size > limit:
-        raise CheckpointError(
-            f"{path}: {info.st_size} bytes, larger than the {limit} a checkpoint file may be"
-        )
-
-
-def check_regular_file(path: str | Path, *, limit: int = MAX_WEIGHTS_BYTES) -> None:
-    """Refuse `path` unless it is a regular file (links resolved) of at most `limit` bytes: what a
-    file is checked for before a library (safetensors) opens it. FileNotFoundError passes through."""
-    path = Path(path)
-    try:
-        info = os.stat(path)  # follows links: a link to a FIFO or /dev/zero is what it points at
-    except (FileNotFoundError, NotADirectoryError):
-        raise
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    _check_stat(path, info, limit)
-
-
-def read_checkpoint_file(path: str | Path, *, limit: int = MAX_CONFIG_BYTES) -> bytes:
-    """The bytes of one checkpoint file, read only if it is a regular file (links resolved) and
-    never more than `limit` bytes (CheckpointError otherwise). FileNotFoundError passes through."""
-    path = Path(path)
-    check_regular_file(path, limit=limit)
-    try:
-        # non-blocking: should the file be swapped for a FIFO after the check, opening cannot hang
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        raise
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        _check_stat(path, os.fstat(fd), limit)
-        os.set_blocking(fd, True)
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    finally:
-        os.close(fd)
-    if size > limit:  # it grew while read
-        raise CheckpointError(f"{path}: larger than the {limit} bytes a checkpoint file may be")
-    return b"".join(chunks)
 
 
 # --- step 1: the config -------------------------------------------------------------------------
@@ -446,140 +368,3 @@ def check_run_record(directory: str | Path, config: Mapping[str, Any]) -> None:
             f"{saved} is of run {recorded}, {CONFIG_NAME} of run {run_id}: the folder mixes two runs' "
             "files; train again into it, or into another --output-dir"
         )
-
-
-# --- step 2: the safetensors header -------------------------------------------------------------
-
-
-def read_header(directory: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """name -> (safetensors dtype, shape) from the file's header, without loading any tensor."""
-    from safetensors import safe_open
-
-    path = Path(directory) / WEIGHTS_NAME
-    try:
-        check_regular_file(path, limit=MAX_WEIGHTS_BYTES)
-    except (FileNotFoundError, NotADirectoryError):
-        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_NAME}") from None
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: the file is empty (0 bytes); expected a safetensors file")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {
-                name: (handle.get_slice(name).get_dtype(), tuple(handle.get_slice(name).get_shape()))
-                for name in handle.keys()  # noqa: SIM118 (a safe_open handle is not a dict)
-            }
-    except Exception as exc:  # safetensors raises its own error type, or OSError
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(
-            f"{path}: not a readable safetensors file ({reason}); expected the file `ptuning train` writes"
-        ) from None
-
-
-# --- step 3: names, dtypes, shapes, values ------------------------------------------------------
-
-
-def expected_tensors(config: Mapping[str, Any], backbone) -> dict[str, tuple[int, ...]]:
-    """name -> shape of every tensor a checkpoint with this (validated) config holds for `backbone`."""
-    from ..core.config import PromptConfig
-
-    prompt = PromptConfig.from_dict(config["prompt_config"])
-    task = config["task"]
-    g = geometry(backbone.config)
-    hidden = g.hidden_size
-    kind = task["task_type"]
-    labels = len(task.get("labels", ()))
-    if kind == "question_answering":
-        head = 2
-    elif kind in ("regression", "multiple_choice"):
-        head = 1
-    else:
-        head = labels
-    name = "qa_outputs" if kind == "question_answering" else "classifier"
-    width = 4 * hidden if prompt.pair_encoding == "separate" else hidden  # [u, v, |u-v|, u*v]
-    shapes: dict[str, tuple[int, ...]] = {f"head.{name}.weight": (head, width), f"head.{name}.bias": (head,)}
-    P = prompt.prefix_len
-    if prompt.deep:
-        layers = min(prompt.prompt_layers or g.num_layers, g.num_layers)
-        out = layers * 2 * g.num_heads * g.head_dim
-        if prompt.prefix_projection and not config.get("prefix_folded"):
-            h = prompt.projection_hidden
-            shapes.update(
-                {
-                    "prefix_encoder.embedding.weight": (P, hidden),
-                    "prefix_encoder.mlp.0.weight": (h, hidden),
-                    "prefix_encoder.mlp.0.bias": (h,),
-                    "prefix_encoder.mlp.2.weight": (out, h),
-                    "prefix_encoder.mlp.2.bias": (out,),
-                }
-            )
-        else:
-            shapes["prefix_encoder.embedding.weight"] = (P, out)
-    elif prompt.input_prompt:
-        width = backbone.get_input_embeddings().weight.shape[1]
-        shapes["input_prompt.embedding"] = (P, width)
-    if not prompt.freezes_backbone:
-        for key, tensor in backbone.state_dict().items():
-            shapes[f"backbone.{key}"] = tuple(tensor.shape)
-    return shapes
-
-
-def check_tensors(
-    directory: str | Path,
-    header: Mapping[str, tuple[str, tuple[int, ...]]],
-    expected: Mapping[str, tuple[int, ...]],
-) -> None:
-    """The header's names, dtypes and shapes against those expected (raises CheckpointError)."""
-    path = Path(directory) / WEIGHTS_NAME
-    missing = sorted(set(expected) - set(header))
-    if missing:
-        raise CheckpointError(
-            f"{path}: tensor {missing[0]!r} is missing ({len(missing)} missing); "
-            f"expected the tensors of the {CONFIG_NAME} beside it"
-        )
-    unexpected = sorted(set(header) - set(expected))
-    if unexpected:
-        raise CheckpointError(
-            f"{path}: unexpected tensor {unexpected[0]!r} ({len(unexpected)} unexpected); "
-            f"expected only the tensors of the {CONFIG_NAME} beside it"
-        )
-    for name, shape in expected.items():
-        dtype, got = header[name]
-        if dtype not in FLOAT_DTYPES:
-            raise CheckpointError(
-                f"{path}: tensor {name!r} has dtype {dtype}; expected a float dtype ({', '.join(FLOAT_DTYPES)})"
-            )
-        if tuple(got) != tuple(shape):
-            raise CheckpointError(
-                f"{path}: tensor {name!r} has shape {list(got)}, but {CONFIG_NAME} and the backbone call "
-                f"for {list(shape)} (prefix_len, labels or prompt_layers do not match the weights)"
-            )
-
-
-def load_finite(directory: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checked file; NaN, infinity or a magnitude above `MAX_ABS_WEIGHT` anywhere
-    is a CheckpointError."""
-    from safetensors.torch import load_file
-
-    path = Path(directory) / WEIGHTS_NAME
-    try:
-        check_regular_file(path, limit=MAX_WEIGHTS_BYTES)
-        state = load_file(str(path))
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(f"{path}: cannot read the tensors ({reason})") from None
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(
-                f"{path}: tensor {name!r} holds NaN or infinite values; expected finite numbers "
-                "(the training run diverged or the file was damaged)"
-            )
-        peak = float(tensor.abs().max()) if tensor.is_floating_point() and tensor.numel() else 0.0
-        if peak > MAX_ABS_WEIGHT:
-            raise CheckpointError(
-                f"{path}: tensor {name!r} holds values up to {peak:.3g}; expected magnitudes of at most "
-                f"{MAX_ABS_WEIGHT:g} (larger ones overflow the forward pass to NaN: the training run "
-                "diverged or the file was damaged)"
-            )
-    return state
