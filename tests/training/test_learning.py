@@ -40,6 +40,9 @@ COLOURS = ["red", "blue", "green", "yellow"]
 # The methods' default learning rates, except fine-tuning: 1e-4 instead of 3e-5 for so few steps.
 LR = {method: default_learning_rate(method) for method in METHODS} | {"fine-tune": 1e-4}
 STEPS = {"question_answering": 80}  # a span needs more steps than a label; the others take 45
+# Fine-tuning moves every weight: 25 steps reach accuracy 1.0 on each of these tasks (loss at 25 steps
+# 0.002-0.08), and its steps cost the most.
+FINE_TUNE_STEPS = 25
 
 
 def _sentence(rng: random.Random, n: int = 7) -> list[str]:
@@ -109,12 +112,24 @@ def _accuracy(spec, model, batch) -> float:
     return (out.logits.argmax(-1) == batch["labels"]).float().mean().item()
 
 
+_TRAINED: dict[tuple[str, str], tuple[list[float], float]] = {}
+
+
 def _train(method: str, task_type: str, minilm) -> tuple[list[float], float]:
-    """Train `method` on a fresh synthetic task; the per-step losses and the held-out accuracy."""
+    """Train `method` on a fresh synthetic task; the per-step losses and the held-out accuracy.
+
+    Seeded, so the same pair trains to the same result: a second test asking for it reads the
+    first one's (p-tuning-v2 on the choice task serves two tests)."""
+    if (method, task_type) not in _TRAINED:
+        _TRAINED[method, task_type] = _train_once(method, task_type, minilm)
+    return _TRAINED[method, task_type]
+
+
+def _train_once(method: str, task_type: str, minilm) -> tuple[list[float], float]:
     backbone, tokenizer = minilm
     spec, make = TASKS[task_type]
     rng = random.Random(0)
-    steps = STEPS.get(task_type, 45)
+    steps = FINE_TUNE_STEPS if method == "fine-tune" else STEPS.get(task_type, 45)
     train = encode(spec, [make(rng) for _ in range(16 * steps)], tokenizer, 48)
     test = encode(spec, [make(rng) for _ in range(200)], tokenizer, 48)
     collate = make_collator(spec, tokenizer)
