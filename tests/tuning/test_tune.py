@@ -504,3 +504,29 @@ def test_param_importances_need_two_complete_trials():
     )
     found, note = param_importances(study)
     assert note is None and set(found) == {"lr", "p"} and abs(sum(found.values()) - 1) < 1e-6
+
+
+def test_a_pruned_trial_before_any_complete_one_is_reported_not_raised(capsys):
+    """Successive halving may prune the first trial a process finishes (a resumed study's rungs come
+    from trials run before): the per-trial line then names no best trial instead of raising
+    (study.best_trial raises while no trial has completed)."""
+    import optuna
+
+    from ptuning.tuning.search import _print_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    pruned = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED,
+        value=0.61,
+        params={},
+        distributions={},
+        user_attrs={"metric": "f1"},
+    )
+    study.add_trial(pruned)
+    _print_trial(study, study.trials[-1])
+    assert capsys.readouterr().out == "trial 0 pruned f1 0.6100\n"
+    study.add_trial(optuna.trial.create_trial(value=0.7, params={}, distributions={}))
+    study.add_trial(pruned)
+    _print_trial(study, study.trials[-1])
+    assert capsys.readouterr().out == "trial 2 pruned f1 0.6100 (best so far: trial 1)\n"
