@@ -112,3 +112,18 @@ def test_http_tasks_errors(client, what, body, status, needle):
     response = client.post("/v1/predict", json=body)
     assert response.status_code == status, response.text
     assert needle in response.text
+
+
+def test_take_rows_gathers_rows_in_order_on_every_device():
+    """A mixed batch's prefix rows: a stack of views on the CPU, one index_select elsewhere."""
+    import torch
+
+    from ptuning.serving.predictor import take_rows
+
+    table = torch.arange(5 * 3 * 2, dtype=torch.float32).view(5, 3, 2)
+    index = [3, 0, 3, 1]
+    expected = table[torch.tensor(index)]
+    assert torch.equal(take_rows(table, index), expected)
+    assert take_rows(table.to("meta"), index).shape == expected.shape  # the index_select path
+    if torch.cuda.is_available():
+        assert torch.equal(take_rows(table.cuda(), index).cpu(), expected)
