@@ -12,7 +12,8 @@ trainable parameters, checkpoint bytes, and inference latency with and without t
 table with ratios against fine-tuning measured in the same run and writes them as JSON.
 
 Methods: fine-tune, p-tuning-v2, p-tuning-v2+reparam, p-tuning-v2+checkpointing (the layers'
-activations recomputed in the backward pass, as `train --activation-checkpointing`), prefix-tuning,
+activations recomputed in the backward pass, as `train --activation-checkpointing`),
+p-tuning-v2+batch-dropout (one prompt-dropout mask per batch, not per example), prefix-tuning,
 prompt-tuning, and PEFT's prefix and prompt tuning on the same backbone (where PEFT fails, its
 error is the result).
 On a GPU the same command measures there (CUDA). bf16 autocast: see --bf16.

@@ -35,6 +35,8 @@ METHOD_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "p-tuning-v2+reparam": ("ours", {"method": "p-tuning-v2", "prefix_projection": True}),
     # the layers' activations recomputed in the backward pass (TrainConfig.activation_checkpointing)
     "p-tuning-v2+checkpointing": ("ours", {"method": "p-tuning-v2", "activation_checkpointing": True}),
+    # one prompt-dropout mask for the whole batch (the plain deep prefix draws one per example by default)
+    "p-tuning-v2+batch-dropout": ("ours", {"method": "p-tuning-v2", "prompt_dropout_per_example": False}),
     "prefix-tuning": ("ours", {"method": "prefix-tuning"}),
     "prompt-tuning": ("ours", {"method": "prompt-tuning"}),
     "peft-prefix-tuning": ("peft", {"peft_type": "prefix"}),
