@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -253,6 +254,44 @@ def test_search_killed_mid_trial_resumes(tiny_bert_dir, shared_data, tmp_path):
     # the killed trial stays RUNNING until its heartbeat is stale (then Optuna retries it); one more finished
     assert [row["state"] for row in rows] == ["RUNNING", "COMPLETE"]
     assert json.loads((out / "best_config.json").read_text())["max_steps"] == 50
+
+
+def test_a_stale_trial_is_retried_from_its_checkpoints(
+    tiny_bert_dir, shared_data, tmp_path, monkeypatch, capsys
+):
+    """A trial killed after a checkpoint goes stale; its retry (same parameters) resumes that run in
+    the killed trial's folder, keeping the evaluations reported before the kill."""
+    import optuna
+
+    from ptuning.tuning import search
+
+    out = tmp_path / "stale"
+    args = _tune(
+        tiny_bert_dir,
+        out,
+        "--trials",
+        "1",
+        "--max-train-samples",
+        "400",
+        "--max-steps",
+        "50",
+        "--save-steps",
+        "10",
+    )
+    checkpoints = out / "trials" / "0" / "checkpoints"
+    kill_when(args, lambda: any(checkpoints.glob("checkpoint-*/trainer_state.json")))
+    monkeypatch.setattr(search, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(search, "GRACE_S", 1)  # the killed trial's heartbeat is stale at once
+    time.sleep(1.5)
+    assert main([*args, "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "trial 1 retries trial 0" in printed and "resuming from" in printed
+    assert [row["state"] for row in _rows(out)] == ["FAIL", "COMPLETE"]
+    study = optuna.load_study(study_name=search.STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
+    killed, retry = study.trials
+    assert retry.params == killed.params and retry.user_attrs["output_dir"] == str(out / "trials" / "0")
+    assert set(killed.intermediate_values) < set(retry.intermediate_values)  # kept, then continued
+    assert (out / "trials" / "0" / "metrics.json").is_file() and not (out / "trials" / "1").exists()
 
 
 def test_a_trial_is_pruned_from_its_dev_metric(tiny_bert_dir, shared_data, tmp_path):

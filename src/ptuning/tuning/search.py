@@ -2,9 +2,10 @@
 
 Optuna brings the loop, the TPE sampler, median pruning and the SQLite study that a killed search
 resumes from (and that several processes share). We add the objective (one `training.train` run per
-trial, each in `trials/<number>`), a Trainer callback that reports the per-evaluation dev metric so
-poor trials are pruned, and the outputs: best_config.json (the fixed settings plus the best trial's,
-in `ptuning train --config` form), trials.csv and the plots.
+trial, each in `trials/<number>`; a trial retried after its process died resumes in the folder of
+the trial it retries), a Trainer callback that reports the per-evaluation dev metric so poor trials
+are pruned, and the outputs: best_config.json (the fixed settings plus the best trial's, in
+`ptuning train --config` form), trials.csv and the plots.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # a trial whose process was killed stops beating: after the grace period Optuna marks it failed, and
 # RetryHeartbeatStaleTrialCallback queues its parameters again
 HEARTBEAT_S, GRACE_S = 60, 180
+# how often a trial whose process died is queued again; each retry continues where the last stopped
+MAX_RETRIES = 3
 
 
 class TuneError(ValueError):
@@ -120,6 +123,20 @@ def settings_of(fixed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     return {**fixed, **{PARAMETERS[name][0]: value for name, value in params.items()}}
 
 
+def retried_folder(cfg: TuneConfig, trial: optuna.Trial) -> Path | None:
+    """The folder of the trial that `trial` retries, where it holds training checkpoints, else None.
+
+    A trial whose process died (a stop, a kill) goes stale and Optuna queues a retry with the same
+    parameters (`RetryHeartbeatStaleTrialCallback`); the retry then resumes that trial's training run
+    from its last complete epoch in its folder instead of training again from the start."""
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(frozen)
+    if not history:
+        return None
+    folder = cfg.output_dir / TRIALS_DIR / str(history[-1])
+    return folder if (folder / CHECKPOINTS).is_dir() else None
+
+
 def _storage(db: Path) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -128,7 +145,10 @@ def _storage(db: Path) -> optuna.storages.RDBStorage:
             engine_kwargs={"connect_args": {"timeout": 60}},  # several processes wait for the lock
             heartbeat_interval=HEARTBEAT_S,
             grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            # the retry resumes the stale trial's run (`retried_folder`): it keeps its reported epochs
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=MAX_RETRIES, inherit_intermediate_values=True
+            ),
         )
 
 
@@ -246,9 +266,17 @@ def _search(cfg: TuneConfig, build: Callable[[argparse.Namespace], TrainConfig])
         print(f"resuming the search in {cfg.output_dir}: {done} of {cfg.trials} trials finished")
 
     def objective(trial: optuna.Trial) -> float:
-        folder = cfg.output_dir / TRIALS_DIR / str(trial.number)
+        retried = retried_folder(cfg, trial)
+        folder = retried or cfg.output_dir / TRIALS_DIR / str(trial.number)
         settings = settings_of(cfg.fixed, suggest(trial, cfg.space))
-        namespace = argparse.Namespace(**settings, output_dir=str(folder), resume=False, overwrite=True)
+        resume = retried is not None
+        namespace = argparse.Namespace(
+            **settings, output_dir=str(folder), resume=resume, overwrite=not resume
+        )
+        if resume:
+            print(
+                f"trial {trial.number} retries trial {folder.name}: it continues from that trial's checkpoints"
+            )
         train_cfg = build(namespace)
         trial.set_user_attr("output_dir", str(folder))
         print(f"trial {trial.number}: {json.dumps(trial.params)}")
