@@ -1,19 +1,21 @@
 """The one checkpoint validator that every loader runs (eval, predict, serve, adding a task).
 
 A checkpoint is checked in three steps, each before the next allocates anything:
-  1. `validate_config`: `ptuning_config.json` is a regular file of at most `MAX_CONFIG_BYTES`, UTF-8
-     JSON, an object whose every string is valid Unicode, with every key the writer records of the
-     right type, range or enum (unknown extra keys are tolerated, for newer writers);
-  2. `read_header` (in `tensors`, as step 3): `prompt.safetensors` is a safetensors file whose header parses (read by the
-     safetensors library, without loading the tensors): truncated files, huge header lengths and
-     shapes that claim more bytes than the file holds are refused here;
-  3. `check_tensors`: the header's names, dtypes and shapes are those the config and the backbone
-     call for (`expected_tensors`); then `load_finite` loads the tensors and refuses NaN, infinity
-     and magnitudes above `MAX_ABS_WEIGHT` (finite, but they overflow the forward pass to NaN).
+  1. `validate_config` (here): `ptuning_config.json` is a regular file of at most
+     `MAX_CONFIG_BYTES`, UTF-8 JSON, an object whose every string is valid Unicode, with every key
+     the writer records of the right type, range or enum (unknown extra keys are tolerated, for
+     newer writers);
+  2. `tensors.read_header`: `prompt.safetensors` is a safetensors file whose header parses (read by
+     the safetensors library, without loading the tensors): truncated files, huge header lengths
+     and shapes that claim more bytes than the file holds are refused here;
+  3. `tensors.check_tensors`: the header's names, dtypes and shapes are those the config and the
+     backbone call for (`expected_tensors`); then `load_finite` loads the tensors and refuses NaN,
+     infinity and magnitudes above `MAX_ABS_WEIGHT` (finite, but they overflow the forward pass to
+     NaN).
 Every file of a checkpoint is opened by `reading.read_checkpoint_file` / `check_regular_file`: only a
 regular file (links resolved), never more than a size cap, so a FIFO or a link to /dev/zero is
-refused instead of hanging or filling memory. `Checkpoint.read` reads and checks a folder's config once;
-a `Checkpoint` is path-like, and every loader given one reuses its checked config.
+refused instead of hanging or filling memory. `Checkpoint.read` reads and checks a folder's config
+once; a `Checkpoint` is path-like, and every loader given one reuses its checked config.
 Every failure is a `CheckpointError` of one line naming the file and what was expected.
 """
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
+from ..checkpoint import TRAIN_CONFIG_NAME
 from ..core.precision import resolve_precision
 from ..data import encode, load_task, load_user_task, make_collator, subsample
 from ..data.inputs import InputFormat
@@ -76,7 +77,7 @@ def _recorded_user_data(checkpoint, spec: TaskSpec, inputs: InputFormat):
     way: the validation file, a DatasetDict's validation part, or the split the run held out."""
     from ..data.tables import is_in_memory_record
 
-    saved = Path(checkpoint) / "train_config.json"
+    saved = Path(checkpoint) / TRAIN_CONFIG_NAME
     cfg = checkpoint.train_config
     train_file, validation_file = (cfg.get(k) for k in ("train_file", "validation_file"))
     if is_in_memory_record(train_file) or is_in_memory_record(validation_file):

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import CONFIG_NAME, RUN_ID
+from ..checkpoint import CONFIG_NAME, RUN_ID, TRAIN_CONFIG_NAME
 from ..data.load import check_resumed_data
 from ..errors import DataError
 from .config import TrainConfig
 from .trainer import CHECKPOINTS
 
-RUN_SETTINGS = "train_config.json"
+RUN_SETTINGS = TRAIN_CONFIG_NAME  # a run's settings, beside its checkpoint and its training checkpoints
 
 
 def _trained_on(cfg: dict[str, Any]) -> tuple[str, str | None]:
@@ -29,7 +29,7 @@ def check_output_dir(cfg: TrainConfig) -> bool:
     output = Path(cfg.output_dir)
     if cfg.resume or not (output / CONFIG_NAME).is_file():
         return False
-    saved = output / "train_config.json"
+    saved = output / RUN_SETTINGS
     try:
         before = json.loads(saved.read_text()) if saved.is_file() else None
     except (OSError, ValueError):
@@ -54,8 +54,8 @@ def check_output_dir(cfg: TrainConfig) -> bool:
     )
 
 
-# keys of train_config.json that do not make a resumed run another run
-# what changes neither the data nor the arithmetic of a run: a resumed run may differ in them
+# keys of train_config.json that change neither the data nor the arithmetic of a run: a resumed run
+# may differ in them
 NOT_SETTINGS = (
     "output_dir",
     "resume",

@@ -306,8 +306,8 @@ def _print_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     value = f" {trial.user_attrs.get('metric', 'value')} {trial.value:.4f}" if trial.value is not None else ""
     # not study.best_trial: it raises while no trial has completed (the first ones pruned or failed)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best = max(complete, key=lambda t: t.value, default=None) if value else None
-    best = f" (best so far: trial {best.number})" if best is not None else ""
+    leader = max(complete, key=lambda t: t.value, default=None) if value else None
+    best = f" (best so far: trial {leader.number})" if leader is not None else ""
     print(f"trial {trial.number} {trial.state.name.lower()}{value}{best}")
 
 
