@@ -202,7 +202,10 @@ def run_cell(
 
     setting = setting_of(protocol, cell.task)
     run_dir = work / cell.key.replace("/", "_")
-    shutil.rmtree(run_dir, ignore_errors=True)
+    # a cell cut short (a killed run) goes on from its last complete checkpoint
+    resume = any((run_dir / "checkpoints").glob("checkpoint-*"))
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
     cfg = TrainConfig.build(
         **{
             **PROTOCOL_PINS,
@@ -212,6 +215,7 @@ def run_cell(
             "learning_rate": setting.learning_rates.get(cell.method),
             "output_dir": str(run_dir),
             "progress": False,
+            "resume": resume,
             **({"max_train_samples": 0} if cell.method in protocol.zero_shot_methods else {}),
             **(settings or {}),
         }
@@ -221,6 +225,8 @@ def run_cell(
     row: dict[str, Any] = {**asdict(cell), "key": cell.key, "protocol": protocol.name}
     if settings:
         row["settings"] = settings
+    if resume:  # its seconds count only this run's part
+        row["resumed"] = True
     start = time.perf_counter()
     try:
         metrics = train(cfg)
@@ -271,12 +277,32 @@ def run_protocol(
     """Train every cell not yet in results.jsonl; `jobs` > 1 runs that many cells at once, each in
     its own process (with `threads` torch threads each), and this process appends their rows.
 
-    A protocol with tuning runs (or resumes) its studies first, in this process (`tune_only`: only
-    them)."""
+    A protocol with tuning runs (or resumes) its studies and cells in one queue (`pipeline`): a cell
+    starts once its study has finished. With levers or a convergence check (`longer_tasks`), or
+    `tune_only`, the studies run first, in this
+    process (`tune_only`: only them), then the lever cells, then the main cells. A cell cut short
+    resumes from its checkpoints."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     drop_cut_line(folder)
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
+    # levers and the convergence check are judged against the first seed's main cells: the older order
+    if protocol.tune_trials and not protocol.levers and not protocol.longer_tasks and not tune_only:
+        from .pipeline import run_pipeline
+
+        final = final_settings(protocol, [])
+        run_pipeline(
+            protocol,
+            folder,
+            tasks=tasks,
+            bf16=bf16,
+            data_dir=data_dir,
+            jobs=jobs,
+            threads=threads,
+            log=log,
+            settings=lambda cell, found: cell_settings(protocol, cell, found, final),
+        )
+        return read_results(folder)
     if protocol.tune_trials:
         from .tuning_budget import tune_protocol
 
@@ -319,16 +345,32 @@ def run_protocol(
     todo = [c for c in cells(protocol, tasks, tuned) if c.key not in done]
     log(f"protocol {protocol.name}: {len(todo)} cells to run, {len(done)} already done ({folder / RESULTS})")
 
-    def settings(cell: Cell) -> dict[str, Any]:
-        if cell.kind not in ("main", LONGER):
-            return {}
-        main = {**tuned.get((cell.task, cell.method), {}), **final.get(cell.method, {})}
-        return main if cell.kind == "main" else {**main, **longer_settings(protocol, cell)}
-
     _run_cells(
-        todo, protocol, folder, jobs, log, bf16=bf16, data_dir=data_dir, threads=threads, settings=settings
+        todo,
+        protocol,
+        folder,
+        jobs,
+        log,
+        bf16=bf16,
+        data_dir=data_dir,
+        threads=threads,
+        settings=lambda cell: cell_settings(protocol, cell, tuned, final),
     )
     return read_results(folder)
+
+
+def cell_settings(
+    protocol: Protocol,
+    cell: Cell,
+    tuned: dict[tuple[str, str], dict[str, Any]],
+    final: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """A main or longer cell's TrainConfig fields: its study's best setting, the method's final
+    settings, and for a longer cell the longer training."""
+    if cell.kind not in ("main", LONGER):
+        return {}
+    main = {**tuned.get((cell.task, cell.method), {}), **final.get(cell.method, {})}
+    return main if cell.kind == "main" else {**main, **longer_settings(protocol, cell)}
 
 
 def final_settings(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -341,24 +383,33 @@ def final_settings(protocol: Protocol, rows: list[dict[str, Any]]) -> dict[str, 
     return out
 
 
+WORK_DIR = "_runs"  # the cells' run folders: removed once every cell of a run has ended
+
+
+def record_row(folder: Path, cell: Cell, row: dict[str, Any], index: int | str, log) -> None:
+    """Append a finished cell's row to results.jsonl and log it."""
+    _append(folder, row)
+    if row["status"] == "ok":
+        log(f"[{index}] {cell.key}: {row['metric']} {row['score']:.4f} in {row['wall_seconds']:.0f} s")
+    else:
+        log(f"[{index}] {cell.key}: failed: {row['error']}")
+
+
+def clear_work(work: Path) -> None:
+    """Every cell has ended (a cut run keeps the folder: its cells resume from their checkpoints)."""
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def _run_cells(todo, protocol, folder, jobs, log, *, bf16, data_dir, threads, settings) -> None:
     """Train `todo` (one at a time, or `jobs` processes) and append each row as it finishes."""
-    work = folder / "_runs"
+    work = folder / WORK_DIR
     options = {"bf16": bf16, "data_dir": data_dir, "threads": threads}
-
-    def finished(index: int, cell: Cell, row: dict[str, Any]) -> None:
-        _append(folder, row)
-        if row["status"] == "ok":
-            log(
-                f"[{index}/{len(todo)}] {cell.key}: {row['metric']} {row['score']:.4f} in {row['wall_seconds']:.0f} s"
-            )
-        else:
-            log(f"[{index}/{len(todo)}] {cell.key}: failed: {row['error']}")
 
     if jobs <= 1:
         for index, cell in enumerate(todo, 1):
             log(f"[{index}/{len(todo)}] {cell.key} ...")
-            finished(index, cell, run_cell(cell, protocol, work, **options, settings=settings(cell)))
+            row = run_cell(cell, protocol, work, **options, settings=settings(cell))
+            record_row(folder, cell, row, f"{index}/{len(todo)}", log)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -376,5 +427,5 @@ def _run_cells(todo, protocol, folder, jobs, log, *, bf16, data_dir, threads, se
                 except Exception as exc:  # the worker process died: record it, go on
                     row = {**asdict(cell), "key": cell.key, "protocol": protocol.name, "status": "error"}
                     row["error"] = f"{type(exc).__name__}: {exc}"
-                finished(index, cell, row)
-    shutil.rmtree(work, ignore_errors=True)
+                record_row(folder, cell, row, f"{index}/{len(todo)}", log)
+    clear_work(work)

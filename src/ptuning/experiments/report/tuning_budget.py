@@ -108,6 +108,39 @@ def run_study(cfg, threads: int | None = None) -> None:
     write_results(run_search(cfg, _trial_config), cfg)
 
 
+def unfinished_studies(
+    protocol: Protocol,
+    folder: Path,
+    *,
+    tasks: Iterable[str] | None = None,
+    bf16: bool | None = None,
+    data_dir: str | None = None,
+) -> list[Any]:
+    """The `ptuning tune` configs of the protocol's studies that have not finished, task by task, the
+    claim's (p-tuning-v2 against fine-tune) before the secondary methods'."""
+    wanted = set(tasks) if tasks else None
+    finished = finished_studies(protocol, folder)
+    todo = []
+    for setting in protocol.tasks:
+        if wanted is not None and setting.task not in wanted:
+            continue
+        for method in protocol.methods:
+            if (setting.task, method) in finished:
+                continue  # finished: its fixed settings are not compared again (final_settings may change)
+            cfg = study_config(protocol, setting, method, folder, bf16=bf16, data_dir=data_dir)
+            todo.append((method in protocol.secondary_methods, cfg))
+    return [cfg for _, cfg in sorted(todo, key=lambda item: item[0])]
+
+
+def finished_studies(protocol: Protocol, folder: Path) -> set[tuple[str, str]]:
+    """(task, method) of every study whose search.json counts all the protocol's trials finished."""
+    return {
+        key
+        for key, summary in _summaries(protocol, folder)
+        if summary.get("finished", 0) >= protocol.tune_trials
+    }
+
+
 def tune_protocol(
     protocol: Protocol,
     folder: Path,
@@ -121,19 +154,7 @@ def tune_protocol(
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Run (or resume) every study of the protocol that has not finished, `jobs` at a time (each in
     its own process with `threads` torch threads where jobs > 1); returns `tuned_settings`."""
-    wanted = set(tasks) if tasks else None
-    todo = []
-    for setting in protocol.tasks:
-        if wanted is not None and setting.task not in wanted:
-            continue
-        for method in protocol.methods:
-            cfg = study_config(protocol, setting, method, folder, bf16=bf16, data_dir=data_dir)
-            summary = cfg.output_dir / "search.json"
-            if summary.is_file() and json.loads(summary.read_text()).get("finished", 0) >= cfg.trials:
-                continue  # finished: its fixed settings are not compared again (final_settings may change)
-            todo.append((method in protocol.secondary_methods, cfg))
-    # the claim's studies (p-tuning-v2 against fine-tune) before the secondary methods', task by task
-    todo = [cfg for _, cfg in sorted(todo, key=lambda item: item[0])]
+    todo = unfinished_studies(protocol, folder, tasks=tasks, bf16=bf16, data_dir=data_dir)
     if jobs <= 1:
         for cfg in todo:
             log(f"tuning {cfg.output_dir.name}: {cfg.trials} trials in {cfg.output_dir}")
