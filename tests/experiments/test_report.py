@@ -334,12 +334,11 @@ def test_gap_table_judges_gaps_by_the_seed_spread_and_states_the_targets():
 def test_longer_cells_run_after_the_first_seeds_main_cells_with_the_main_settings_and_more_epochs(
     tmp_path, monkeypatch
 ):
-    import ptuning.experiments.report.run as run_module
-    import ptuning.experiments.report.tuning_budget as tuning_budget
+    import ptuning.experiments.report.schedule as schedule
 
     protocol = replace(PROTOCOLS["cpu-converged"], levers={})
     tuned = {("conll03", "p-tuning-v2"): {"learning_rate": 0.03, "prefix_len": 64}}
-    monkeypatch.setattr(tuning_budget, "tune_protocol", lambda *a, **k: tuned)
+    monkeypatch.setattr(schedule, "tune_protocol", lambda *a, **k: tuned)
     seen = {}
 
     def fake_run_cell(cell, protocol, work, *, settings=None, **options):
@@ -353,7 +352,7 @@ def test_longer_cells_run_after_the_first_seeds_main_cells_with_the_main_setting
             "wall_seconds": 0,
         }
 
-    monkeypatch.setattr(run_module, "run_cell", fake_run_cell)
+    monkeypatch.setattr(schedule, "run_cell", fake_run_cell)
     run_protocol(protocol, tmp_path, tasks=["conll03", "rte"], log=lambda message: None)
 
     order = list(seen)

@@ -12,6 +12,7 @@ import pytest
 
 import ptuning.experiments.report.pipeline as pipeline
 import ptuning.experiments.report.run as run_module
+import ptuning.experiments.report.schedule as schedule
 import ptuning.experiments.report.tuning_budget as tuning_budget
 from ptuning.experiments.report import PROTOCOLS, RESULTS, Cell, dry_run, run_protocol
 
@@ -40,7 +41,10 @@ class FakeWork:
         params = {"lr": 0.02} if name.endswith("fine-tune") else {"lr": 0.02, "prefix_len": 32}
         cfg.output_dir.mkdir(parents=True, exist_ok=True)
         summary = {"finished": cfg.trials, "best_params": params, "best_value": 0.6}
-        (cfg.output_dir / "search.json").write_text(json.dumps(summary))
+        # atomically, as `ptuning tune` writes it: the queue reads it while other studies run
+        partial = cfg.output_dir / "search.json.partial"
+        partial.write_text(json.dumps(summary))
+        partial.replace(cfg.output_dir / "search.json")
 
     def run_cell(self, cell, protocol, work, *, settings=None, **options):
         with self.lock:
@@ -54,8 +58,11 @@ class FakeWork:
 @pytest.fixture
 def fake(monkeypatch):
     work = FakeWork()
+    monkeypatch.setattr(pipeline, "run_study", work.run_study)
+    monkeypatch.setattr(pipeline, "run_cell", work.run_cell)
+    # the older order (a protocol with levers): its studies through tune_protocol, its cells here
     monkeypatch.setattr(tuning_budget, "run_study", work.run_study)
-    monkeypatch.setattr(run_module, "run_cell", work.run_cell)
+    monkeypatch.setattr(schedule, "run_cell", work.run_cell)
     return work
 
 
@@ -103,11 +110,17 @@ def test_a_failed_study_holds_back_only_its_own_cells(tmp_path, fake):
 
 def test_with_two_workers_a_study_and_another_studys_cells_run_side_by_side(tmp_path, fake, monkeypatch):
     monkeypatch.setattr(pipeline, "_pool", lambda jobs: ThreadPoolExecutor(max_workers=jobs))
-    rows = run_protocol(_study(tasks=("rte",)), tmp_path, jobs=2, log=lambda _: None)
+    logs = []
+    rows = run_protocol(_study(tasks=("rte",)), tmp_path, jobs=2, log=logs.append)
     assert len(rows) == 3 * 2
     events = fake.events
-    # both claim studies start first; every cell comes after its own study
-    assert set(events[:2]) == {"study rte-fine-tune", "study rte-p-tuning-v2"}
+    # both claim studies are started first (the order the workers begin in is the threads'); every
+    # cell runs after its own study
+    starts = [line for line in logs if line.startswith("starting ")]
+    assert set(starts[:2]) == {
+        "starting study rte-fine-tune (10 trials)",
+        "starting study rte-p-tuning-v2 (10 trials)",
+    }
     for row in rows:
         assert events.index(f"study rte-{row['method']}") < events.index(row["key"])
     assert json.loads((tmp_path / RESULTS).read_text().splitlines()[0])["status"] == "ok"

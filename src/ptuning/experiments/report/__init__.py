@@ -24,7 +24,8 @@ Protocols (see `PROTOCOLS`):
 a protocol end to end on the CPU before spending GPU time on it.
 
 Modules, by job: `protocols` (the protocols, the dry run, the paper's figures), `cells` (cells,
-lever cells, their settings), `run` (run_cell, run_protocol), `aggregate`, `render` (markdown),
+lever cells, their settings), `run` (run_cell, the results file), `schedule` (run_protocol: which
+study or cell runs when), `pipeline` (a tuned protocol's queue), `aggregate`, `render` (markdown),
 `plots` (PNGs), `gaps` (the paper's claim as targets).
 """
 
@@ -41,7 +42,8 @@ from .protocols import (
     dry_run,
 )
 from .render import render
-from .run import ResultsError, final_settings, read_results, run_cell, run_protocol
+from .run import ResultsError, final_settings, read_results, run_cell
+from .schedule import run_protocol
 
 __all__ = [
     "BASELINE",

@@ -21,10 +21,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import run as run_module
-from . import tuning_budget
 from .cells import Cell, cells
 from .protocols import Protocol
+from .run import WORK_DIR, clear_work, read_results, record_row, run_cell
+from .tuning_budget import run_study, study_state, unfinished_studies
 
 Tuned = dict[tuple[str, str], dict[str, Any]]
 
@@ -76,18 +76,17 @@ def run_pipeline(
     """Run the protocol's unfinished studies and its cells not yet in results.jsonl, each cell as soon
     as its study has finished; `settings(cell, tuned)` gives a cell its TrainConfig fields."""
     folder = Path(folder)
-    studies = tuning_budget.unfinished_studies(protocol, folder, tasks=tasks, bf16=bf16, data_dir=data_dir)
-    done = {row["key"] for row in run_module.read_results(folder) if row.get("status") == "ok"}
+    studies = unfinished_studies(protocol, folder, tasks=tasks, bf16=bf16, data_dir=data_dir)
+    done = {row["key"] for row in read_results(folder) if row.get("status") == "ok"}
     started: set[str] = set()
-    work = folder / run_module.WORK_DIR
+    work = folder / WORK_DIR
     options = {"bf16": bf16, "data_dir": data_dir, "threads": threads}
     counts = {"cells": 0}
 
     def state() -> tuple[Tuned, set[tuple[str, str]], list[Cell]]:
         """The settings found so far, the finished studies and the cells still to start (cells take
         their tuned prompt length, so they are listed again whenever a study finishes)."""
-        tuned = tuning_budget.tuned_settings(protocol, folder)
-        finished = tuning_budget.finished_studies(protocol, folder)
+        tuned, finished = study_state(protocol, folder)
         todo = [c for c in cells(protocol, tasks, tuned) if c.key not in done and c.key not in started]
         return tuned, finished, todo
 
@@ -96,7 +95,7 @@ def run_pipeline(
 
     def cell_done(cell: Cell, row: dict[str, Any]) -> None:
         counts["cells"] += 1
-        run_module.record_row(folder, cell, row, counts["cells"], log)
+        record_row(folder, cell, row, counts["cells"], log)
         if row["status"] == "ok":
             done.add(cell.key)
 
@@ -113,11 +112,9 @@ def run_pipeline(
                 _run_study_logged(what, None, log)
             else:
                 started.add(what.key)
-                cell_done(
-                    what, run_module.run_cell(what, protocol, work, **options, settings=settings(what, tuned))
-                )
+                cell_done(what, run_cell(what, protocol, work, **options, settings=settings(what, tuned)))
             tuned, finished, todo = state()
-        run_module.clear_work(work)
+        clear_work(work)
         return
 
     running: dict[Any, tuple[str, Any]] = {}
@@ -127,11 +124,11 @@ def run_pipeline(
                 kind, what = item
                 log(f"starting {describe(kind, what)}")
                 if kind == "study":
-                    future = pool.submit(tuning_budget.run_study, what, threads)
+                    future = pool.submit(run_study, what, threads)
                 else:
                     started.add(what.key)
                     future = pool.submit(
-                        run_module.run_cell, what, protocol, work, **options, settings=settings(what, tuned)
+                        run_cell, what, protocol, work, **options, settings=settings(what, tuned)
                     )
                 running[future] = item
             if not running:
@@ -153,12 +150,12 @@ def run_pipeline(
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 cell_done(what, row)
             tuned, finished, todo = state()
-    run_module.clear_work(work)
+    clear_work(work)
 
 
 def _run_study_logged(cfg: Any, threads: int | None, log: Callable[[str], None]) -> None:
     try:
-        tuning_budget.run_study(cfg, threads)
+        run_study(cfg, threads)
         log(f"tuned {cfg.output_dir.name}")
     except Exception as exc:  # as in a worker: recorded by its study.db, the next run resumes it
         log(f"tuning {cfg.output_dir.name} failed: {type(exc).__name__}: {exc}")

@@ -134,11 +134,18 @@ def unfinished_studies(
 
 def finished_studies(protocol: Protocol, folder: Path) -> set[tuple[str, str]]:
     """(task, method) of every study whose search.json counts all the protocol's trials finished."""
-    return {
-        key
-        for key, summary in _summaries(protocol, folder)
-        if summary.get("finished", 0) >= protocol.tune_trials
-    }
+    return study_state(protocol, folder)[1]
+
+
+def study_state(
+    protocol: Protocol, folder: Path
+) -> tuple[dict[tuple[str, str], dict[str, Any]], set[tuple[str, str]]]:
+    """`tuned_settings` and `finished_studies` from one reading of the search.json files: read apart,
+    a study finishing in another process between the two readings would count as finished with no
+    settings found."""
+    summaries = list(_summaries(protocol, folder))
+    finished = {key for key, summary in summaries if summary.get("finished", 0) >= protocol.tune_trials}
+    return _tuned_from(summaries), finished
 
 
 def tune_protocol(
@@ -200,13 +207,19 @@ def tuned_settings(protocol: Protocol, folder: Path) -> dict[tuple[str, str], di
     A protocol with `settings_from` reads them from that folder's studies."""
     if not protocol.tune_trials and not protocol.settings_from:
         return {}
+    return _tuned_from(_summaries(protocol, folder, source=bool(protocol.settings_from)))
+
+
+def _tuned_from(
+    summaries: Iterable[tuple[tuple[str, str], dict[str, Any]]],
+) -> dict[tuple[str, str], dict[str, Any]]:
     return {
         key: {
             OPTION_FIELDS.get(name, name): value
             for name, value in (summary.get("best_params") or {}).items()
             if name in FINAL_PARAMETERS
         }
-        for key, summary in _summaries(protocol, folder, source=bool(protocol.settings_from))
+        for key, summary in summaries
         if summary.get("best_params")
     }
 
