@@ -65,6 +65,10 @@ class PrefixEncoder(nn.Module):
         kv = self.table().view(self.prefix_len, 2 * len(self.layers), self.num_heads, self.head_dim)
         return (self.dropout(kv) if dropout else kv).permute(1, 2, 0, 3)
 
+    def keys_and_values(self) -> torch.Tensor:
+        """The prefix's keys and values without dropout, (2L, heads, P, head_dim)."""
+        return self._stacked(dropout=False)
+
     def _weights_version(self) -> tuple:
         """Changes whenever a weight does: in place (optimizer step, load_state_dict) or replaced (.to())."""
         return tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())

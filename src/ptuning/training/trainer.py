@@ -34,6 +34,7 @@ from ..heads import head_class
 from ..tasks import TaskSpec
 from ..wording import plural
 from .config import TrainConfig
+from .prefix_watch import PrefixWatch
 
 log = logging.getLogger(__name__)
 
@@ -246,13 +247,13 @@ def tensorboard_callbacks(folder: Path) -> list[TrainerCallback]:
 def run_callbacks(cfg: TrainConfig, output: Path, clock: WallClock) -> list[TrainerCallback]:
     """The callbacks of a training run, in order: the wall clock, TensorBoard (--report-to
     tensorboard; wandb and mlflow come through TrainingArguments.report_to), early stopping
-    (--epochs auto) and the progress report."""
+    (--epochs auto), the prefix's size watch and the progress report."""
     callbacks: list[TrainerCallback] = [clock]
     if cfg.report_to == "tensorboard":
         callbacks += tensorboard_callbacks(output / "tensorboard")
     if cfg.auto_epochs:
         callbacks.append(EarlyStoppingCallback(cfg.patience, cfg.min_delta))
-    return callbacks + progress_callbacks(cfg)
+    return [*callbacks, PrefixWatch(), *progress_callbacks(cfg)]
 
 
 def progress_callbacks(cfg: TrainConfig, *, terminal: bool | None = None) -> list[TrainerCallback]:

@@ -1,0 +1,96 @@
+"""A warning when a deep prompt's keys and values outgrow the backbone's own.
+
+Why: at a learning rate too high for it (above all through the reparameterization MLP, where Adam
+moves each of the output layer's weights by about the learning rate, so the prefix moves by about
+`projection_hidden` times that), the prefix's keys grow within tens of steps to tens of times the
+size of the backbone's own. The softmax then puts the attention on the prefix alone, every input
+gets nearly the same representation, and the head can only learn the majority class: the run looks
+like one that "did not learn the task", with nothing to say why. Measured on MiniLM / MRPC
+(docs/results/quality.md): through the MLP at lr 2.1e-2 (P 8) the prefix's values in layer 0 were
+32x the backbone's own after 20 steps, every pair's pooled embedding had cosine 1.000 with every
+other, and F1 stayed at the majority class's 80.4; at 1e-3 the prefix stayed under the limit.
+
+The check is cheap: once at the start, the backbone's own keys and values for a few vocabulary
+tokens (one forward pass over P tokens); at each evaluation, the prefix's (the MLP once, no data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import TrainerCallback
+
+from ..core.prompts import PrefixEncoder, vocabulary_prefix
+
+# The prefix's keys or values (mean norm per head, in any prompted layer) at this many times the
+# backbone's own: the attention logits are that many times larger, and the softmax saturates.
+OUTGROWN = 10.0
+
+
+@dataclass(frozen=True)
+class PrefixScale:
+    """The largest ratio of the prefix's mean key (or value) norm to the backbone's own, and where."""
+
+    ratio: float
+    layer: int
+    part: str  # "keys" or "values"
+
+
+def _norms(kv: torch.Tensor) -> torch.Tensor:
+    """(2L, heads, P, head_dim) -> (2L,): the mean norm of a head's key or value vector, per layer."""
+    return kv.float().norm(dim=-1).mean(dim=(1, 2))
+
+
+@torch.no_grad()
+def own_norms(model: torch.nn.Module, *, seed: int = 1) -> torch.Tensor:
+    """(2L,): the backbone's own mean key and value norms per prompted layer, for P vocabulary tokens."""
+    encoder: PrefixEncoder = model.prefix_encoder
+    table = vocabulary_prefix(model.backbone, model.injector, encoder.layers, encoder.prefix_len, seed=seed)
+    # (P, L*2*H) -> (2L, heads, P, head_dim), as PrefixEncoder lays out its own table
+    kv = table.view(encoder.prefix_len, 2 * len(encoder.layers), encoder.num_heads, encoder.head_dim)
+    return _norms(kv.permute(1, 2, 0, 3))
+
+
+@torch.no_grad()
+def prefix_scale(model: torch.nn.Module, own: torch.Tensor) -> PrefixScale:
+    """How large the prefix's keys and values are against `own` (from `own_norms`)."""
+    encoder: PrefixEncoder = model.prefix_encoder
+    ratios = _norms(encoder.keys_and_values()) / own.to(encoder.embedding.weight.device).clamp_min(1e-12)
+    index = int(ratios.argmax())  # rows 2i, 2i+1: layer i's keys, values
+    return PrefixScale(float(ratios[index]), encoder.layers[index // 2], ("keys", "values")[index % 2])
+
+
+class PrefixWatch(TrainerCallback):
+    """Says once, at the evaluation where it happens, that the prefix has outgrown the backbone's
+    keys and values (`OUTGROWN` times): why such a run stops learning, and what to change."""
+
+    def __init__(self, limit: float = OUTGROWN) -> None:
+        self.limit = limit
+        self.own: torch.Tensor | None = None
+        self.warned: PrefixScale | None = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.own = None
+        if state.is_world_process_zero and isinstance(getattr(model, "prefix_encoder", None), PrefixEncoder):
+            self.own = own_norms(model)
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if self.own is None or self.warned is not None or model is None:
+            return
+        scale = prefix_scale(model, self.own)
+        if scale.ratio < self.limit:
+            return
+        self.warned = scale
+        through = (
+            " (through the reparameterization MLP the default is 1e-3)"
+            if model.prefix_encoder.projection
+            else ""
+        )
+        print(
+            f"warning: at epoch {float(state.epoch or 0.0):.3g} the prefix's {scale.part} in layer "
+            f"{scale.layer} are {scale.ratio:.0f}x the size of the backbone's own: attention then goes "
+            "to the prefix alone, every input gets nearly the same representation, and the validation "
+            "metric stays where predicting one answer puts it. Train again with a lower --lr" + through,
+            flush=True,
+        )
