@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import TrainerState
 
 from ptuning.core.config import PromptConfig
 from ptuning.model import PromptModel
 from ptuning.tasks import TaskSpec
 from ptuning.testing import TINY_MODEL_TYPES, tiny_backbone
-from ptuning.training.prefix_watch import OUTGROWN, own_norms, prefix_scale
+from ptuning.training.prefix_watch import OUTGROWN, PrefixWatch, own_norms, prefix_scale
 
 from .test_early_stopping import _train
 
@@ -56,6 +57,29 @@ def test_through_the_mlp_the_scale_is_the_mlps_output():
         model.prefix_encoder.mlp[-1].weight.mul_(50)
         model.prefix_encoder.mlp[-1].bias.mul_(50)
     assert prefix_scale(model, own).ratio == pytest.approx(50 * before, rel=1e-4)
+
+
+def _vocab_model() -> PromptModel:
+    torch.manual_seed(0)
+    return PromptModel(
+        tiny_backbone("bert"), SPEC, PromptConfig(method="p-tuning-v2", prefix_len=4, prefix_init="vocab")
+    )
+
+
+def test_the_watch_speaks_on_growth_in_training_not_on_a_prefix_set_large():
+    grown, set_large = _vocab_model(), _vocab_model()
+    with torch.no_grad():
+        set_large.prefix_encoder.embedding.weight.mul_(30)
+    watches = {name: PrefixWatch(say=False) for name in ("grown", "set_large")}
+    for name, model in (("grown", grown), ("set_large", set_large)):
+        watches[name].on_train_begin(None, TrainerState(), None, model=model)
+    assert watches["grown"].check(grown) is None  # the backbone's own size: nothing to say
+    assert watches["set_large"].check(set_large) is None  # 30x from the start: not grown in training
+    with torch.no_grad():
+        grown.prefix_encoder.embedding.weight.mul_(30)
+    scale = watches["grown"].check(grown)
+    assert scale is not None and scale.ratio > OUTGROWN
+    assert watches["grown"].check(grown) is None  # once
 
 
 def test_a_run_whose_prefix_outgrows_the_backbone_says_so_once(tmp_path, tiny_bert_dir, capsys):

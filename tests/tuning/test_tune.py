@@ -314,6 +314,39 @@ def test_a_trial_is_pruned_from_its_dev_metric(tiny_bert_dir, shared_data, tmp_p
     assert not (tmp_path / "pruned" / "metrics.json").exists()
 
 
+def test_a_trial_whose_prefix_outgrew_the_backbone_is_pruned(tiny_bert_dir, shared_data, tmp_path):
+    """Whatever the pruner says: the prefix at 10x the backbone's keys or values does not recover."""
+    import optuna
+
+    from ptuning.training.config import TrainConfig
+    from ptuning.training.run import train
+    from ptuning.tuning.search import PruneCallback
+
+    def trial_at(lr: float, name: str):
+        study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+        cfg = TrainConfig.build(
+            task="sst2", backbone=str(tiny_bert_dir), max_train_samples=32, max_eval_samples=8, batch_size=8,
+            max_seq_length=32, prefix_len=2, prefix_projection=True, lr=lr, warmup_ratio=0.0, epochs=2,
+            output_dir=str(tmp_path / name), progress=False,
+        )  # fmt: skip
+        return study, cfg
+
+    study, cfg = trial_at(1.0, "outgrown")
+    trial = study.ask()
+    with pytest.raises(
+        optuna.TrialPruned, match=r"at step 4: the prefix's (keys|values) in layer \d are \d+x"
+    ):
+        train(cfg, callbacks=[PruneCallback(trial)])
+    assert list(trial.study.trials[0].intermediate_values) == [4]
+    assert "x the size of the backbone's own" in study.trials[0].user_attrs["pruned_because"]
+
+    study, cfg = trial_at(1e-4, "small")  # the same trial at a small rate trains to its end
+    trial = study.ask()
+    train(cfg, callbacks=[PruneCallback(trial)])
+    assert list(study.trials[0].intermediate_values) == [4, 8]
+    assert "pruned_because" not in study.trials[0].user_attrs
+
+
 def test_a_search_that_failed_on_its_data_is_one_line_and_starts_again(
     tiny_bert_dir, shared_data, tmp_path, capsys
 ):

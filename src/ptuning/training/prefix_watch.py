@@ -26,6 +26,9 @@ from ..core.prompts import PrefixEncoder, vocabulary_prefix
 # The prefix's keys or values (mean norm per head, in any prompted layer) at this many times the
 # backbone's own: the attention logits are that many times larger, and the softmax saturates.
 OUTGROWN = 10.0
+# ... and grown at least this much in training: a prefix that starts that large (a random table on a
+# randomly initialised model, whose own keys are tiny; a large --init-std) was set so, not trained so
+GROWN = 2.0
 
 
 @dataclass(frozen=True)
@@ -53,44 +56,71 @@ def own_norms(model: torch.nn.Module, *, seed: int = 1) -> torch.Tensor:
 
 
 @torch.no_grad()
-def prefix_scale(model: torch.nn.Module, own: torch.Tensor) -> PrefixScale:
-    """How large the prefix's keys and values are against `own` (from `own_norms`)."""
+def prefix_ratios(model: torch.nn.Module, own: torch.Tensor) -> torch.Tensor:
+    """(2L,): the prefix's mean key and value norms per prompted layer over `own` (`own_norms`)."""
     encoder: PrefixEncoder = model.prefix_encoder
-    ratios = _norms(encoder.keys_and_values()) / own.to(encoder.embedding.weight.device).clamp_min(1e-12)
+    return _norms(encoder.keys_and_values()) / own.to(encoder.embedding.weight.device).clamp_min(1e-12)
+
+
+def prefix_scale(model: torch.nn.Module, own: torch.Tensor, among: torch.Tensor | None = None) -> PrefixScale:
+    """The largest of `prefix_ratios`, and where (among the layers and parts `among` marks)."""
+    ratios = prefix_ratios(model, own)
+    if among is not None:
+        ratios = ratios.where(among.to(ratios.device), torch.zeros_like(ratios))
     index = int(ratios.argmax())  # rows 2i, 2i+1: layer i's keys, values
-    return PrefixScale(float(ratios[index]), encoder.layers[index // 2], ("keys", "values")[index % 2])
+    layers = model.prefix_encoder.layers
+    return PrefixScale(float(ratios[index]), layers[index // 2], ("keys", "values")[index % 2])
 
 
 class PrefixWatch(TrainerCallback):
     """Says once, at the evaluation where it happens, that the prefix has outgrown the backbone's
-    keys and values (`OUTGROWN` times): why such a run stops learning, and what to change."""
+    keys and values (`limit` times, and grown `GROWN` times since training began): why such a run
+    stops learning, and what to change. `say`
+    False: only `check`, for a caller that acts on it (a tuning trial is pruned there)."""
 
-    def __init__(self, limit: float = OUTGROWN) -> None:
+    def __init__(self, limit: float = OUTGROWN, *, say: bool = True) -> None:
         self.limit = limit
+        self.say = say
         self.own: torch.Tensor | None = None
-        self.warned: PrefixScale | None = None
+        self.start: torch.Tensor | None = None  # prefix_ratios when training began
+        self.outgrown: PrefixScale | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.own = None
         if state.is_world_process_zero and isinstance(getattr(model, "prefix_encoder", None), PrefixEncoder):
             self.own = own_norms(model)
+            self.start = prefix_ratios(model, self.own)
+
+    def check(self, model: torch.nn.Module | None) -> PrefixScale | None:
+        """The prefix's scale where it has outgrown the backbone's (first time only), else None."""
+        if self.own is None or self.outgrown is not None or model is None:
+            return None
+        ratios = prefix_ratios(model, self.own)
+        among = (ratios >= self.limit) & (ratios >= GROWN * self.start.to(ratios.device))
+        if not bool(among.any()):
+            return None
+        scale = prefix_scale(model, self.own, among)
+        self.outgrown = scale
+        return scale
 
     def on_evaluate(self, args, state, control, model=None, **kwargs):
-        if self.own is None or self.warned is not None or model is None:
+        scale = self.check(model)
+        if scale is None or not self.say:
             return
-        scale = prefix_scale(model, self.own)
-        if scale.ratio < self.limit:
-            return
-        self.warned = scale
         through = (
             " (through the reparameterization MLP the default is 1e-3)"
             if model.prefix_encoder.projection
             else ""
         )
         print(
-            f"warning: at epoch {float(state.epoch or 0.0):.3g} the prefix's {scale.part} in layer "
-            f"{scale.layer} are {scale.ratio:.0f}x the size of the backbone's own: attention then goes "
-            "to the prefix alone, every input gets nearly the same representation, and the validation "
-            "metric stays where predicting one answer puts it. Train again with a lower --lr" + through,
+            f"warning: at epoch {float(state.epoch or 0.0):.3g} the prefix's {describe(scale)}: attention "
+            "then goes to the prefix alone, every input gets nearly the same representation, and the "
+            "validation metric stays where predicting one answer puts it. Train again with a lower --lr"
+            + through,
             flush=True,
         )
+
+
+def describe(scale: PrefixScale) -> str:
+    """e.g. "values in layer 0 are 32x the size of the backbone's own"."""
+    return f"{scale.part} in layer {scale.layer} are {scale.ratio:.0f}x the size of the backbone's own"

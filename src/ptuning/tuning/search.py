@@ -26,6 +26,7 @@ from transformers import TrainerCallback
 
 from ..checkpoint import atomic_write_text
 from ..training.config import TrainConfig
+from ..training.prefix_watch import PrefixWatch, describe
 from ..training.run import train
 from ..training.trainer import CHECKPOINTS
 from .space import PARAMETERS, Choice, Range, Space
@@ -78,13 +79,20 @@ class TuneConfig:
 
 
 class PruneCallback(TrainerCallback):
-    """Reports each evaluation's dev metric to the trial and stops the run when Optuna prunes it."""
+    """Reports each evaluation's dev metric to the trial and stops the run when Optuna prunes it,
+    or when the prefix has outgrown the backbone's keys and values (`PrefixWatch`): no trial of
+    the study's recovered from that (its metric stays at the majority class's), and tied trials
+    are not pruned by successive halving, so each would run until early stopping ended it."""
 
     def __init__(self, trial: optuna.Trial, *, by_epoch: bool = False) -> None:
         self.trial = trial
         self.by_epoch = by_epoch
         self.finished = False
         self.reported: set[int] = set()
+        self.watch = PrefixWatch(say=False)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.watch.on_train_begin(args, state, control, **kwargs)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.finished = True  # the final evaluation of the best checkpoint is no new information
@@ -98,8 +106,13 @@ class PruneCallback(TrainerCallback):
         self.reported.add(step)
         self.trial.set_user_attr("metric", args.metric_for_best_model.removeprefix("eval_"))
         self.trial.report(float(value), step=step)
+        unit = "epoch" if self.by_epoch else "step"
+        outgrown = self.watch.check(kwargs.get("model"))
+        if outgrown is not None:
+            why = f"the prefix's {describe(outgrown)}"
+            self.trial.set_user_attr("pruned_because", why)
+            raise optuna.TrialPruned(f"{args.metric_for_best_model} {value:.4g} at {unit} {step}: {why}")
         if self.trial.should_prune():
-            unit = "epoch" if self.by_epoch else "step"
             raise optuna.TrialPruned(f"{args.metric_for_best_model} {value:.4g} at {unit} {step}")
 
 
