@@ -18,6 +18,13 @@ from .test_early_stopping import _train
 SPEC = TaskSpec("toy", "classification", labels=("no", "yes"))
 
 
+def _vocab_model() -> PromptModel:
+    torch.manual_seed(0)
+    return PromptModel(
+        tiny_backbone("bert"), SPEC, PromptConfig(method="p-tuning-v2", prefix_len=4, prefix_init="vocab")
+    )
+
+
 @pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
 def test_a_prefix_of_the_backbones_own_keys_and_values_measures_one(model_type):
     # the vocabulary initialisation copies the backbone's keys and values for P random tokens: the
@@ -29,6 +36,15 @@ def test_a_prefix_of_the_backbones_own_keys_and_values_measures_one(model_type):
     own = own_norms(model, seed=0)
     assert own.shape == (2 * len(model.prefix_encoder.layers),) and bool((own > 0).all())
     assert prefix_scale(model, own).ratio == pytest.approx(1.0, rel=1e-5)
+
+
+def test_the_backbones_own_are_measured_with_its_frozen_weights_held_in_bf16():
+    from ptuning.core.precision import hold_frozen_in_bf16
+
+    model = _vocab_model()
+    fp32 = own_norms(model, seed=0)
+    hold_frozen_in_bf16(model)  # what --bf16 does before training: then only autocast runs them
+    assert torch.allclose(own_norms(model, seed=0), fp32, rtol=0.05)
 
 
 def test_the_scale_names_the_layer_and_part_that_grew():
@@ -57,13 +73,6 @@ def test_through_the_mlp_the_scale_is_the_mlps_output():
         model.prefix_encoder.mlp[-1].weight.mul_(50)
         model.prefix_encoder.mlp[-1].bias.mul_(50)
     assert prefix_scale(model, own).ratio == pytest.approx(50 * before, rel=1e-4)
-
-
-def _vocab_model() -> PromptModel:
-    torch.manual_seed(0)
-    return PromptModel(
-        tiny_backbone("bert"), SPEC, PromptConfig(method="p-tuning-v2", prefix_len=4, prefix_init="vocab")
-    )
 
 
 def test_the_watch_speaks_on_growth_in_training_not_on_a_prefix_set_large():

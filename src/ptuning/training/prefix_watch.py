@@ -49,7 +49,13 @@ def _norms(kv: torch.Tensor) -> torch.Tensor:
 def own_norms(model: torch.nn.Module, *, seed: int = 1) -> torch.Tensor:
     """(2L,): the backbone's own mean key and value norms per prompted layer, for P vocabulary tokens."""
     encoder: PrefixEncoder = model.prefix_encoder
-    table = vocabulary_prefix(model.backbone, model.injector, encoder.layers, encoder.prefix_len, seed=seed)
+    weight = encoder.embedding.weight
+    # under --bf16 the frozen weights are held in bf16 and only run inside autocast (as in training)
+    held = any(p.dtype == torch.bfloat16 for p in model.backbone.parameters())
+    with torch.autocast(weight.device.type, dtype=torch.bfloat16, enabled=held):
+        table = vocabulary_prefix(
+            model.backbone, model.injector, encoder.layers, encoder.prefix_len, seed=seed
+        )
     # (P, L*2*H) -> (2L, heads, P, head_dim), as PrefixEncoder lays out its own table
     kv = table.view(encoder.prefix_len, 2 * len(encoder.layers), encoder.num_heads, encoder.head_dim)
     return _norms(kv.permute(1, 2, 0, 3))
