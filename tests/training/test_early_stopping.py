@@ -62,6 +62,26 @@ def test_auto_stops_once_the_metric_plateaus(tmp_path, tiny_bert_dir, capsys):
     assert summary["stopped_early"] is True and summary["best_epoch"] == pytest.approx(1.0)
 
 
+def test_evaluations_before_min_epochs_do_not_count(tmp_path, tiny_bert_dir, capsys):
+    # nothing moves (lr 1e-12): without --min-epochs it stops at epoch 1 + 2; with --min-epochs 4
+    # the evaluations of epochs 1-3 do not count, so epochs 4 and 5 are the two without a gain
+    metrics = _train(
+        tmp_path, tiny_bert_dir, "--epochs", "auto", "--patience", "2", "--min-epochs", "4", "--lr", "1e-12",
+    )  # fmt: skip
+    assert metrics["stopped_early"] is True and metrics["epochs_done"] == pytest.approx(5.0)
+    assert metrics["best_epoch"] == pytest.approx(1.0)  # the best is still chosen from every epoch
+    assert "stops after 2 evaluations without a gain over 0, counted from epoch 4)" in capsys.readouterr().out
+
+
+def test_a_resumed_run_keeps_its_min_epochs(tmp_path, tiny_bert_dir):
+    # cut after 2 epochs and resumed: the restored early stopping still waits for epoch 4
+    auto = ("--epochs", "auto", "--patience", "2", "--min-epochs", "4", "--lr", "1e-12", "--quiet")
+    first = _train(tmp_path, tiny_bert_dir, *auto, "--max-steps", "4")
+    assert first["epochs_done"] == pytest.approx(2.0)
+    resumed = _train(tmp_path, tiny_bert_dir, *auto, "--resume", "--resume-with-changes")
+    assert resumed["stopped_early"] is True and resumed["epochs_done"] == pytest.approx(5.0)
+
+
 def test_the_max_epochs_cap_holds(tmp_path, tiny_bert_dir):
     metrics = _train(
         tmp_path, tiny_bert_dir, "--epochs", "auto", "--patience", "5", "--max-epochs", "2", "--lr", "1e-12",
@@ -142,6 +162,10 @@ def test_early_stopping_settings_are_checked():
         TrainConfig(patience=2.5)
     with pytest.raises(ValueError, match="max_epochs must be >= 1"):
         TrainConfig(max_epochs=0)
+    with pytest.raises(ValueError, match="min_epochs must be >= 0"):
+        TrainConfig(min_epochs=-1)
+    with pytest.raises(ValueError, match=r"min_epochs \(9\) must not exceed max_epochs \(5\)"):
+        TrainConfig(epochs="auto", min_epochs=9, max_epochs=5)
     with pytest.raises(ValueError, match="min_delta must be >= 0"):
         TrainConfig(min_delta=-0.1)
     with pytest.raises(ValueError, match="report_to must be one of"):
@@ -163,6 +187,7 @@ def test_auto_through_a_config_file(tmp_path):
     ("argv", "needle"),
     [
         (["--patience", "5"], "--patience goes with --epochs auto"),
+        (["--min-epochs", "5"], "--min-epochs goes with --epochs auto"),
         (["--max-epochs", "9", "--min-delta", "0.1"], "--min-delta, --max-epochs go with --epochs auto"),
         (["--epochs", "auto", "--method", "handcrafted"], "--method handcrafted"),
         (["--epochs", "auto", "--patience", "0"], "patience must be >= 1"),

@@ -22,7 +22,7 @@ from .fields import field_options
 __all__ = ["EARLY_STOPPING_OPTIONS", "check_before_loading", "flag_of"]
 
 # the options that only --epochs auto reads
-EARLY_STOPPING_OPTIONS = ("patience", "min_delta", "max_epochs")
+EARLY_STOPPING_OPTIONS = ("patience", "min_delta", "min_epochs", "max_epochs")
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}  # as ptuning.data.readers reads them
 # ptuning.data.tables.TABLE_FILE_BUILDERS: what a table file may be
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".arrow")

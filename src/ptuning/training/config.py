@@ -147,6 +147,14 @@ class TrainConfig:
         "e.g. --min-delta 0.001 (0.1 accuracy points)",
         group="optimisation",
     )
+    min_epochs: int = option(
+        0,
+        "with --epochs auto: evaluations before this epoch do not count toward --patience, so no run "
+        "stops before it (a method that starts slowly, judged on a small validation set), e.g. "
+        "--min-epochs 10",
+        group="optimisation",
+        metavar="N",
+    )
     max_epochs: int | None = option(
         None,
         "with --epochs auto: the most epochs it trains; the learning-rate schedule (warmup, linear "
@@ -318,6 +326,7 @@ class TrainConfig:
             ("patience", self.patience, int),
             ("max_epochs", FALLBACK_MAX_EPOCHS if self.max_epochs is None else self.max_epochs, int),
             ("min_delta", self.min_delta, (int, float)),
+            ("min_epochs", self.min_epochs, int),
         ):
             if isinstance(value, bool) or not isinstance(value, kind):
                 wanted = "an integer" if kind is int else "a number"
@@ -326,6 +335,10 @@ class TrainConfig:
             raise ValueError(f"patience must be >= 1 evaluation, got {self.patience}")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if self.min_epochs < 0:
+            raise ValueError(f"min_epochs must be >= 0, got {self.min_epochs}")
+        if self.max_epochs is not None and self.min_epochs > self.max_epochs:
+            raise ValueError(f"min_epochs ({self.min_epochs}) must not exceed max_epochs ({self.max_epochs})")
         if not self.min_delta >= 0:
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta:g}")
 

@@ -404,7 +404,9 @@ def _planned_length(cfg: TrainConfig, steps_per_epoch: int) -> str:
     if cfg.auto_epochs:
         return (
             f"epochs auto (at most {plural(cfg.max_epochs, 'epoch')} of {per_epoch}; stops after "
-            f"{plural(cfg.patience, 'evaluation')} without a gain over {cfg.min_delta:g})"
+            f"{plural(cfg.patience, 'evaluation')} without a gain over {cfg.min_delta:g}"
+            + (f", counted from epoch {cfg.min_epochs}" if cfg.min_epochs else "")
+            + ")"
         )
     return f"epochs {cfg.epochs:g} ({plural(total_steps(cfg, steps_per_epoch), 'step')})"
 

@@ -252,8 +252,33 @@ def run_callbacks(cfg: TrainConfig, output: Path, clock: WallClock) -> list[Trai
     if cfg.report_to == "tensorboard":
         callbacks += tensorboard_callbacks(output / "tensorboard")
     if cfg.auto_epochs:
-        callbacks.append(EarlyStoppingCallback(cfg.patience, cfg.min_delta))
+        if cfg.min_epochs:
+            callbacks.append(LateEarlyStopping(cfg.patience, cfg.min_delta, min_epochs=cfg.min_epochs))
+        else:  # transformers' own, whose saved state a resumed run of an earlier version restores
+            callbacks.append(EarlyStoppingCallback(cfg.patience, cfg.min_delta))
     return [*callbacks, PrefixWatch(), *progress_callbacks(cfg)]
+
+
+class LateEarlyStopping(EarlyStoppingCallback):
+    """transformers' early stopping, counting evaluations without a gain only from epoch
+    `min_epochs` on (--min-epochs): on a validation set of a few hundred examples one lucky early
+    evaluation can outlast the patience of a method whose training loss is still falling."""
+
+    def __init__(
+        self, early_stopping_patience: int = 1, early_stopping_threshold: float = 0.0, min_epochs: int = 0
+    ) -> None:
+        super().__init__(early_stopping_patience, early_stopping_threshold)
+        self.min_epochs = min_epochs
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        if float(state.epoch or 0.0) < self.min_epochs - 1e-6:  # an epoch's evaluation lands at ~N.0
+            return
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+
+    def state(self) -> dict:
+        saved = super().state()  # a resumed run rebuilds the callback from these args
+        saved["args"]["min_epochs"] = self.min_epochs
+        return saved
 
 
 def progress_callbacks(cfg: TrainConfig, *, terminal: bool | None = None) -> list[TrainerCallback]:
