@@ -60,10 +60,16 @@ class PrefixEncoder(nn.Module):
         weight = self.embedding.weight
         return self.mlp(weight) if self.projection else weight
 
+    def layout(self, table: torch.Tensor) -> torch.Tensor:
+        """A (P, L*2*H) table as the keys and values of every prompted layer, (2L, heads, P, head_dim)."""
+        return table.view(self.prefix_len, 2 * len(self.layers), self.num_heads, self.head_dim).permute(
+            1, 2, 0, 3
+        )
+
     def _stacked(self, dropout: bool = True) -> torch.Tensor:
         """Keys and values of every prompted layer, (2L, heads, P, head_dim)."""
-        kv = self.table().view(self.prefix_len, 2 * len(self.layers), self.num_heads, self.head_dim)
-        return (self.dropout(kv) if dropout else kv).permute(1, 2, 0, 3)
+        table = self.table()
+        return self.layout(self.dropout(table) if dropout else table)
 
     def keys_and_values(self) -> torch.Tensor:
         """The prefix's keys and values without dropout, (2L, heads, P, head_dim)."""

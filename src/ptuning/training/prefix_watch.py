@@ -56,9 +56,7 @@ def own_norms(model: torch.nn.Module, *, seed: int = 1) -> torch.Tensor:
         table = vocabulary_prefix(
             model.backbone, model.injector, encoder.layers, encoder.prefix_len, seed=seed
         )
-    # (P, L*2*H) -> (2L, heads, P, head_dim), as PrefixEncoder lays out its own table
-    kv = table.view(encoder.prefix_len, 2 * len(encoder.layers), encoder.num_heads, encoder.head_dim)
-    return _norms(kv.permute(1, 2, 0, 3))
+    return _norms(encoder.layout(table))
 
 
 @torch.no_grad()
@@ -70,19 +68,21 @@ def prefix_ratios(model: torch.nn.Module, own: torch.Tensor) -> torch.Tensor:
 
 def prefix_scale(model: torch.nn.Module, own: torch.Tensor, among: torch.Tensor | None = None) -> PrefixScale:
     """The largest of `prefix_ratios`, and where (among the layers and parts `among` marks)."""
-    ratios = prefix_ratios(model, own)
+    return _largest(prefix_ratios(model, own), model.prefix_encoder.layers, among)
+
+
+def _largest(ratios: torch.Tensor, layers: list[int], among: torch.Tensor | None = None) -> PrefixScale:
     if among is not None:
         ratios = ratios.where(among.to(ratios.device), torch.zeros_like(ratios))
     index = int(ratios.argmax())  # rows 2i, 2i+1: layer i's keys, values
-    layers = model.prefix_encoder.layers
     return PrefixScale(float(ratios[index]), layers[index // 2], ("keys", "values")[index % 2])
 
 
 class PrefixWatch(TrainerCallback):
     """Says once, at the evaluation where it happens, that the prefix has outgrown the backbone's
     keys and values (`limit` times, and grown `GROWN` times since training began): why such a run
-    stops learning, and what to change. `say`
-    False: only `check`, for a caller that acts on it (a tuning trial is pruned there)."""
+    stops learning, and what to change. `say` False: only `check`, for a caller that acts on it (a
+    tuning trial is pruned there)."""
 
     def __init__(self, limit: float = OUTGROWN, *, say: bool = True) -> None:
         self.limit = limit
@@ -105,7 +105,7 @@ class PrefixWatch(TrainerCallback):
         among = (ratios >= self.limit) & (ratios >= GROWN * self.start.to(ratios.device))
         if not bool(among.any()):
             return None
-        scale = prefix_scale(model, self.own, among)
+        scale = _largest(ratios, model.prefix_encoder.layers, among)
         self.outgrown = scale
         return scale
 
