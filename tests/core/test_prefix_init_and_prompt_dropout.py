@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ptuning.core.config import PromptConfig
-from ptuning.core.prompts import InputPrompt, PrefixEncoder
+from ptuning.core.prompts import InputPrompt, PrefixEncoder, dropout_per_example
 from ptuning.model import PromptModel
 from ptuning.tasks import TaskSpec
 from ptuning.testing import TINY_MODEL_TYPES, tiny_backbone
@@ -101,3 +101,32 @@ def test_per_example_dropout_trains_through_the_model():
     out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1, 0]))
     out.loss.backward()
     assert model.prefix_encoder.embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.3, 0.5])
+def test_dropout_per_example_drops_at_rate_p_and_keeps_the_expectation(p):
+    torch.manual_seed(0)
+    x = torch.full((400, 1000), 2.0)
+    y = dropout_per_example(x, p)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - p) < 0.005  # 400,000 draws: the standard error is under 0.001
+    kept = y[y != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 2.0 / (1 - round(p * 65536) / 65536)))
+    assert abs(y.mean().item() - 2.0) < 0.02
+
+
+def test_dropout_per_example_masks_are_independent_seeded_and_carry_the_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(4, 64, requires_grad=True)
+    masks = torch.stack([dropout_per_example(torch.ones(4, 64), 0.5) != 0 for _ in range(50)]).float()
+    # any two elements (in one draw, or the same one in two draws) agree half the time, not always
+    assert 0.4 < (masks[:, 0] == masks[:, 1]).float().mean() < 0.6
+    assert 0.4 < (masks[0] == masks[1]).float().mean() < 0.6
+    torch.manual_seed(7)
+    first = dropout_per_example(x, 0.2)
+    torch.manual_seed(7)
+    assert torch.equal(first, dropout_per_example(x, 0.2))  # torch's global generator: seeded runs repeat
+    first.sum().backward()
+    torch.testing.assert_close(x.grad, (first / x).detach())  # d(x * keep)/dx = keep
+    assert dropout_per_example(x, 0.0) is x
+    assert torch.equal(dropout_per_example(x, 1.0), torch.zeros_like(x))
