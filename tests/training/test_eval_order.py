@@ -16,7 +16,8 @@ from ptuning.data.features import make_collator
 from ptuning.heads import head_class
 from ptuning.model import PromptModel
 from ptuning.training.evaluation import EvalSet
-from ptuning.training.trainer import LengthSortedSampler, PromptTrainer, _token_count
+from ptuning.training.sampling import LengthSortedSampler, _token_count
+from ptuning.training.trainer import PromptTrainer
 
 WORDS = [
     "the",

@@ -15,8 +15,7 @@ from ptuning.model import PromptModel
 from ptuning.training.config import TrainConfig
 from ptuning.training.multitask import train_multitask
 from ptuning.training.run import train
-from ptuning.training.sampling import TaskBatchSampler, batch_counts, task_shares
-from ptuning.training.trainer import GlobalLengthGroupedSampler
+from ptuning.training.sampling import GlobalLengthGroupedSampler, TaskBatchSampler, batch_counts, task_shares
 from ptuning.training.transfer import init_prompt_from
 from tests.helpers import FIXTURES
 

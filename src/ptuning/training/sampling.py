@@ -1,4 +1,6 @@
-"""Which task each training batch comes from, in multi-task training (batches are single-task).
+"""The orders batches are drawn in: single-task training (`GlobalLengthGroupedSampler`), evaluation
+(`LengthSortedSampler`), and which task each training batch comes from in multi-task training
+(`TaskBatchSampler`; batches are single-task).
 
 Every task's examples are ordered as single-task training orders them (`GlobalLengthGroupedSampler`:
 length-grouped, drawn afresh from (seed, epoch)) and cut into batches. An epoch has as many batches
@@ -20,10 +22,54 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 SAMPLING_RULES = ("proportional", "temperature")
 _VIRTUAL_EPOCH = 100_003  # a task's k-th extra order in epoch e is drawn as epoch e + k * this
+
+
+class GlobalLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order over the *global* batch, drawn afresh from (seed, epoch) each epoch.
+
+    Every rank draws the same order, and Accelerate hands rank r every world_size-th per-device
+    batch of it, so one optimizer step covers the same examples as one step of a single process
+    with the same global batch; a resumed run replays the order of the epoch it stopped in.
+    """
+
+    def __init__(self, global_batch: int, dataset, seed: int) -> None:
+        super().__init__(global_batch, dataset=dataset, generator=torch.Generator())
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
+class LengthSortedSampler(torch.utils.data.Sampler):
+    """Evaluation order: longest inputs first (ties in dataset order), the same on every rank."""
+
+    def __init__(self, dataset) -> None:
+        lengths = [_token_count(dataset[i]["input_ids"]) for i in range(len(dataset))]
+        self.order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def _token_count(ids) -> int:
+    """Ids of one example: a list, a tensor, or one list per choice (of different lengths)."""
+    if torch.is_tensor(ids) or isinstance(ids, np.ndarray):
+        return int(ids.numel() if torch.is_tensor(ids) else ids.size)
+    return sum(_token_count(part) for part in ids) if ids and isinstance(ids[0], (list, tuple)) else len(ids)
 
 
 def task_shares(sizes: Sequence[int], rule: str, temperature: float = 1.0) -> list[float]:
@@ -69,8 +115,6 @@ class TaskBatchSampler:
         rule: str = "proportional",
         temperature: float = 1.0,
     ) -> None:
-        from .trainer import GlobalLengthGroupedSampler  # the single-task order, reused per task
-
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 0

@@ -1,5 +1,5 @@
-"""The Trainer machinery of a run: `PromptTrainer` (prompt-only checkpoints), the length-grouped
-sampler, callbacks, `TrainingArguments` from a `TrainConfig`, and resume discovery.
+"""The Trainer machinery of a run: `PromptTrainer` (prompt-only checkpoints; the orders of its
+batches are `sampling`'s), callbacks, `TrainingArguments` from a `TrainConfig`, and resume discovery.
 
 `Trainer` brings the optimizer, schedule, gradient accumulation, DDP through Accelerate, bf16,
 TensorBoard logging, length-grouped batches, per-epoch evaluation, best-checkpoint selection and
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.trainer_pt_utils import LengthGroupedSampler, find_batch_size
+from transformers.trainer_pt_utils import find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction
 
 from ..checkpoint import atomic_write_text, load_training_state, save_checkpoint
@@ -35,6 +35,7 @@ from ..tasks import TaskSpec
 from ..wording import plural
 from .config import TrainConfig
 from .prefix_watch import PrefixWatch
+from .sampling import GlobalLengthGroupedSampler, LengthSortedSampler
 
 log = logging.getLogger(__name__)
 
@@ -43,48 +44,6 @@ COMPLETE_MARKER = "trainer_state.json"  # Trainer writes it last in a checkpoint
 
 
 # --- the trainer ------------------------------------------------------------------------------
-
-
-class GlobalLengthGroupedSampler(LengthGroupedSampler):
-    """Length-grouped order over the *global* batch, drawn afresh from (seed, epoch) each epoch.
-
-    Every rank draws the same order, and Accelerate hands rank r every world_size-th per-device
-    batch of it, so one optimizer step covers the same examples as one step of a single process
-    with the same global batch; a resumed run replays the order of the epoch it stopped in.
-    """
-
-    def __init__(self, global_batch: int, dataset, seed: int) -> None:
-        super().__init__(global_batch, dataset=dataset, generator=torch.Generator())
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        self.generator.manual_seed(self.seed + self.epoch)
-        return super().__iter__()
-
-
-class LengthSortedSampler(torch.utils.data.Sampler):
-    """Evaluation order: longest inputs first (ties in dataset order), the same on every rank."""
-
-    def __init__(self, dataset) -> None:
-        lengths = [_token_count(dataset[i]["input_ids"]) for i in range(len(dataset))]
-        self.order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-
-    def __iter__(self):
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-
-def _token_count(ids) -> int:
-    """Ids of one example: a list, a tensor, or one list per choice (of different lengths)."""
-    if torch.is_tensor(ids) or isinstance(ids, np.ndarray):
-        return int(ids.numel() if torch.is_tensor(ids) else ids.size)
-    return sum(_token_count(part) for part in ids) if ids and isinstance(ids[0], (list, tuple)) else len(ids)
 
 
 def _in_dataset_order(value, inverse: np.ndarray):
