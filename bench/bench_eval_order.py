@@ -1,7 +1,7 @@
 """Evaluation time with length-sorted batches (PromptTrainer's order) against dataset order.
 
 Both passes score the same model on the same examples, alternating, in one process; prints each
-pass's median seconds, the ratio, and whether the predictions agree (they must: the sorted pass
+pass's median seconds (of `predict`, its metrics included), the ratio, and whether the predictions agree (they must: the sorted pass
 hands them back in dataset order):
 
   python bench/bench_eval_order.py --task rte --split validation --repeats 3
@@ -18,15 +18,12 @@ import time
 
 import numpy as np
 import torch
-from transformers import TrainingArguments
 
 from ptuning.core.backbones import load_backbone
 from ptuning.core.config import PromptConfig
 from ptuning.data import load_task
-from ptuning.data.features import make_collator
-from ptuning.heads import head_class
 from ptuning.model import PromptModel
-from ptuning.training.evaluation import EvalSet
+from ptuning.training.evaluation import EvalSet, evaluation_trainer
 from ptuning.training.trainer import PromptTrainer
 
 
@@ -37,19 +34,8 @@ class DatasetOrder(PromptTrainer):
 
 def _pass(trainer_class, model, eval_set, batch_size: int) -> tuple[float, np.ndarray]:
     with tempfile.TemporaryDirectory() as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
-            per_device_eval_batch_size=batch_size,
-            report_to=[],
-            use_cpu=not torch.cuda.is_available(),
-            label_names=list(head_class(model.spec.task_type).label_names),
-            remove_unused_columns=False,
-        )
-        trainer = trainer_class(
-            model=model,
-            args=args,
-            data_collator=make_collator(model.spec, model.tokenizer),
-            preprocess_logits_for_metrics=eval_set.head.reduce,
+        trainer = evaluation_trainer(
+            model, eval_set, scratch, batch_size=batch_size, trainer_class=trainer_class
         )
         start = time.perf_counter()
         output = trainer.predict(eval_set.features)

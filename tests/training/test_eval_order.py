@@ -10,12 +10,10 @@ import random
 import numpy as np
 import pytest
 import torch
-from transformers import TrainingArguments
 
 from ptuning.data.features import make_collator
-from ptuning.heads import head_class
 from ptuning.model import PromptModel
-from ptuning.training.evaluation import EvalSet
+from ptuning.training.evaluation import EvalSet, evaluation_trainer
 from ptuning.training.sampling import LengthSortedSampler, _token_count
 from ptuning.training.trainer import PromptTrainer
 
@@ -91,20 +89,8 @@ class _CountingCollator:
 
 def _evaluate(trainer_class, model, eval_set, tmp_path):
     collator = _CountingCollator(make_collator(model.spec, model.tokenizer))
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        per_device_eval_batch_size=4,
-        report_to=[],
-        use_cpu=True,
-        label_names=list(head_class(model.spec.task_type).label_names),
-        remove_unused_columns=False,
-    )
-    trainer = trainer_class(
-        model=model,
-        args=args,
-        data_collator=collator,
-        compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
-        preprocess_logits_for_metrics=eval_set.head.reduce,
+    trainer = evaluation_trainer(
+        model, eval_set, tmp_path, batch_size=4, collator=collator, trainer_class=trainer_class
     )
     output = trainer.predict(eval_set.features)
     return output, collator.positions

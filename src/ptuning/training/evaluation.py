@@ -51,6 +51,36 @@ class EvalSet:
         return self.head.evaluate(self.spec, self.examples, self.features, predictions, label_ids)
 
 
+def evaluation_trainer(
+    model: PromptModel,
+    eval_set: EvalSet,
+    output_dir: str | Path,
+    *,
+    batch_size: int,
+    bf16: bool | None = False,
+    collator=None,
+    trainer_class: type[PromptTrainer] = PromptTrainer,
+) -> PromptTrainer:
+    """A Trainer that only scores `eval_set` with `model` (`evaluate`, `predict`): `ptuning eval`,
+    and the benches and tests that time or compare its passes. `collator`: the task's by default."""
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_eval_batch_size=batch_size,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        bf16=resolve_precision(bf16).bf16,
+        label_names=list(head_class(model.spec.task_type).label_names),
+        remove_unused_columns=False,
+    )
+    return trainer_class(
+        model=model,
+        args=args,
+        data_collator=collator or make_collator(model.spec, model.tokenizer),
+        compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
+        preprocess_logits_for_metrics=eval_set.head.reduce,
+    )
+
+
 def check_labels(checkpoint: TaskSpec, data: TaskSpec, source: str) -> None:
     """Data labelled as `data` can be scored by a checkpoint of `checkpoint`: same task type, and every
     label of the data known to the checkpoint (any order: examples carry label names, which are
@@ -191,26 +221,7 @@ class PromptModelEvaluator:
         )
         # the Trainer wants a folder of its own; a temporary one, so a read-only checkpoint evaluates
         scratch = tempfile.mkdtemp(prefix="ptuning-eval-")
-        args = TrainingArguments(
-            output_dir=scratch,
-            per_device_eval_batch_size=batch_size,
-            report_to=[],
-            use_cpu=not torch.cuda.is_available(),
-            bf16=resolve_precision(bf16).bf16,
-            label_names=list(head_class(spec.task_type).label_names),
-            remove_unused_columns=False,
-        )
-        trainer = PromptTrainer(
-            model=model,
-            args=args,
-            data_collator=make_collator(spec, tokenizer),
-            compute_metrics=lambda p: eval_set.metrics(p.predictions, p.label_ids),
-            preprocess_logits_for_metrics=eval_set.head.reduce,
-        )
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-        for callback in (PrinterCallback, ProgressCallback):  # stdout carries only the metrics JSON
-            trainer.remove_callback(callback)
+        trainer = evaluation_trainer(model, eval_set, scratch, batch_size=batch_size, bf16=bf16)
         try:
             raw = trainer.evaluate(eval_set.features)
         finally:
