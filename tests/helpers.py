@@ -39,3 +39,27 @@ def kill_when(args: list[str], ready, timeout: float = 240.0) -> None:
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def peft_prefix_failure() -> str | None:
+    """Why PEFT's prefix tuning cannot run on BERT sequence classification with the installed PEFT
+    and transformers ("ValueError: ..."), or None where it runs. Asked of the libraries, not of their
+    versions: PEFT 0.21 under transformers 5.24 failed, PEFT 0.22 under 5.25 runs."""
+    import torch
+    from peft import PrefixTuningConfig, TaskType, get_peft_model
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+    )
+    model = get_peft_model(
+        BertForSequenceClassification(config),
+        PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=2),
+    )
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.ones(1, 4, dtype=torch.long), attention_mask=torch.ones(1, 4, dtype=torch.long))
+    except Exception as exc:  # noqa: BLE001 - whatever PEFT raises is the reason
+        return f"{type(exc).__name__}: {exc}"
+    return None

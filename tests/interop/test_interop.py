@@ -1,13 +1,14 @@
 """Hugging Face interop: pipelines, PEFT adapters out and in, checkpoints through the hub cache.
 
-The PEFT logit-parity tests need a transformers whose BERT still takes `past_key_values` (5.17,
-the lowest supported: CI runs this file there too); on 5.24+ PEFT's prefix tuning cannot run on
-BERT at all, and those tests skip with that reason while the layout and round-trip tests still run.
+The PEFT logit-parity tests need a PEFT whose prefix tuning runs on BERT with the installed
+transformers (PEFT 0.21 failed under 5.24; 0.21 under 5.17, CI's lowest environment, and 0.22 under
+5.25 run): `peft_prefix_failure` asks the libraries, and where it fails those tests skip with its
+error while the layout and round-trip tests still run.
 """
 
 from __future__ import annotations
 
-import inspect
+import importlib.util
 import json
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from ptuning.interop.peft import (
 )
 from ptuning.model import PromptModel
 from ptuning.tasks import TaskSpec
+from tests.helpers import peft_prefix_failure
 
 SST = TaskSpec("sent", "classification", labels=("negative", "positive"))
 NER = TaskSpec("ner", "token_classification", labels=("O", "B-PER", "I-PER"), metric="f1")
@@ -58,21 +60,10 @@ def _batch(model):
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def _peft_prefix_broken() -> str | None:
-    """Why PEFT's prefix tuning cannot run on BERT here (None where it can)."""
-    from transformers import BertModel
-
-    if "past_key_values" not in inspect.signature(BertModel.forward).parameters:
-        import transformers
-
-        return (
-            f"transformers {transformers.__version__}: BertModel.forward takes no past_key_values, "
-            "which PEFT's prefix tuning passes the prefix through (5.17 has it)"
-        )
-    return None
-
-
-needs_peft_prefix = pytest.mark.skipif(_peft_prefix_broken() is not None, reason=str(_peft_prefix_broken()))
+_PEFT_PREFIX_FAILURE = peft_prefix_failure() if importlib.util.find_spec("peft") else "peft is not installed"
+needs_peft_prefix = pytest.mark.skipif(
+    _PEFT_PREFIX_FAILURE is not None, reason=f"PEFT's prefix tuning does not run on BERT here: {_PEFT_PREFIX_FAILURE}"
+)
 
 
 def _shifted_back(batch, prefix_len):
@@ -302,7 +293,7 @@ def test_import_a_peft_prefix_adapter_with_its_head(tiny_bert_dir, tmp_path, opt
     assert torch.equal(model.head.classifier.weight, theirs.base_model.classifier.weight)
     loaded = PromptModel.from_pretrained(tmp_path / "ckpt")
     assert loaded.spec.labels == ("O", "B-PER", "I-PER") and loaded.spec.task_type == "token_classification"
-    if _peft_prefix_broken() is None:  # and it computes what PEFT computes (with ptuning's positions)
+    if _PEFT_PREFIX_FAILURE is None:  # and it computes what PEFT computes (with ptuning's positions)
         batch = _batch(loaded)
         with torch.no_grad():
             got = theirs(**batch, position_ids=_shifted_back(batch, 4)).logits
