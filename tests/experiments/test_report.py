@@ -269,6 +269,19 @@ def test_tuned_settings_give_the_main_cells_their_prompt_length_and_rate(tmp_pat
     assert lengths["prompt-tuning"] == protocol.prefix_len  # not tuned yet: the protocol's P
 
 
+def test_a_study_best_trial_through_the_mlp_trains_its_cells_at_the_mlp_rate(tmp_path):
+    from ptuning.experiments.report.tuning_budget import tuned_settings
+
+    protocol = PROTOCOLS["study"]
+    _search(tmp_path, "mrpc", "p-tuning-v2", {"mlp_lr": 8e-4, "prefix_projection": True, "prefix_len": 64})
+    tuned = tuned_settings(protocol, tmp_path)
+    assert tuned[("mrpc", "p-tuning-v2")] == {
+        "learning_rate": 8e-4,
+        "prefix_projection": True,
+        "prefix_len": 64,
+    }
+
+
 def _lever_rows(protocol, gains):
     rows = []
     for cell in lever_cells(protocol):
@@ -413,7 +426,14 @@ def test_study_protocols_select_on_a_split_with_equal_budgets_and_a_seeds_field(
     assert fixed["max_epochs"] == rte.tune_epochs and fixed["max_train_samples"] is None  # whole set
     space = space_of(study, rte, "p-tuning-v2")
     assert space["prefix_len"].values == (8, 16, 32, 64, 128)
-    assert set(space) == {"lr", "prefix_len", "prefix_projection", "prompt_dropout", "backbone_dropout"}
+    assert set(space) == {
+        "lr",
+        "mlp_lr",
+        "prefix_len",
+        "prefix_projection",
+        "prompt_dropout",
+        "backbone_dropout",
+    }
     assert set(space_of(study, rte, "fine-tune")) == {"lr"}
     cfg = study_config(study, rte, "fine-tune", Path("r"), bf16=False, data_dir=None)
     assert cfg.pruner == "successive-halving" and cfg.by_epoch and cfg.trials == study.tune_trials

@@ -578,6 +578,28 @@ def test_param_importances_need_two_complete_trials():
     assert note is None and set(found) == {"lr", "p"} and abs(sum(found.values()) - 1) < 1e-6
 
 
+def test_importances_weigh_a_split_learning_rate_as_one_parameter():
+    """Trials that drew lr or mlp_lr by their prefix_projection: fANOVA sees the rate each trained
+    at as one `lr` (it weighs only what every trial has), and here only the rate decides the value."""
+    import math
+
+    import optuna
+
+    from ptuning.tuning.search import param_importances, suggest
+
+    space = parse_space("lr=3e-3:1e-1,prefix_projection=false,true,mlp_lr=3e-4:1e-2,prefix_len=8,16")
+
+    def objective(trial):
+        params = suggest(trial, space)
+        return -abs(math.log10(params.get("mlp_lr", params.get("lr"))) + 2)
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=24)
+    found, note = param_importances(study)
+    assert note is None and set(found) == {"lr", "prefix_projection", "prefix_len"}
+    assert max(found, key=found.get) == "lr"
+
+
 def test_a_pruned_trial_before_any_complete_one_is_reported_not_raised(capsys):
     """Successive halving may prune the first trial a process finishes (a resumed study's rungs come
     from trials run before): the per-trial line then names no best trial instead of raising
@@ -602,3 +624,46 @@ def test_a_pruned_trial_before_any_complete_one_is_reported_not_raised(capsys):
     study.add_trial(pruned)
     _print_trial(study, study.trials[-1])
     assert capsys.readouterr().out == "trial 2 pruned f1 0.6100 (best so far: trial 1)\n"
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "qmc"])
+def test_mlp_lr_is_the_rate_of_the_reparameterized_prefix_and_lr_of_the_plain_one(sampler, tmp_path):
+    """A space with mlp_lr draws one learning rate per trial, from the range of the trial's
+    prefix_projection, and both train as --lr (the MLP's prefix trains best about 10x lower)."""
+    from ptuning.tuning.search import TuneConfig, open_study, settings_of, suggest
+
+    space = parse_space("lr=3e-3:1e-1,prefix_projection=false,true,mlp_lr=3e-4:1e-2")
+    study = open_study(TuneConfig(fixed={}, space=space, output_dir=tmp_path, seed=0, sampler=sampler))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        params = suggest(trial, space)
+        projection = params["prefix_projection"]
+        seen.add(projection)
+        rate = params["mlp_lr" if projection else "lr"]
+        assert ("lr" in params) != projection and ("mlp_lr" in params) == projection, params
+        assert (3e-4 <= rate <= 1e-2) if projection else (3e-3 <= rate <= 1e-1), params
+        assert settings_of({"task": "rte"}, params)["lr"] == rate
+        study.tell(trial, rate)
+    assert seen == {False, True}
+
+
+def test_a_space_without_mlp_lr_draws_one_rate_for_both_prefixes(tmp_path):
+    from ptuning.tuning.search import TuneConfig, open_study, suggest
+
+    space = parse_space("lr=1e-3:1e-1,prefix_projection=false,true")
+    study = open_study(TuneConfig(fixed={}, space=space, output_dir=tmp_path, seed=0))
+    for _ in range(6):
+        trial = study.ask()
+        params = suggest(trial, space)
+        assert set(params) == {"lr", "prefix_projection"}
+        study.tell(trial, params["lr"])
+
+
+def test_mlp_lr_needs_prefix_projection_searched(capsys):
+    with pytest.raises(SpaceError, match="prefix_projection=false,true"):
+        space_for("prompt-tuning", "mlp_lr=1e-4:1e-2")
+    with pytest.raises(SpaceError, match="no prompt"):
+        space_for("fine-tune", "mlp_lr=1e-4:1e-2")
+    space, _ = space_for("p-tuning-v2", "mlp_lr=1e-5:1e-3")
+    assert space["mlp_lr"] == Range(1e-5, 1e-3, log=True) and "prefix_projection" in space

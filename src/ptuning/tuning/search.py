@@ -29,7 +29,7 @@ from ..training.config import TrainConfig
 from ..training.prefix_watch import PrefixWatch, describe
 from ..training.run import train
 from ..training.trainer import CHECKPOINTS
-from .space import PARAMETERS, Choice, Range, Space
+from .space import PARAMETERS, Choice, Range, Space, in_draw_order, searched
 
 STUDY_DB = "study.db"
 STUDY_LOCK = "study.db.lock"
@@ -119,7 +119,10 @@ class PruneCallback(TrainerCallback):
 def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
     """One point of `space`, keyed by parameter name."""
     params: dict[str, Any] = {}
-    for name, dist in space.items():
+    for name in in_draw_order(space):
+        dist = space[name]
+        if not searched(name, space, params):
+            continue
         kind = PARAMETERS[name][1]
         if isinstance(dist, Choice):
             params[name] = trial.suggest_categorical(name, list(dist.values))
@@ -388,10 +391,30 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            found = optuna.importance.get_param_importances(study)
+            found = optuna.importance.get_param_importances(_one_rate(study, complete))
         except (ValueError, RuntimeError) as exc:
             return None, f"no parameter importances: {str(exc).splitlines()[0]}"
     return {name: float(value) for name, value in found.items()}, None
+
+
+def _one_rate(study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> optuna.Study:
+    """`study`, or where its trials drew `lr` or `mlp_lr` by their prefix_projection, a copy in
+    memory whose trials have `lr`, the rate they trained at, over both ranges: fANOVA weighs only
+    the parameters every trial has, and would leave the learning rate out."""
+    if not any("mlp_lr" in t.params for t in complete):
+        return study
+    rates = [t.params.get("mlp_lr", t.params.get("lr")) for t in complete]
+    span = optuna.distributions.FloatDistribution(min(rates), max(rates), log=True)
+    merged = optuna.create_study(direction=study.direction)
+    for trial, rate in zip(complete, rates, strict=True):
+        params = {k: v for k, v in trial.params.items() if k not in ("lr", "mlp_lr")}
+        dists = {k: v for k, v in trial.distributions.items() if k in params}
+        merged.add_trial(
+            optuna.trial.create_trial(
+                params={**params, "lr": rate}, distributions={**dists, "lr": span}, value=trial.value
+            )
+        )
+    return merged
 
 
 def _plots(study: optuna.Study, out: Path, complete: int, metric: str) -> tuple[list[str], list[str]]:

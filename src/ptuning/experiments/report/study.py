@@ -41,11 +41,11 @@ def describe_settings(values: Mapping[str, Any]) -> str:
 def describe_search(protocol: Protocol) -> str:
     """The tuning paragraph of a protocol with `tune_spaces`: the budget, the sampler, the pruner, the
     spaces and what the trials are scored on."""
+    from ...tuning.space import describe_space
     from .tuning_budget import TUNE_SEED
 
     spaces = "; ".join(
-        f"{method}: " + ", ".join(f"{name} {dist.describe()}" for name, dist in space.items())
-        for method, space in protocol.tune_spaces.items()
+        f"{method}: {describe_space(space, sep=' ')}" for method, space in protocol.tune_spaces.items()
     )
     scored = (
         f"the held-out {protocol.validation_split:.0%} split of the training set"
@@ -150,13 +150,16 @@ def importance_lines(protocol: Protocol, folder: Path, method: str = "p-tuning-v
     """Optuna's importances (fANOVA, summing to 1) of each searched parameter of `method`'s studies."""
     if method not in protocol.tune_spaces:
         return []
-    names = list(protocol.tune_spaces[method])
+    # the importances weigh a split learning rate (lr, mlp_lr) as the one rate each trial trained at
+    names = [name for name in protocol.tune_spaces[method] if name != "mlp_lr"]
+    split = "mlp_lr" in protocol.tune_spaces[method]
     lines = [
         f"## Which settings mattered ({method})",
         "",
         "Optuna's parameter importances (`optuna.importance.get_param_importances`, fANOVA over the "
         "complete trials; they sum to 1 per study). With so few trials they rank the parameters "
-        "roughly, no more.",
+        "roughly, no more."
+        + (" lr is the rate each trial trained at, lr or, through the MLP, mlp_lr." if split else ""),
         "",
         "| task | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 TUNING_DIR = "tuning"
 # the searched parameters whose best value the final cells take (as TrainConfig fields)
-FINAL_PARAMETERS = ("lr", "prefix_len", "prompt_dropout", "prefix_projection", "backbone_dropout")
+FINAL_PARAMETERS = ("lr", "mlp_lr", "prefix_len", "prompt_dropout", "prefix_projection", "backbone_dropout")
 TUNE_SEED = 0  # trials train with this seed; the sampler is seeded with it too
 
 
@@ -215,7 +215,7 @@ def _tuned_from(
 ) -> dict[tuple[str, str], dict[str, Any]]:
     return {
         key: {
-            OPTION_FIELDS.get(name, name): value
+            OPTION_FIELDS.get(PARAMETERS[name][0], name): value
             for name, value in (summary.get("best_params") or {}).items()
             if name in FINAL_PARAMETERS
         }
