@@ -59,7 +59,10 @@ def peft_prefix_failure() -> str | None:
     )
     try:
         with torch.no_grad():
-            model(input_ids=torch.ones(1, 4, dtype=torch.long), attention_mask=torch.ones(1, 4, dtype=torch.long))
+            model(
+                input_ids=torch.ones(1, 4, dtype=torch.long),
+                attention_mask=torch.ones(1, 4, dtype=torch.long),
+            )
     except Exception as exc:  # noqa: BLE001 - whatever PEFT raises is the reason
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -109,7 +109,7 @@ def test_a_failed_study_holds_back_only_its_own_cells(tmp_path, fake):
 
 
 def test_with_two_workers_a_study_and_another_studys_cells_run_side_by_side(tmp_path, fake, monkeypatch):
-    monkeypatch.setattr(pipeline, "_pool", lambda jobs: ThreadPoolExecutor(max_workers=jobs))
+    monkeypatch.setattr(pipeline, "worker_pool", lambda jobs: ThreadPoolExecutor(max_workers=jobs))
     logs = []
     rows = run_protocol(_study(tasks=("rte",)), tmp_path, jobs=2, log=logs.append)
     assert len(rows) == 3 * 2

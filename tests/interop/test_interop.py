@@ -62,7 +62,8 @@ def _batch(model):
 
 _PEFT_PREFIX_FAILURE = peft_prefix_failure() if importlib.util.find_spec("peft") else "peft is not installed"
 needs_peft_prefix = pytest.mark.skipif(
-    _PEFT_PREFIX_FAILURE is not None, reason=f"PEFT's prefix tuning does not run on BERT here: {_PEFT_PREFIX_FAILURE}"
+    _PEFT_PREFIX_FAILURE is not None,
+    reason=f"PEFT's prefix tuning does not run on BERT here: {_PEFT_PREFIX_FAILURE}",
 )
 
 

@@ -14,9 +14,8 @@ their cells wait for verdicts and orders that span every study.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,9 @@ from .cells import Cell, cells
 from .protocols import Protocol
 from .run import WORK_DIR, clear_work, read_results, record_row, run_cell
 from .tuning_budget import run_study, study_state, unfinished_studies
+from .workers import worker_pool
 
 Tuned = dict[tuple[str, str], dict[str, Any]]
-
-
-def _pool(jobs: int) -> Executor:
-    """`jobs` worker processes, a fresh one per item (a study or a cell holds a whole model)."""
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1)
 
 
 def _ready(protocol: Protocol, cell: Cell, finished: set[tuple[str, str]]) -> bool:
@@ -118,7 +112,7 @@ def run_pipeline(
         return
 
     running: dict[Any, tuple[str, Any]] = {}
-    with _pool(jobs) as pool:
+    with worker_pool(jobs) as pool:
         while True:
             while len(running) < jobs and (item := next_item(protocol, studies, todo, finished)) is not None:
                 kind, what = item

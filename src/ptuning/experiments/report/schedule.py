@@ -136,11 +136,11 @@ def _run_cells(todo, protocol, folder, jobs, log, *, bf16, data_dir, threads, se
             row = run_cell(cell, protocol, work, **options, settings=settings(cell))
             record_row(folder, cell, row, f"{index}/{len(todo)}", log)
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        from .workers import worker_pool
+
+        with worker_pool(jobs) as pool:
             futures = {
                 pool.submit(run_cell, cell, protocol, work, **options, settings=settings(cell)): cell
                 for cell in todo

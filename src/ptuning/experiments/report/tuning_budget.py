@@ -167,11 +167,11 @@ def tune_protocol(
             log(f"tuning {cfg.output_dir.name}: {cfg.trials} trials in {cfg.output_dir}")
             run_study(cfg)
     elif todo:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        from .workers import worker_pool
+
+        with worker_pool(jobs) as pool:
             futures = {pool.submit(run_study, cfg, threads): cfg for cfg in todo}
             log(f"tuning {len(todo)} studies, {jobs} at a time: {', '.join(c.output_dir.name for c in todo)}")
             for future in as_completed(futures):
