@@ -447,6 +447,7 @@ def test_study_protocols_select_on_a_split_with_equal_budgets_and_a_seeds_field(
 
 
 def test_study_dry_run_end_to_end_then_mpnet_with_its_settings(tmp_path, tiny_bert_dir, shared_data):
+    from ptuning.core.precision import processor_name
     from ptuning.experiments.report.tuning_budget import StudySettingsError
 
     def tiny(name):
@@ -465,6 +466,8 @@ def test_study_dry_run_end_to_end_then_mpnet_with_its_settings(tmp_path, tiny_be
     assert [r["status"] for r in rows] == ["ok"] * 3, [r.get("error") for r in rows]
     for row in rows:  # the dev set scored once is the score; the split's chose the checkpoint
         assert row["score"] == row["dev"][row["metric"]] and 0 <= row["selection_score"] <= 1
+        # a report's rows may come from several machines: each says what trained it, and how
+        assert row["precision"] == "fp32" and row["processor"] == processor_name() != ""
     search = json.loads((tmp_path / "study-minilm-dry-run/tuning/rte-p-tuning-v2/search.json").read_text())
     assert search["finished"] == 2 and "backbone_dropout" in search["best_params"]
     ptv2 = next(r for r in rows if r["method"] == "p-tuning-v2")
@@ -473,6 +476,7 @@ def test_study_dry_run_end_to_end_then_mpnet_with_its_settings(tmp_path, tiny_be
     text = (tmp_path / study.folder_name / "report.md").read_text()
     assert "## Settings found" in text and "## Which settings mattered (p-tuning-v2)" in text
     assert "- RTE: within 1 point: " in text
+    assert f"Trained on: {processor_name()}, fp32: 3 cells." in text
     raw = json.loads((tmp_path / study.folder_name / "results.json").read_text())
     assert raw["protocol"]["selection"] == study.selection
 
@@ -480,7 +484,8 @@ def test_study_dry_run_end_to_end_then_mpnet_with_its_settings(tmp_path, tiny_be
     assert [r["status"] for r in rows] == ["ok"] * 2, [r.get("error") for r in rows]
     ptv2 = next(r for r in rows if r["method"] == "p-tuning-v2")
     assert ptv2["prefix_len"] == search["best_params"]["prefix_len"]
-    assert ptv2["settings"]["learning_rate"] == search["best_params"]["lr"]
+    best = search["best_params"]  # the rate it trained at: lr, or through the MLP mlp_lr
+    assert ptv2["settings"]["learning_rate"] == best.get("mlp_lr", best.get("lr"))
     render(mpnet, tmp_path / mpnet.folder_name)
     assert (tmp_path / mpnet.folder_name / "scale.png").stat().st_size > 1000
 

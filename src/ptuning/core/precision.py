@@ -27,6 +27,21 @@ CPU_BF16_DEFAULT = True
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+@cache
+def processor_name() -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) Processor"), else the platform's machine type: the
+    speed, and with bf16 the precision, of a recorded run depend on it."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _cpuinfo_flags() -> set[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -163,6 +164,25 @@ def _lever_lines(
             gain += f", smaller than the seed spread of these cells (up to {spread:.1f}): not told apart from noise"
         lines.append(f"- {name}: {gain}: **{state}**.")
     return lines + [""]
+
+
+def machine_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Which processor and precision trained the finished cells, with how many each (a study spans
+    several runs, and not always the same machine); nothing where no row says."""
+    counts = Counter(
+        (row["processor"], row.get("precision") or "?")
+        for row in rows
+        if row.get("status") == "ok" and row.get("processor")
+    )
+    if not counts:
+        return []
+    unrecorded = sum(1 for row in rows if row.get("status") == "ok" and not row.get("processor"))
+    parts = [
+        f"{name}, {precision}: {n} cell{'s' * (n != 1)}" for (name, precision), n in sorted(counts.items())
+    ]
+    if unrecorded:
+        parts.append(f"not recorded (earlier runs): {unrecorded}")
+    return ["Trained on: " + "; ".join(parts) + ".", ""]
 
 
 def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: str = "") -> Path:
@@ -367,6 +387,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         lines += [f"- failed: `{r['key']}`: {r['error']}" for r in agg["failed"]]
         lines += [f"- not run: `{key}`" for key in missing if key not in {r["key"] for r in agg["failed"]}]
         lines.append("")
+    lines += machine_lines(rows)
     lines += [
         "Raw per-run results (learning curves included): `results.jsonl`; aggregates: `results.json`.",
         "",

@@ -175,6 +175,16 @@ def _learning_curve(run_dir: Path, metric: str) -> list[dict[str, float]]:
     return curve
 
 
+def _processor() -> str:
+    """What trained the cell: the GPU's name where one did, else the CPU's (rows of one report
+    may come from several machines)."""
+    import torch
+
+    from ...core.precision import processor_name
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else processor_name()
+
+
 def run_cell(
     cell: Cell,
     protocol: Protocol,
@@ -239,6 +249,8 @@ def run_cell(
             eval_examples=metrics["eval_examples"],
             learning_rate=cfg.lr,
             curve=_learning_curve(run_dir, metrics["metric"]),
+            precision=metrics.get("precision"),
+            processor=_processor(),
         )
         for name in ("epochs_done", "best_epoch", "stopped_early"):  # --epochs auto: where it stopped
             if name in metrics:

@@ -78,7 +78,7 @@ STUDIES["study"] = Protocol(
     selection=STUDY_SELECTION,
     description=(
         "Study protocol: MiniLM on whole training sets (SST-2, RTE, MRPC, CoNLL-2003), bf16 where the CPU "
-        "has it natively, else fp32 (this record so far: fp32, an AMD EPYC without avx512_bf16), "
+        "has it natively, else fp32 (this record: fp32 on an AMD EPYC without avx512_bf16 for RTE's fine-tune cells and the studies' first trials, bf16 on an Intel Xeon with avx512_bf16 from MRPC's last trials on; each row names its precision), "
         "batch 16 (SST-2: 32), mean pooling for the sentence tasks. " + STUDY_SELECTION + " "
         f"Equal budget: {STUDY_TRIALS} Optuna trials per (task, method) for fine-tune, prompt tuning and "
         "p-tuning-v2 alike (a scrambled Sobol sequence; successive halving over epochs: a trial goes "
@@ -100,7 +100,11 @@ STUDIES["study"] = Protocol(
         "trial is pruned and no run stops early. Resumable study by study and cell by cell; after the "
         "first seed the claim's cells (p-tuning-v2, fine-tune) run before prompt tuning's, and "
         "`--seeds 0 1` drops the third seed where time is short. RTE's split is 249 examples and "
-        "MRPC's 367: a selection on so few is noisy (one example is 0.4 and 0.3 points)."
+        "MRPC's 367: a selection on so few is noisy (one example is 0.4 and 0.3 points). "
+        "p-tuning-v2's first searches of RTE and MRPC drew one learning rate, 3e-3..1e-1, with and "
+        "without the MLP; none of their 11 trials through the MLP learnt either task, and MRPC's best "
+        "trial was one of them, tied at the majority class. They and their four cells are kept in "
+        "first-search/; both studies ran again with the MLP's rate searched apart (mlp_lr)."
     ),
 )
 
