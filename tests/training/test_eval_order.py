@@ -14,7 +14,7 @@ import torch
 from ptuning.data.features import make_collator
 from ptuning.model import PromptModel
 from ptuning.training.evaluation import EvalSet, evaluation_trainer
-from ptuning.training.sampling import LengthSortedSampler, _token_count
+from ptuning.training.sampling import LengthSortedSampler, token_count
 from ptuning.training.trainer import PromptTrainer
 
 WORDS = [
@@ -110,7 +110,7 @@ def test_sorted_evaluation_answers_as_dataset_order_does_with_less_padding(task,
     metric = {"regression": "pearson", "question_answering": "f1"}.get(model.spec.task_type, "accuracy")
     model.spec = dataclasses.replace(model.spec, metric=metric)  # the demo specs leave it unset
     eval_set = EvalSet(model.spec, _examples(model.spec.task_type, model.spec), model.tokenizer, 64)
-    lengths = [_token_count(f["input_ids"]) for f in eval_set.features]
+    lengths = [token_count(f["input_ids"]) for f in eval_set.features]
     assert len(set(lengths)) > 3  # lengths vary, so the two orders batch differently
     sorted_out, sorted_positions = _evaluate(PromptTrainer, model, eval_set, tmp_path / "a")
     plain_out, plain_positions = _evaluate(_DatasetOrder, model, eval_set, tmp_path / "b")

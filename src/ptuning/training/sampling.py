@@ -55,7 +55,7 @@ class LengthSortedSampler(torch.utils.data.Sampler):
     """Evaluation order: longest inputs first (ties in dataset order), the same on every rank."""
 
     def __init__(self, dataset) -> None:
-        lengths = [_token_count(dataset[i]["input_ids"]) for i in range(len(dataset))]
+        lengths = [token_count(dataset[i]["input_ids"]) for i in range(len(dataset))]
         self.order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
     def __iter__(self):
@@ -65,11 +65,12 @@ class LengthSortedSampler(torch.utils.data.Sampler):
         return len(self.order)
 
 
-def _token_count(ids) -> int:
-    """Ids of one example: a list, a tensor, or one list per choice (of different lengths)."""
+def token_count(ids) -> int:
+    """The tokens of one example whose ids are a list, a tensor, or one list per choice (of
+    different lengths): what a batch pads to."""
     if torch.is_tensor(ids) or isinstance(ids, np.ndarray):
         return int(ids.numel() if torch.is_tensor(ids) else ids.size)
-    return sum(_token_count(part) for part in ids) if ids and isinstance(ids[0], (list, tuple)) else len(ids)
+    return sum(token_count(part) for part in ids) if ids and isinstance(ids[0], (list, tuple)) else len(ids)
 
 
 def task_shares(sizes: Sequence[int], rule: str, temperature: float = 1.0) -> list[float]:
