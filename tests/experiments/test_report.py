@@ -607,3 +607,11 @@ def test_protocol_runs_keep_the_settings_they_began_with():
     lever = _trial_config(argparse.Namespace(**fixed, lr=1e-2, prompt_dropout_per_example=True))
     assert lever.prompt.prompt_dropout_per_example is True  # a setting given still wins
     assert trial.prompt.pair_encoding == PROTOCOL_PINS["pair_encoding"] == "joint"  # text pairs: one sequence
+
+
+def test_a_setting_found_through_the_mlp_shows_its_rate():
+    from ptuning.experiments.report.study import describe_settings
+
+    text = describe_settings({"mlp_lr": 8e-4, "prefix_projection": True, "prefix_len": 64})
+    plain = describe_settings({"lr": 8e-4, "prefix_projection": True, "prefix_len": 64})
+    assert text == plain and "8" in text.split(",")[0], text
