@@ -4,6 +4,8 @@ the CPU, MPNet-base with MiniLM's settings, and the GPU's run of the same design
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ....tuning.space import Choice, Range, Space
 from .protocol import Protocol, TaskSetting
 
@@ -108,24 +110,22 @@ STUDIES["study"] = Protocol(
     ),
 )
 
-STUDIES["study-mpnet"] = Protocol(
+_MINILM = STUDIES["study"]
+# the same design, with the settings MiniLM's studies found: no search, no prompt tuning
+STUDIES["study-mpnet"] = replace(
+    _MINILM,
     name="study-mpnet",
     backbone="mpnet-base",
-    prefix_len=16,
     report_dir="study-mpnet",
     settings_from="study-minilm",
     seeds=(0, 1),
-    tasks=(
-        TaskSetting("rte", None, None, 128, 20, (), pooling="mean"),
-        TaskSetting("mrpc", None, None, 128, 15, (), pooling="mean"),
-    ),
-    sweep_task="rte",
-    sweep_lengths=(),
+    tasks=tuple(replace(t, tune_epochs=None) for t in _MINILM.tasks if t.task in ("rte", "mrpc")),
     methods=("fine-tune", "p-tuning-v2"),
+    secondary_methods=(),
     priority_tasks=("rte", "mrpc"),
-    validation_split=STUDY_SPLIT,
-    epochs_auto=True,
-    patience=4,
+    tune_trials=0,
+    tune_spaces={},
+    tune_pruner="median",
     selection=STUDY_SELECTION
     + " The settings are MiniLM's: each (task, method) takes the best trial of reports/study-minilm's "
     "study (no search on this backbone).",
@@ -141,28 +141,15 @@ STUDIES["study-mpnet"] = Protocol(
 )
 
 
-STUDIES["study-gpu"] = Protocol(
+# the same design on RTE and MRPC at batch 32 with 8 trials, sized for a lent GPU's minutes
+STUDIES["study-gpu"] = replace(
+    _MINILM,
     name="study-gpu",
-    backbone="minilm",
-    prefix_len=16,
     report_dir="study-gpu",
     seeds=STUDY_SEEDS,
-    tasks=(
-        TaskSetting("rte", None, None, 128, 20, (), batch_size=32, pooling="mean", tune_epochs=8),
-        TaskSetting("mrpc", None, None, 128, 15, (), batch_size=32, pooling="mean", tune_epochs=8),
-    ),
-    sweep_task="rte",
-    sweep_lengths=(),
-    methods=("fine-tune", "prompt-tuning", "p-tuning-v2"),
-    secondary_methods=("prompt-tuning",),
+    tasks=tuple(replace(t, batch_size=32) for t in _MINILM.tasks if t.task in ("rte", "mrpc")),
     priority_tasks=("rte", "mrpc"),
     tune_trials=8,
-    tune_spaces=STUDY_SPACES,
-    tune_pruner="successive-halving",
-    validation_split=STUDY_SPLIT,
-    epochs_auto=True,
-    patience=4,
-    selection=STUDY_SELECTION,
     description=(
         "GPU study: the study protocol's design (MiniLM, whole training sets, the same spaces, split, "
         "pruning, early stopping and caps) on RTE and MRPC, sized for the few minutes of one lent GPU "
