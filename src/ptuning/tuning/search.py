@@ -405,7 +405,12 @@ def _one_rate(study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> 
         return study
     rates = [t.params.get("mlp_lr", t.params.get("lr")) for t in complete]
     span = optuna.distributions.FloatDistribution(min(rates), max(rates), log=True)
-    merged = optuna.create_study(direction=study.direction)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    try:
+        merged = optuna.create_study(direction=study.direction)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for trial, rate in zip(complete, rates, strict=True):
         params = {k: v for k, v in trial.params.items() if k not in ("lr", "mlp_lr")}
         dists = {k: v for k, v in trial.distributions.items() if k in params}
