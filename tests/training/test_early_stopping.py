@@ -197,3 +197,23 @@ def test_early_stopping_misuse_is_a_one_line_error(argv, needle, capsys):
     assert main(["train", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_the_kept_model_is_the_best_epochs_not_the_last(tmp_path, tiny_bert_dir):
+    """A run whose best epoch is not its last: the model it saves, scored again, gives the best
+    epoch's logged loss, not the last epoch's (a best checkpoint that failed to load back would
+    leave the last epoch's weights and report them as the best)."""
+    from ptuning.training.trainer import CHECKPOINTS, complete_checkpoints
+
+    metrics = _train(
+        tmp_path, tiny_bert_dir, "--epochs", "auto", "--patience", "3", "--max-epochs", "6", "--lr", "3e-1",
+        "--seed", "3",
+    )  # fmt: skip
+    run = tmp_path / "run"
+    history = json.loads((complete_checkpoints(run / CHECKPOINTS)[-1] / "trainer_state.json").read_text())
+    evals = {round(e["epoch"]): e for e in history["log_history"] if "eval_loss" in e}
+    best, last = round(metrics["best_epoch"]), max(evals)
+    assert best != last, evals  # the case under test: the run went on past its best epoch
+    kept = metrics["validation"]["loss"]
+    assert kept == pytest.approx(evals[best]["eval_loss"], rel=1e-4), (kept, evals)
+    assert kept != pytest.approx(evals[last]["eval_loss"], rel=1e-4)
