@@ -27,30 +27,30 @@ CPU_BF16_DEFAULT = True
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+def _cpuinfo(*keys: str) -> str | None:
+    """The value of /proc/cpuinfo's first line that starts with one of `keys`; None where there is
+    no such line (or no /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(keys):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 @cache
 def processor_name() -> str:
     """The CPU's model name ("Intel(R) Xeon(R) Processor"), else the platform's machine type: the
     speed, and with bf16 the precision, of a recorded run depend on it."""
     import platform
 
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def _cpuinfo_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    return set((_cpuinfo("flags", "Features") or "").split())
 
 
 @cache

@@ -32,13 +32,9 @@ _SHOWN = {
 
 def describe_settings(values: Mapping[str, Any]) -> str:
     """A study's best setting as one short phrase (`lr 0.0123, P 32, no MLP, ...`)."""
-    from ...training.config import OPTION_FIELDS  # a trial's parameters go by option name ("lr")
-    from ...tuning.space import PARAMETERS  # ... or by search name ("mlp_lr" trains as --lr)
+    from .tuning_budget import config_field  # a trial's parameters go by search name ("mlp_lr")
 
-    named = {
-        OPTION_FIELDS.get(PARAMETERS[name][0] if name in PARAMETERS else name, name): value
-        for name, value in values.items()
-    }
+    named = {config_field(name): value for name, value in values.items()}
     return ", ".join(_SHOWN[name](value) for name, value in named.items() if name in _SHOWN) or "—"
 
 

@@ -210,12 +210,19 @@ def tuned_settings(protocol: Protocol, folder: Path) -> dict[tuple[str, str], di
     return _tuned_from(_summaries(protocol, folder, source=bool(protocol.settings_from)))
 
 
+def config_field(name: str) -> str:
+    """The TrainConfig field a searched parameter sets ("lr" and "mlp_lr": learning_rate); any other
+    name is taken as a field already."""
+    option = PARAMETERS[name][0] if name in PARAMETERS else name
+    return OPTION_FIELDS.get(option, option)
+
+
 def _tuned_from(
     summaries: Iterable[tuple[tuple[str, str], dict[str, Any]]],
 ) -> dict[tuple[str, str], dict[str, Any]]:
     return {
         key: {
-            OPTION_FIELDS.get(PARAMETERS[name][0], name): value
+            config_field(name): value
             for name, value in (summary.get("best_params") or {}).items()
             if name in FINAL_PARAMETERS
         }
