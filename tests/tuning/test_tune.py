@@ -565,7 +565,7 @@ def test_successive_halving_over_epochs_prunes_a_trial_behind_the_best_third(tmp
 def test_param_importances_need_two_complete_trials():
     import optuna
 
-    from ptuning.tuning.search import param_importances
+    from ptuning.tuning.results import param_importances
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: t.suggest_float("lr", 1e-3, 1e-1, log=True), n_trials=1)
@@ -579,13 +579,14 @@ def test_param_importances_need_two_complete_trials():
 
 
 def test_importances_weigh_a_split_learning_rate_as_one_parameter():
-    """Trials that drew lr or mlp_lr by their prefix_projection: fANOVA sees the rate each trained
-    at as one `lr` (it weighs only what every trial has), and here only the rate decides the value."""
+    """Trials that drew lr or mlp_lr by their prefix_projection: the importances see the rate each
+    trained at as one `lr`, and here only the rate decides the value."""
     import math
 
     import optuna
 
-    from ptuning.tuning.search import param_importances, suggest
+    from ptuning.tuning.results import param_importances
+    from ptuning.tuning.search import suggest
 
     space = parse_space("lr=3e-3:1e-1,prefix_projection=false,true,mlp_lr=3e-4:1e-2,prefix_len=8,16")
 
@@ -598,6 +599,41 @@ def test_importances_weigh_a_split_learning_rate_as_one_parameter():
     found, note = param_importances(study)
     assert note is None and set(found) == {"lr", "prefix_projection", "prefix_len"}
     assert max(found, key=found.get) == "lr"
+
+
+def test_importances_are_the_same_each_time_and_in_the_plot(tmp_path, monkeypatch):
+    """search.json's importances repeat, and param_importances.png draws those numbers, for the
+    same one-rate view (`lr`, not `lr` and `mlp_lr` apart)."""
+    import math
+
+    import matplotlib.pyplot as plt
+    import optuna
+
+    from ptuning.tuning.results import IMPORTANCES_PNG, _plots, param_importances
+    from ptuning.tuning.search import suggest
+
+    space = parse_space("lr=3e-3:1e-1,prefix_projection=false,true,mlp_lr=3e-4:1e-2,prompt_dropout=0:0.3")
+
+    def objective(trial):
+        params = suggest(trial, space)
+        return -abs(math.log10(params.get("mlp_lr", params.get("lr"))) + 2) + 0.3 * params["prompt_dropout"]
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(objective, n_trials=16)
+    first, _ = param_importances(study)
+    assert param_importances(study)[0] == first
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    written, notes = _plots(study, tmp_path, "accuracy")
+    assert IMPORTANCES_PNG in written and (tmp_path / IMPORTANCES_PNG).is_file() and not notes
+    axes = figures[-1].axes[0]
+    drawn = {
+        label.get_text(): bar.get_width()
+        for label, bar in zip(axes.get_yticklabels(), axes.patches, strict=True)
+    }
+    assert set(drawn) == set(first) == {"lr", "prefix_projection", "prompt_dropout"}
+    for name, value in first.items():
+        assert drawn[name] == pytest.approx(value, abs=1e-9)
 
 
 def test_a_pruned_trial_before_any_complete_one_is_reported_not_raised(capsys):

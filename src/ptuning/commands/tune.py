@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from ..training.output_dir import claim_output_dir
-    from ..tuning.search import TuneConfig, TuneError, run_search, write_results
+    from ..tuning.results import write_results
+    from ..tuning.search import TuneConfig, TuneError, run_search
 
     cfg = TuneConfig(
         fixed=fixed,

@@ -4,8 +4,8 @@ Optuna brings the loop, the TPE sampler, median pruning and the SQLite study tha
 resumes from (and that several processes share). We add the objective (one `training.train` run per
 trial, each in `trials/<number>`; a trial retried after its process died resumes in the folder of
 the trial it retries), a Trainer callback that reports the per-evaluation dev metric so poor trials
-are pruned, and the outputs: best_config.json (the fixed settings plus the best trial's, in
-`ptuning train --config` form), trials.csv and the plots.
+are pruned. What a finished search writes (best_config.json, trials.csv, search.json, the plots)
+is `ptuning.tuning.results`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from filelock import FileLock
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
-from ..checkpoint import atomic_write_text
 from ..training.config import TrainConfig
 from ..training.prefix_watch import PrefixWatch, describe
 from ..training.run import train
@@ -34,11 +33,6 @@ from .space import PARAMETERS, Choice, Range, Space, in_draw_order, searched
 STUDY_DB = "study.db"
 STUDY_LOCK = "study.db.lock"
 STUDY_NAME = "ptuning"
-BEST_CONFIG = "best_config.json"
-TRIALS_CSV = "trials.csv"
-SUMMARY = "search.json"
-HISTORY_PNG = "optimization_history.png"
-IMPORTANCES_PNG = "param_importances.png"
 TRIALS_DIR = "trials"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # a trial whose process was killed stops beating: after the grace period Optuna marks it failed, and
@@ -325,127 +319,3 @@ def _print_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     leader = max(complete, key=lambda t: t.value, default=None) if value else None
     best = f" (best so far: trial {leader.number})" if leader is not None else ""
     print(f"trial {trial.number} {trial.state.name.lower()}{value}{best}")
-
-
-def trials_table(study: optuna.Study):
-    """A pandas DataFrame, one row a trial: number, state, value, seconds, then the parameters."""
-    frame = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params"))
-    if "duration" in frame:
-        frame["duration"] = frame["duration"].dt.total_seconds().round(1)
-        frame = frame.rename(columns={"duration": "seconds"})
-    return frame.rename(columns=lambda column: column.removeprefix("params_"))
-
-
-def write_results(study: optuna.Study, cfg: TuneConfig) -> dict[str, Any]:
-    """trials.csv, best_config.json, search.json and the plots; prints the table. Returns search.json."""
-    out = cfg.output_dir
-    frame = trials_table(study)
-    frame.to_csv(out / TRIALS_CSV, index=False)
-    print(frame.to_string(index=False))
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    summary: dict[str, Any] = {
-        "trials": len(study.trials),
-        "finished": finished_trials(study),
-        "complete": len(complete),
-        "pruned": len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))),
-        "space": {name: dist.describe() for name, dist in cfg.space.items()},
-        "plots": [],
-        "notes": list(cfg.notes),
-    }
-    if complete:
-        best = study.best_trial
-        settings = settings_of(cfg.fixed, best.params)
-        atomic_write_text(out / BEST_CONFIG, json.dumps(settings, indent=2) + "\n")
-        summary.update(
-            best_trial=best.number,
-            best_value=best.value,
-            metric=best.user_attrs.get("metric"),
-            best_params=best.params,
-            best_output_dir=best.user_attrs.get("output_dir"),
-        )
-        print(
-            f"best: trial {best.number}, {best.user_attrs.get('metric', 'metric')} {best.value:.4f} "
-            f"{json.dumps(best.params)}; settings in {out / BEST_CONFIG}"
-        )
-    else:
-        summary["notes"].append("no trial completed: no best_config.json")
-    # the plot below notes why there is none, where there is none
-    summary["importances"], summary["importances_note"] = param_importances(study)
-    summary["plots"], plot_notes = _plots(study, out, len(complete), summary.get("metric") or "value")
-    summary["notes"].extend(plot_notes)
-    for note in summary["notes"]:
-        print(f"note: {note}")
-    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
-
-
-def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | None]:
-    """Optuna's parameter importances (fANOVA over the complete trials; they sum to 1), or None and
-    why not: too few complete trials, or parameters that never varied."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) < 2:
-        return (
-            None,
-            f"no parameter importances: they need >= 2 complete trials, the study has {len(complete)}",
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            found = optuna.importance.get_param_importances(_one_rate(study, complete))
-        except (ValueError, RuntimeError) as exc:
-            return None, f"no parameter importances: {str(exc).splitlines()[0]}"
-    return {name: float(value) for name, value in found.items()}, None
-
-
-def _one_rate(study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> optuna.Study:
-    """`study`, or where its trials drew `lr` or `mlp_lr` by their prefix_projection, a copy in
-    memory whose trials have `lr`, the rate they trained at, over both ranges: fANOVA weighs only
-    the parameters every trial has, and would leave the learning rate out."""
-    if not any("mlp_lr" in t.params for t in complete):
-        return study
-    rates = [t.params.get("mlp_lr", t.params.get("lr")) for t in complete]
-    span = optuna.distributions.FloatDistribution(min(rates), max(rates), log=True)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
-    try:
-        merged = optuna.create_study(direction=study.direction)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    for trial, rate in zip(complete, rates, strict=True):
-        params = {k: v for k, v in trial.params.items() if k not in ("lr", "mlp_lr")}
-        dists = {k: v for k, v in trial.distributions.items() if k in params}
-        merged.add_trial(
-            optuna.trial.create_trial(
-                params={**params, "lr": rate}, distributions={**dists, "lr": span}, value=trial.value
-            )
-        )
-    return merged
-
-
-def _plots(study: optuna.Study, out: Path, complete: int, metric: str) -> tuple[list[str], list[str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
-
-    written, notes = [], []
-    plots = [(HISTORY_PNG, optuna_plots.plot_optimization_history)]
-    if complete >= 2:
-        plots.append((IMPORTANCES_PNG, optuna_plots.plot_param_importances))
-    else:
-        notes.append(f"no parameter importances: they need >= 2 complete trials, the study has {complete}")
-    for name, plot in plots:
-        with warnings.catch_warnings():  # "experimental"; importances of near-equal trials
-            warnings.simplefilter("ignore")
-            try:
-                axes = plot(study, target_name=f"dev {metric}")
-            except (ValueError, RuntimeError) as exc:  # e.g. importances of parameters that never varied
-                notes.append(f"no {name}: {str(exc).splitlines()[0]}")
-                continue
-        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-        figure.tight_layout()
-        figure.savefig(out / name, dpi=120)
-        plt.close(figure)
-        written.append(name)
-    return written, notes

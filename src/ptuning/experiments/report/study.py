@@ -139,7 +139,8 @@ def importances(folder: Path, task: str, method: str) -> tuple[dict[str, float] 
         return None, "no study.db"
     import optuna
 
-    from ...tuning.search import STUDY_NAME, param_importances
+    from ...tuning.results import param_importances
+    from ...tuning.search import STUDY_NAME
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{(where / 'study.db').resolve()}")
     found, note = param_importances(study)
@@ -147,7 +148,7 @@ def importances(folder: Path, task: str, method: str) -> tuple[dict[str, float] 
 
 
 def importance_lines(protocol: Protocol, folder: Path, method: str = "p-tuning-v2") -> list[str]:
-    """Optuna's importances (fANOVA, summing to 1) of each searched parameter of `method`'s studies."""
+    """Optuna's importances (PED-ANOVA, summing to 1) of each searched parameter of `method`'s studies."""
     if method not in protocol.tune_spaces:
         return []
     # the importances weigh a split learning rate (lr, mlp_lr) as the one rate each trial trained at
@@ -156,7 +157,7 @@ def importance_lines(protocol: Protocol, folder: Path, method: str = "p-tuning-v
     lines = [
         f"## Which settings mattered ({method})",
         "",
-        "Optuna's parameter importances (`optuna.importance.get_param_importances`, fANOVA over the "
+        "Optuna's parameter importances (`optuna.importance.get_param_importances`, PED-ANOVA over the "
         "complete trials; they sum to 1 per study). With so few trials they rank the parameters "
         "roughly, no more."
         + (" lr is the rate each trial trained at, lr or, through the MLP, mlp_lr." if split else ""),

@@ -99,7 +99,8 @@ def study_config(
 
 def run_study(cfg, threads: int | None = None) -> None:
     """Run (or resume) one study and write its results (also in a worker process of `tune_protocol`)."""
-    from ...tuning.search import run_search, write_results
+    from ...tuning.results import write_results
+    from ...tuning.search import run_search
 
     if threads:
         import torch
