@@ -20,7 +20,8 @@ class Cell:
     method: str
     seed: int
     prefix_len: int
-    kind: str = "main"  # "main", "sweep", "longer" (the convergence check) or "lever-<name>"
+    # "main", "sweep", "longer" (the convergence check), "lever-<name>" or "variant-<name>"
+    kind: str = "main"
 
     @property
     def key(self) -> str:
@@ -34,8 +35,9 @@ def cells(
 ) -> list[Cell]:
     """Every cell, ordered so that a partial run is most useful: the first seed of the main methods
     and the prompt-length sweep first, then the secondary methods' first seed, then the other seeds
-    (priority tasks first), the secondary methods' later seeds last. `tuned` (task, method) ->
-    settings of a tuned protocol gives each main cell its tuned prompt length."""
+    (priority tasks first), the secondary methods' later seeds last, the variants of the lever
+    method's cells after them all. `tuned` (task, method) -> settings of a tuned protocol gives each
+    main cell its tuned prompt length."""
     wanted = set(tasks) if tasks else None
     settings = [t for t in protocol.tasks if wanted is None or t.task in wanted]
     out: list[Cell] = []
@@ -69,7 +71,7 @@ def cells(
                         out.append(Cell(sweep.task, "p-tuning-v2", sweep.seeds[0], length, "sweep"))
             out += longer_cells(protocol, tasks, tuned)
             out += secondary_first
-    return out + later
+    return out + later + variant_cells(protocol, tasks, tuned)
 
 
 LONGER = "longer"
@@ -101,6 +103,47 @@ def longer_epochs(protocol: Protocol, task: str) -> int:
 def longer_settings(protocol: Protocol, cell: Cell) -> dict[str, Any]:
     """What a convergence-check cell changes against its main cell: its epochs."""
     return {"epochs": longer_epochs(protocol, cell.task)}
+
+
+VARIANT = "variant-"
+
+
+def variant_cells(
+    protocol: Protocol,
+    tasks: Iterable[str] | None = None,
+    tuned: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+) -> list[Cell]:
+    """Each variant of the lever method's main cells, on each of `variant_tasks` the protocol runs,
+    first seed of every task first: the main cell's seed and prompt length, or the variant's where
+    it sets one."""
+    wanted = set(tasks) if tasks else None
+    settings = [
+        setting_of(protocol, task) for task in variant_tasks(protocol) if wanted is None or task in wanted
+    ]
+    out = []
+    for round_ in range(max((len(s.seeds) for s in settings), default=0)):
+        for setting in settings:
+            if round_ >= len(setting.seeds):
+                continue
+            for name, changes in protocol.variants.items():
+                length = changes.get("prefix_len") or tuned_length(
+                    protocol, setting, protocol.lever_method, tuned
+                )
+                out.append(
+                    Cell(setting.task, protocol.lever_method, setting.seeds[round_], length, VARIANT + name)
+                )
+    return out
+
+
+def variant_tasks(protocol: Protocol) -> list[str]:
+    """`variant_tasks` among the protocol's tasks (a protocol derived with fewer keeps the rest)."""
+    run = {t.task for t in protocol.tasks}
+    return [task for task in protocol.variant_tasks if task in run]
+
+
+def variant_settings(protocol: Protocol, cell: Cell) -> dict[str, Any]:
+    """What a variant cell changes against its main cell."""
+    return dict(protocol.variants[cell.kind.removeprefix(VARIANT)])
 
 
 BASELINE = "baseline"

@@ -4,6 +4,8 @@ A cell waits only for the study of its own (task, method): once that study has f
 goes ahead of the studies still to run if its method is one of the claim's (p-tuning-v2 against
 fine-tune), after them if it is a secondary method's. So the first task's verdict lands while the
 later tasks are still being tuned, and a run cut short leaves whole comparisons, not only studies.
+A variant cell (a lever against the tuned method, `report/variants.py`) goes after the claim's
+studies and before the secondary methods': every task's verdict first, then the levers on it.
 The studies run in their usual order (`tuning_budget.unfinished_studies`) and the cells in
 `cells.cells`' order; `jobs` items at a time, each in its own process.
 
@@ -20,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .cells import Cell, cells
+from .cells import VARIANT, Cell, cells
 from .protocols import Protocol
 from .run import WORK_DIR, clear_work, read_results, record_row, run_cell
 from .tuning_budget import run_study, study_state, unfinished_studies
@@ -43,10 +45,15 @@ def next_item(
     """What to start next: ("cell", Cell) or ("study", TuneConfig), taken out of `todo` / `studies`;
     None when nothing can start now (what is left waits for a running study, or nothing is left)."""
     ready = [cell for cell in todo if _ready(protocol, cell, finished)]
-    claim = [cell for cell in ready if cell.method not in protocol.secondary_methods]
+    variants = [cell for cell in ready if cell.kind.startswith(VARIANT)]
+    claim = [c for c in ready if c.method not in protocol.secondary_methods and c not in variants]
     if claim:
         todo.remove(claim[0])
         return "cell", claim[0]
+    claim_study_left = any(cfg.fixed.get("method") not in protocol.secondary_methods for cfg in studies)
+    if variants and not claim_study_left:
+        todo.remove(variants[0])
+        return "cell", variants[0]
     if studies:
         return "study", studies.pop(0)
     if ready:

@@ -37,6 +37,7 @@ from .study import (
     settings_lines,
     verdict_lines,
 )
+from .variants import variant_lines, variant_verdicts
 
 
 def _fmt(entry: dict[str, Any] | None) -> str:
@@ -210,6 +211,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     levers = kept_levers(protocol, rows)
     missing = [c.key for c in expected if c.key not in ok]
     checks = convergence_check(protocol, ok)
+    variants = variant_verdicts(protocol, ok)
     raw = {
         "protocol": asdict(protocol),
         "command": command,
@@ -223,6 +225,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
         "levers": levers,
         "final_settings": final_settings(protocol, rows),
         "convergence": convergence_summary(checks),
+        "variants": variants,
     }
     (folder / "results.json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
 
@@ -350,6 +353,7 @@ def render(protocol: Protocol, folder: Path, *, command: str = "", rendered_by: 
     if protocol.validation_split:
         lines += [""] + verdict_lines(table, protocol)
     lines += [""] + convergence_lines(protocol, checks)
+    lines += variant_lines(protocol, variants)
     lines += [
         "",
         "## Plots",

@@ -13,7 +13,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .cells import LONGER, Cell, cells, lever_cells, lever_settings, longer_settings
+from .cells import (
+    LONGER,
+    VARIANT,
+    Cell,
+    cells,
+    lever_cells,
+    lever_settings,
+    longer_settings,
+    variant_settings,
+)
 from .pipeline import run_pipeline
 from .protocols import RESULTS, Protocol
 from .run import WORK_DIR, clear_work, drop_cut_line, final_settings, read_results, record_row, run_cell
@@ -117,12 +126,16 @@ def cell_settings(
     tuned: dict[tuple[str, str], dict[str, Any]],
     final: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """A main or longer cell's TrainConfig fields: its study's best setting, the method's final
-    settings, and for a longer cell the longer training."""
-    if cell.kind not in ("main", LONGER):
-        return {}
+    """A main, longer or variant cell's TrainConfig fields: its study's best setting, the method's
+    final settings, and for a longer cell the longer training, for a variant its changes."""
     main = {**tuned.get((cell.task, cell.method), {}), **final.get(cell.method, {})}
-    return main if cell.kind == "main" else {**main, **longer_settings(protocol, cell)}
+    if cell.kind == "main":
+        return main
+    if cell.kind == LONGER:
+        return {**main, **longer_settings(protocol, cell)}
+    if cell.kind.startswith(VARIANT):
+        return {**main, **variant_settings(protocol, cell)}
+    return {}
 
 
 def _run_cells(todo, protocol, folder, jobs, log, *, bf16, data_dir, threads, settings) -> None:

@@ -76,6 +76,11 @@ class Protocol:
     lever_method: str = "p-tuning-v2"
     lever_tasks: tuple[str, ...] = ()
     lever_seeds: tuple[int, ...] = (0, 1)
+    # variants of the lever method's finished main cells (`report/variants.py`): name -> the settings
+    # changed, run on `variant_tasks` with each main cell's tuned setting and seed and judged against
+    # those cells; unlike `levers` they never change the main cells, so a study under way can add one
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variant_tasks: tuple[str, ...] = ()
     # the convergence check: the lever method's main cell again, first seed, trained `longer_factor`
     # times the task's epochs, on `longer_tasks` (run after the first seed's main cells)
     longer_tasks: tuple[str, ...] = ()
