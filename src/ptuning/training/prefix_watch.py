@@ -24,7 +24,9 @@ from transformers import TrainerCallback
 from ..core.prompts import PrefixEncoder, vocabulary_prefix
 
 # The prefix's keys or values (mean norm per head, in any prompted layer) at this many times the
-# backbone's own: the attention logits are that many times larger, and the softmax saturates.
+# backbone's own. Keys: the prefix's attention logits are that many times larger, and the softmax
+# saturates on the prefix. Values: even a small attention share on the prefix outweighs the
+# tokens' own values in what the layer passes on.
 OUTGROWN = 10.0
 # ... and grown at least this much in training: a prefix that starts that large (a random table on a
 # randomly initialised model, whose own keys are tiny; a large --init-std) was set so, not trained so
