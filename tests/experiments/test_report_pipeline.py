@@ -70,8 +70,8 @@ def test_each_claim_cell_starts_once_its_study_has_finished_before_the_later_stu
     protocol = _study()
     rows = run_protocol(protocol, tmp_path, log=lambda _: None)
     events = fake.events
-    # 2 tasks x 3 methods x 2 seeds, and the lever on each task's p-tuning-v2 cells
-    assert len(rows) == 2 * 3 * 2 + 2 * 2 and {row["status"] for row in rows} == {"ok"}
+    # 2 tasks x 3 methods x 2 seeds, and the lever on each task's p-tuning-v2 and fine-tune cells
+    assert len(rows) == 2 * 3 * 2 + 2 * 2 * 2 and {row["status"] for row in rows} == {"ok"}
     # the claim's studies task by task, each followed by its cells, the secondary method's last
     assert events[:3] == [
         "study rte-fine-tune",
@@ -95,9 +95,10 @@ def test_each_claim_cell_starts_once_its_study_has_finished_before_the_later_stu
     # the levers after every claim study and cell, before the secondary method's studies
     variants = [e for e in events if e.startswith("variant-")]
     assert variants == [
-        f"variant-separate-pairs/{task}/p-tuning-v2/P32/seed{seed}"
+        f"variant-separate-pairs/{task}/{method}/P{length}/seed{seed}"
         for seed in (0, 1)
         for task in ("mrpc", "rte")
+        for method, length in (("p-tuning-v2", 32), ("fine-tune", 16))
     ]
     assert events.index("study mrpc-p-tuning-v2") < events.index(variants[0])
     assert events.index(variants[-1]) < events.index("study rte-prompt-tuning")
@@ -126,7 +127,7 @@ def test_with_two_workers_a_study_and_another_studys_cells_run_side_by_side(tmp_
     monkeypatch.setattr(pipeline, "worker_pool", lambda jobs: ThreadPoolExecutor(max_workers=jobs))
     logs = []
     rows = run_protocol(_study(tasks=("rte",)), tmp_path, jobs=2, log=logs.append)
-    assert len(rows) == 3 * 2 + 2  # and the lever on the two p-tuning-v2 cells
+    assert len(rows) == 3 * 2 + 2 * 2  # and the lever on the p-tuning-v2 and fine-tune cells
     events = fake.events
     # both claim studies are started first (the order the workers begin in is the threads'); every
     # cell runs after its own study

@@ -113,9 +113,9 @@ def variant_cells(
     tasks: Iterable[str] | None = None,
     tuned: Mapping[tuple[str, str], dict[str, Any]] | None = None,
 ) -> list[Cell]:
-    """Each variant of the lever method's main cells, on each of `variant_tasks` the protocol runs,
-    first seed of every task first: the main cell's seed and prompt length, or the variant's where
-    it sets one."""
+    """Each variant of the main cells of `variant_methods`, on each of `variant_tasks` the protocol
+    runs, first seed of every task first (each method's beside the others'): the main cell's seed
+    and prompt length, or the variant's where it sets one."""
     wanted = set(tasks) if tasks else None
     settings = [
         setting_of(protocol, task) for task in variant_tasks(protocol) if wanted is None or task in wanted
@@ -125,14 +125,16 @@ def variant_cells(
         for setting in settings:
             if round_ >= len(setting.seeds):
                 continue
-            for name, changes in protocol.variants.items():
-                length = changes.get("prefix_len") or tuned_length(
-                    protocol, setting, protocol.lever_method, tuned
-                )
-                out.append(
-                    Cell(setting.task, protocol.lever_method, setting.seeds[round_], length, VARIANT + name)
-                )
+            for method in variant_methods(protocol):
+                for name, changes in protocol.variants.items():
+                    length = changes.get("prefix_len") or tuned_length(protocol, setting, method, tuned)
+                    out.append(Cell(setting.task, method, setting.seeds[round_], length, VARIANT + name))
     return out
+
+
+def variant_methods(protocol: Protocol) -> tuple[str, ...]:
+    """The methods whose main cells the variants change: the lever method first."""
+    return protocol.variant_methods or (protocol.lever_method,)
 
 
 def variant_tasks(protocol: Protocol) -> list[str]:

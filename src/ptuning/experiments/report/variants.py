@@ -1,11 +1,14 @@
-"""Levers measured against the tuned method: each variant of the lever method's finished main cells
-(`Protocol.variants`, the cells of `cells.variant_cells`) against those cells, seed by seed.
+"""Levers measured against the tuned methods: each variant of a method's finished main cells
+(`Protocol.variants` on `variant_methods`, the cells of `cells.variant_cells`) against those
+cells, seed by seed.
 
 A variant cell is the main cell (its task's tuned setting, prompt length and seed) with a few
-settings changed. Its verdict: the mean of the paired differences (variant minus main, same seed),
-kept only where it is positive and larger than the two sets' seed spreads combined, the rule the
-claim's gaps are judged by (`gaps._gap`). A variant never changes the main cells: where one is
-kept, the report says so and the defaults may follow; the study's cells stay as they ran.
+settings changed. Its verdict: the mean of the paired differences (variant minus main, same
+seed), kept only where it is positive and larger than the two sets' seed spreads combined, the
+rule the claim's gaps are judged by (`gaps._gap`). A variant never changes the main cells: where
+one is kept, the report says so and the defaults may follow; the study's cells stay as they ran.
+Fine-tune may take a lever too (`--pair-encoding separate` is not a prompt's): the gap between the
+methods is then also reported with the lever on both sides.
 """
 
 from __future__ import annotations
@@ -16,72 +19,74 @@ import statistics
 from typing import Any
 
 from .aggregate import _mean_std
-from .cells import VARIANT, variant_tasks
+from .cells import VARIANT, variant_methods, variant_tasks
 from .protocols import TASK_TITLES, Protocol
 
 
 def variant_verdicts(protocol: Protocol, ok: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (variant, task): the main and variant scores by seed (x100), the paired gain, the spread
-    and whether the variant is kept ("kept" is None until two seeds have both cells)."""
+    """Per (variant, method, task): the main and variant scores by seed (x100), the paired gain, the
+    spread and whether the variant is kept ("kept" is None until two seeds have both cells)."""
 
-    def scores(kind: str, task: str) -> dict[int, float]:
+    def scores(kind: str, method: str, task: str) -> dict[int, float]:
         return {
             r["seed"]: 100 * r["score"]
             for r in ok.values()
-            if r["kind"] == kind and r["task"] == task and r["method"] == protocol.lever_method
+            if r["kind"] == kind and r["task"] == task and r["method"] == method
         }
 
     out = []
     for name, changes in protocol.variants.items():
-        for task in variant_tasks(protocol):
-            main, variant = scores("main", task), scores(VARIANT + name, task)
-            paired = sorted(set(main) & set(variant))
-            gain = statistics.fmean(variant[s] - main[s] for s in paired) if paired else math.nan
-            spread = (
-                math.hypot(
-                    _mean_std([main[s] for s in paired])[1], _mean_std([variant[s] for s in paired])[1]
+        for method in variant_methods(protocol):
+            for task in variant_tasks(protocol):
+                main, variant = scores("main", method, task), scores(VARIANT + name, method, task)
+                paired = sorted(set(main) & set(variant))
+                gain = statistics.fmean(variant[s] - main[s] for s in paired) if paired else math.nan
+                spread = (
+                    math.hypot(
+                        _mean_std([main[s] for s in paired])[1], _mean_std([variant[s] for s in paired])[1]
+                    )
+                    if len(paired) > 1
+                    else math.nan
                 )
-                if len(paired) > 1
-                else math.nan
-            )
-            kept = None if len(paired) < 2 else bool(gain > 0 and gain > spread)
-            out.append(
-                {
-                    "variant": name,
-                    "changes": dict(changes),
-                    "task": task,
-                    "main": {s: main[s] for s in paired},
-                    "with_variant": {s: variant[s] for s in paired},
-                    "gain": gain,
-                    "spread": spread,
-                    "kept": kept,
-                }
-            )
+                out.append(
+                    {
+                        "variant": name,
+                        "changes": dict(changes),
+                        "method": method,
+                        "task": task,
+                        "main": {s: main[s] for s in paired},
+                        "with_variant": {s: variant[s] for s in paired},
+                        "gain": gain,
+                        "spread": spread,
+                        "kept": None if len(paired) < 2 else bool(gain > 0 and gain > spread),
+                    }
+                )
     return out
 
 
 def variant_lines(protocol: Protocol, verdicts: list[dict[str, Any]]) -> list[str]:
-    """The levers' table: per variant and task, the main cells, the variant's, the gain, the verdict."""
+    """The levers' table: per variant, method and task, the main cells, the variant's, the gain and
+    the verdict; then, where the lever method and fine-tune both ran a variant, the gap between them."""
     if not protocol.variants:
         return []
-    method = protocol.lever_method
     lines = [
-        f"## Levers against the tuned {method}",
+        "## Levers against the tuned methods",
         "",
-        f"Each lever is {method}'s main cell (the study's setting, the same seed, split and epochs) with "
+        "Each lever is a method's main cell (its study's setting, the same seed, split and epochs) with "
         "the settings named changed, scored on the dev set once like the main cells. Gain: the mean of "
         "the paired differences (lever minus main, seed by seed). A lever is kept only where the gain "
         "beats the two sets' seed spreads combined; a lever never changes the main cells. "
         + "; ".join(f"{name}: `{json.dumps(changes)}`" for name, changes in protocol.variants.items())
         + ".",
         "",
-        f"| lever | task | {method} seeds | with the lever | gain ± spread | verdict |",
-        "|---|---|---|---|---|---|",
+        "| lever | method | task | main cells | with the lever | gain ± spread | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:
         task = TASK_TITLES.get(v["task"], v["task"])
+        head = f"| {v['variant']} | {v['method']} | {task} |"
         if not v["main"]:
-            lines.append(f"| {v['variant']} | {task} | — | — | — | not run yet |")
+            lines.append(f"{head} — | — | — | not run yet |")
             continue
         main = ", ".join(f"{x:.1f}" for x in v["main"].values())
         with_variant = ", ".join(f"{x:.1f}" for x in v["with_variant"].values())
@@ -92,5 +97,27 @@ def variant_lines(protocol: Protocol, verdicts: list[dict[str, Any]]) -> list[st
             verdict = (
                 "**kept**" if v["kept"] else "not kept" + (" (inside the spread)" if v["gain"] > 0 else "")
             )
-        lines.append(f"| {v['variant']} | {task} | {main} | {with_variant} | {gain} | {verdict} |")
-    return lines + [""]
+        lines.append(f"{head} {main} | {with_variant} | {gain} | {verdict} |")
+    lines.append("")
+    return lines + _gap_lines(protocol, verdicts)
+
+
+def _gap_lines(protocol: Protocol, verdicts: list[dict[str, Any]]) -> list[str]:
+    """With each lever on both sides: the lever method minus fine-tune, over the seeds both ran."""
+    out = []
+    by = {(v["variant"], v["method"], v["task"]): v["with_variant"] for v in verdicts}
+    for name in protocol.variants:
+        for task in variant_tasks(protocol):
+            ours, theirs = by.get((name, protocol.lever_method, task)), by.get((name, "fine-tune", task))
+            if protocol.lever_method == "fine-tune" or ours is None or theirs is None:
+                continue
+            seeds = sorted(set(ours) & set(theirs))
+            if not seeds:
+                continue
+            a, b = [ours[s] for s in seeds], [theirs[s] for s in seeds]
+            out.append(
+                f"- {TASK_TITLES.get(task, task)}, both with {name}: {protocol.lever_method} "
+                f"{_mean_std(a)[0]:.1f} vs fine-tune {_mean_std(b)[0]:.1f} "
+                f"({_mean_std(a)[0] - _mean_std(b)[0]:+.1f}, {len(seeds)} seed(s))."
+            )
+    return out + [""] if out else []

@@ -81,6 +81,8 @@ class Protocol:
     # those cells; unlike `levers` they never change the main cells, so a study under way can add one
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     variant_tasks: tuple[str, ...] = ()
+    # the methods the variants change (each against its own main cells); () = (lever_method,)
+    variant_methods: tuple[str, ...] = ()
     # the convergence check: the lever method's main cell again, first seed, trained `longer_factor`
     # times the task's epochs, on `longer_tasks` (run after the first seed's main cells)
     longer_tasks: tuple[str, ...] = ()
