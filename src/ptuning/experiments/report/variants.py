@@ -109,7 +109,7 @@ def _gap_lines(protocol: Protocol, verdicts: list[dict[str, Any]]) -> list[str]:
     for name in protocol.variants:
         for task in variant_tasks(protocol):
             ours, theirs = by.get((name, protocol.lever_method, task)), by.get((name, "fine-tune", task))
-            if protocol.lever_method == "fine-tune" or ours is None or theirs is None:
+            if ours is None or theirs is None or ours is theirs:  # the same cells: no gap to tell
                 continue
             seeds = sorted(set(ours) & set(theirs))
             if not seeds:
