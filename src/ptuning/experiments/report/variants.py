@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from typing import Any
 
 from .aggregate import _mean_std
 from .cells import VARIANT, variant_methods, variant_tasks
+from .gaps import _gap
 from .protocols import TASK_TITLES, Protocol
 
 
@@ -40,14 +40,8 @@ def variant_verdicts(protocol: Protocol, ok: dict[str, dict[str, Any]]) -> list[
             for task in variant_tasks(protocol):
                 main, variant = scores("main", method, task), scores(VARIANT + name, method, task)
                 paired = sorted(set(main) & set(variant))
-                gain = statistics.fmean(variant[s] - main[s] for s in paired) if paired else math.nan
-                spread = (
-                    math.hypot(
-                        _mean_std([main[s] for s in paired])[1], _mean_std([variant[s] for s in paired])[1]
-                    )
-                    if len(paired) > 1
-                    else math.nan
-                )
+                # over the same seeds, the mean of the paired differences is the difference of means
+                gain, spread = _gap(_entry([variant[s] for s in paired]), _entry([main[s] for s in paired]))
                 out.append(
                     {
                         "variant": name,
@@ -57,11 +51,17 @@ def variant_verdicts(protocol: Protocol, ok: dict[str, dict[str, Any]]) -> list[
                         "main": {s: main[s] for s in paired},
                         "with_variant": {s: variant[s] for s in paired},
                         "gain": gain,
-                        "spread": spread,
+                        "spread": math.nan if spread is None else spread,
                         "kept": None if len(paired) < 2 else bool(gain > 0 and gain > spread),
                     }
                 )
     return out
+
+
+def _entry(scores: list[float]) -> dict[str, Any]:
+    """Scores as `gaps._gap` reads a method's results: mean, standard deviation, count."""
+    mean, std = _mean_std(scores)
+    return {"mean": mean, "std": std, "n": len(scores)}
 
 
 def variant_lines(protocol: Protocol, verdicts: list[dict[str, Any]]) -> list[str]:
@@ -114,10 +114,9 @@ def _gap_lines(protocol: Protocol, verdicts: list[dict[str, Any]]) -> list[str]:
             seeds = sorted(set(ours) & set(theirs))
             if not seeds:
                 continue
-            a, b = [ours[s] for s in seeds], [theirs[s] for s in seeds]
+            a, b = _entry([ours[s] for s in seeds])["mean"], _entry([theirs[s] for s in seeds])["mean"]
             out.append(
                 f"- {TASK_TITLES.get(task, task)}, both with {name}: {protocol.lever_method} "
-                f"{_mean_std(a)[0]:.1f} vs fine-tune {_mean_std(b)[0]:.1f} "
-                f"({_mean_std(a)[0] - _mean_std(b)[0]:+.1f}, {len(seeds)} seed(s))."
+                f"{a:.1f} vs fine-tune {b:.1f} ({a - b:+.1f}, {len(seeds)} seed(s))."
             )
     return out + [""] if out else []
