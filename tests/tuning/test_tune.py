@@ -609,7 +609,7 @@ def test_importances_are_the_same_each_time_and_in_the_plot(tmp_path, monkeypatc
     import matplotlib.pyplot as plt
     import optuna
 
-    from ptuning.tuning.results import IMPORTANCES_PNG, _plots, param_importances
+    from ptuning.tuning.results import IMPORTANCES_PNG, _importance_view, _plots, param_importances
     from ptuning.tuning.search import suggest
 
     space = parse_space("lr=3e-3:1e-1,prefix_projection=false,true,mlp_lr=3e-4:1e-2,prompt_dropout=0:0.3")
@@ -624,7 +624,7 @@ def test_importances_are_the_same_each_time_and_in_the_plot(tmp_path, monkeypatc
     assert param_importances(study)[0] == first
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)
-    written, notes = _plots(study, tmp_path, "accuracy")
+    written, notes = _plots(study, _importance_view(study), tmp_path, "accuracy")
     assert IMPORTANCES_PNG in written and (tmp_path / IMPORTANCES_PNG).is_file() and not notes
     axes = figures[-1].axes[0]
     drawn = {

@@ -70,8 +70,9 @@ def write_results(study: optuna.Study, cfg: TuneConfig) -> dict[str, Any]:
         )
     else:
         summary["notes"].append("no trial completed: no best_config.json")
-    summary["importances"], summary["importances_note"] = param_importances(study)
-    summary["plots"], plot_notes = _plots(study, out, summary.get("metric") or "value")
+    view = _importance_view(study)  # one view for the numbers and the plot
+    summary["importances"], summary["importances_note"] = _importances(*view)
+    summary["plots"], plot_notes = _plots(study, view, out, summary.get("metric") or "value")
     summary["notes"].extend(plot_notes)
     for note in summary["notes"]:
         print(f"note: {note}")
@@ -82,7 +83,10 @@ def write_results(study: optuna.Study, cfg: TuneConfig) -> dict[str, Any]:
 def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | None]:
     """Optuna's parameter importances (PED-ANOVA over the complete trials; they sum to 1), or None
     and why not: too few complete trials, or parameters that never varied."""
-    view, note = _importance_view(study)
+    return _importances(*_importance_view(study))
+
+
+def _importances(view: optuna.Study | None, note: str | None) -> tuple[dict[str, float] | None, str | None]:
     if view is None:
         return None, note
     with warnings.catch_warnings():
@@ -135,9 +139,11 @@ def _one_rate(study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> 
     return merged
 
 
-def _plots(study: optuna.Study, out: Path, metric: str) -> tuple[list[str], list[str]]:
-    """optimization_history.png of every trial, and param_importances.png of the same view and
-    evaluator as `param_importances`; the names written and why any was not."""
+def _plots(
+    study: optuna.Study, importance_view: tuple[optuna.Study | None, str | None], out: Path, metric: str
+) -> tuple[list[str], list[str]]:
+    """optimization_history.png of every trial, and param_importances.png of `importance_view` (the
+    view and evaluator of `param_importances`); the names written and why any was not."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,7 +153,7 @@ def _plots(study: optuna.Study, out: Path, metric: str) -> tuple[list[str], list
     written, notes = [], []
     target = f"dev {metric}"
     plots = [(HISTORY_PNG, lambda: optuna_plots.plot_optimization_history(study, target_name=target))]
-    view, note = _importance_view(study)
+    view, note = importance_view
     if view is None:
         notes.append(note)
     else:
